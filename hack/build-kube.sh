@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver and kube-controller-manager 1.20.2 from Debian's
+# `kubernetes` source package into $BERTH_CACHE/kubernetes-1.20.2/bin/.
+#
+#   hack/build-kube.sh          build unless the cache holds a finished build
+#   hack/build-kube.sh --force  rebuild
+#   BERTH_KUBE_BIN_DIR=DIR      use DIR/kube-apiserver and DIR/kube-controller-manager, build nothing
+#
+# Prints the directory holding the binaries on stdout (last line).
+set -euo pipefail
+# shellcheck source=hack/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+KUBE_BIN_DIR="$KUBE_CACHE_DIR/bin"
+# Written only after both binaries are built and copied: its presence is what
+# "the cache is usable" means (a killed build leaves no marker).
+MARKER="$KUBE_CACHE_DIR/bin/.build-complete"
+DEB_SRC_LIST=/etc/apt/sources.list.d/berth-bookworm-src.sources
+REFLECT2_SRC=/usr/share/gocode/src/github.com/modern-go/reflect2
+
+force=0
+[[ "${1:-}" == "--force" ]] && force=1
+
+if [[ -n "${BERTH_KUBE_BIN_DIR:-}" ]]; then
+	for b in kube-apiserver kube-controller-manager; do
+		[[ -x "$BERTH_KUBE_BIN_DIR/$b" ]] || die "BERTH_KUBE_BIN_DIR=$BERTH_KUBE_BIN_DIR has no executable $b"
+	done
+	log "using Kubernetes binaries from BERTH_KUBE_BIN_DIR=$BERTH_KUBE_BIN_DIR (nothing built)"
+	echo "$BERTH_KUBE_BIN_DIR"
+	exit 0
+fi
+
+if ((force == 0)) && [[ -f "$MARKER" && -x "$KUBE_BIN_DIR/kube-apiserver" && -x "$KUBE_BIN_DIR/kube-controller-manager" ]]; then
+	log "Kubernetes $KUBE_VERSION binaries cached in $KUBE_BIN_DIR ($(<"$MARKER"))"
+	echo "$KUBE_BIN_DIR"
+	exit 0
+fi
+
+require_root
+start=$SECONDS
+
+# --- toolchain and sources ----------------------------------------------------
+# No Debian binary package ships kube-apiserver; the source package is the whole
+# upstream tree with vendor/. Go 1.19 is the newest Debian Go this tree builds with.
+apt_install golang-1.19-go rsync make dpkg-dev golang-github-modern-go-reflect2-dev
+[[ -d "$REFLECT2_SRC" ]] || die "golang-github-modern-go-reflect2-dev installed but $REFLECT2_SRC is missing"
+
+if [[ ! -f "$DEB_SRC_LIST" ]] && ! grep -rqsE '^(Types: *deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+	log "adding a deb-src entry for bookworm ($DEB_SRC_LIST)"
+	cat >"$DEB_SRC_LIST" <<-'EOF'
+		# Added by berth hack/build-kube.sh: source packages, to build kube-apiserver.
+		Types: deb-src
+		URIs: http://deb.debian.org/debian
+		Suites: bookworm
+		Components: main
+		Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+	EOF
+	apt-get update -qq >/tmp/berth-apt.log 2>&1 || die "apt-get update failed after adding $DEB_SRC_LIST (see /tmp/berth-apt.log)"
+fi
+
+dl="$KUBE_CACHE_DIR/download"
+mkdir -p "$dl"
+if ! compgen -G "$dl/kubernetes_*.dsc" >/dev/null; then
+	log "downloading Debian source package 'kubernetes' into $dl"
+	(cd "$dl" && apt-get source -qq --download-only kubernetes >/tmp/berth-apt-source.log 2>&1) ||
+		die "apt-get source --download-only kubernetes failed (see /tmp/berth-apt-source.log)"
+fi
+dsc="$(compgen -G "$dl/kubernetes_*.dsc" | head -n1)"
+
+src="$KUBE_CACHE_DIR/src"
+rm -rf "$src"
+log "unpacking $(basename "$dsc")"
+dpkg-source --no-check -x "$dsc" "$src" >/dev/null 2>&1 || die "dpkg-source -x $dsc failed"
+
+# The vendored reflect2 1.0.1 reads Go runtime internals that changed in Go 1.18:
+# the built apiserver SIGSEGVs on the first CRD request. Debian's 1.0.2 is fixed.
+log "replacing vendored github.com/modern-go/reflect2 with Debian's 1.0.2"
+rm -rf "$src/vendor/github.com/modern-go/reflect2"
+cp -a "$REFLECT2_SRC" "$src/vendor/github.com/modern-go/reflect2"
+rm -f "$src/vendor/github.com/modern-go/reflect2/go.mod" "$src/vendor/github.com/modern-go/reflect2/go.sum"
+
+# --- build ----------------------------------------------------------------------
+# The tree's own Makefile runs code generation first and sets up a GOPATH under
+# _output (GOPATH mode); a plain `go build` does not work for this tree. There is
+# no .git in a source package, so the version is given explicitly.
+log "building kube-apiserver and kube-controller-manager (several minutes; log: $KUBE_CACHE_DIR/build.log)"
+if ! (
+	cd "$src"
+	export PATH="/usr/lib/go-1.19/bin:$PATH" GOFLAGS= GO111MODULE=off GOCACHE="$KUBE_CACHE_DIR/gocache"
+	export KUBE_GIT_VERSION="v$KUBE_VERSION" KUBE_GIT_TREE_STATE=clean KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20
+	make WHAT="cmd/kube-apiserver cmd/kube-controller-manager"
+) >"$KUBE_CACHE_DIR/build.log" 2>&1; then
+	tail -n 20 "$KUBE_CACHE_DIR/build.log" >&2
+	die "Kubernetes build failed (log: $KUBE_CACHE_DIR/build.log)"
+fi
+
+mkdir -p "$KUBE_BIN_DIR"
+rm -f "$MARKER"
+for b in kube-apiserver kube-controller-manager; do
+	built="$(find "$src/_output" -type f -name "$b" -perm -u+x | head -n1)"
+	[[ -n "$built" ]] || die "build finished but $b is not under $src/_output (log: $KUBE_CACHE_DIR/build.log)"
+	install -m 0755 "$built" "$KUBE_BIN_DIR/$b"
+done
+elapsed=$((SECONDS - start))
+echo "v$KUBE_VERSION from $(basename "$dsc"), built $(date -u +%FT%TZ) in ${elapsed}s" >"$MARKER"
+# The unpacked tree and its _output are large and no longer needed; the
+# downloaded source package and the Go build cache stay for a faster rebuild.
+rm -rf "$src"
+log "built Kubernetes $KUBE_VERSION in ${elapsed}s -> $KUBE_BIN_DIR"
+echo "$KUBE_BIN_DIR"
