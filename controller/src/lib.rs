@@ -1,0 +1,3 @@
+//! Berth's controller: image import, triggers, workloads and their rollouts.
+
+pub mod registry;

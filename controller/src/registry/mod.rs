@@ -1,0 +1,1 @@
+//! Resolving image references to digests against registries.
