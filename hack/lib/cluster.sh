@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # constants used by the scripts that source this file
 # The local cluster's topology and file layout: one place that says which
 # address, port, path and name everything has. up/down/status/smoke read it.
 

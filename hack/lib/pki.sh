@@ -45,7 +45,7 @@ pki_control_plane() {
 	pki_ca
 	pki_cert apiserver kube-apiserver "" serverAuth \
 		"IP:127.0.0.1,IP:$BRIDGE_IP,IP:$FIRST_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
-	pki_cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters clientAuth ""
+	pki_cert apiserver-kubelet-client kube-apiserver-kubelet-client "" clientAuth ""
 	# Service-account tokens are signed RS256: RSA is what every client expects there.
 	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI_DIR/sa.key" 2>/dev/null
 	chmod 0600 "$PKI_DIR/sa.key"

@@ -1,0 +1,81 @@
+# shellcheck shell=bash
+# ============================================================================
+# BERTH COMPONENTS HOOK: how the local cluster starts Berth's own binaries.
+# Adjust here (environment, flags) as the controller and agent evolve; up.sh
+# only calls berth_start_all and down.sh berth_stop_all.
+# ============================================================================
+
+berth_controller_bin() { echo "$BERTH_BIN_DIR/berth-controller"; }
+berth_agent_bin() { echo "$BERTH_BIN_DIR/berth-agent"; }
+
+# berth_start_controller: in the root namespace; the registry's notifications
+# arrive at its webhook on 127.0.0.1:8085.
+berth_start_controller() {
+	local bin
+	bin="$(berth_controller_bin)"
+	if [[ ! -x "$bin" ]]; then
+		log "skipping berth-controller: $bin not built (cargo build, or set BERTH_BIN_DIR)"
+		return 0
+	fi
+	port_free "${WEBHOOK_ADDR%:*}" "${WEBHOOK_ADDR##*:}"
+	start_bg berth-controller "$LOG_DIR/berth-controller.log" env \
+		KUBECONFIG="$CONTROLLER_KUBECONFIG" \
+		BERTH_WEBHOOK_ADDR="$WEBHOOK_ADDR" \
+		BERTH_WEBHOOK_TOKEN_FILE="$WEBHOOK_TOKEN_FILE" \
+		RUST_LOG="${RUST_LOG:-info}" \
+		"$bin"
+	log "started berth-controller (log: $LOG_DIR/berth-controller.log)"
+}
+
+# berth_start_agent NODE: inside the host's network namespace, with its own
+# identity, CRI socket, pod CIDR and serving cert for :10250 (logs).
+berth_start_agent() {
+	local node="$1" bin dir
+	bin="$(berth_agent_bin)"
+	dir="$(node_dir "$node")"
+	start_bg "berth-agent-$node" "$dir/agent.log" \
+		nsenter --net="/run/netns/$(node_netns "$node")" -- env \
+		KUBECONFIG="$dir/kubeconfig" \
+		BERTH_NODE_NAME="$node" \
+		BERTH_NODE_IP="$(node_ip "$node")" \
+		BERTH_CRI_ENDPOINT="unix://$(node_sock "$node")" \
+		BERTH_POD_CIDR="$(node_pod_cidr "$node")" \
+		BERTH_TLS_CERT="$PKI_DIR/node-$node.crt" \
+		BERTH_TLS_KEY="$PKI_DIR/node-$node.key" \
+		BERTH_POD_LOG_DIR="$dir/logs" \
+		RUST_LOG="${RUST_LOG:-info}" \
+		"$bin"
+}
+
+berth_start_agents() {
+	local node bin
+	bin="$(berth_agent_bin)"
+	if [[ ! -x "$bin" ]]; then
+		log "skipping berth-agent: $bin not built (cargo build, or set BERTH_BIN_DIR)"
+		return 0
+	fi
+	for node in "$@"; do berth_start_agent "$node"; done
+	log "started berth-agent on $* (logs: $NODES_DIR/<node>/agent.log)"
+}
+
+berth_start_all() {
+	[[ "${BERTH_NO_COMPONENTS:-0}" == 1 ]] && {
+		log "BERTH_NO_COMPONENTS=1: not starting berth-controller and berth-agent"
+		return 0
+	}
+	berth_start_controller
+	berth_start_agents "$@"
+}
+
+berth_stop_all() {
+	local node
+	for node in "$@"; do stop_named "berth-agent-$node" 10; done
+	stop_named berth-controller 10
+}
+
+# berth_component_names NODE...: pid-file names of the Berth processes (for status).
+berth_component_names() {
+	local node
+	echo berth-controller
+	for node in "$@"; do echo "berth-agent-$node"; done
+}

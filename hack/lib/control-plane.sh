@@ -1,0 +1,136 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # constants used by the scripts that source this file
+# etcd, kube-apiserver, kube-controller-manager and the registry: how each is
+# started, how its health is asked, where it logs. All run in the root namespace.
+
+# Controllers of kube-controller-manager that the local cluster runs; override
+# with BERTH_KCM_CONTROLLERS. No deployment/replicaset controllers: Berth runs
+# its own workloads and nothing schedules pods for them here.
+KCM_CONTROLLERS="${BERTH_KCM_CONTROLLERS:-garbagecollector,namespace,serviceaccount,serviceaccount-token,nodelifecycle}"
+
+# Components in start order. status/down iterate over this.
+CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager registry)
+
+component_log() { echo "$LOG_DIR/$1.log"; }
+
+etcd_start() {
+	start_bg etcd "$(component_log etcd)" etcd --name berth \
+		--data-dir "$BERTH_STATE/etcd" \
+		--listen-client-urls "$ETCD_CLIENT_URL" --advertise-client-urls "$ETCD_CLIENT_URL" \
+		--listen-peer-urls "$ETCD_PEER_URL" --initial-advertise-peer-urls "$ETCD_PEER_URL" \
+		--initial-cluster "berth=$ETCD_PEER_URL" --initial-cluster-state new \
+		--log-level warn --logger zap
+}
+etcd_healthy() { curl -fsS --max-time 2 "$ETCD_CLIENT_URL/health" | grep -q '"health":"true"'; }
+
+# apiserver_start KUBE_BIN_DIR
+apiserver_start() {
+	local pki="$PKI_DIR"
+	start_bg kube-apiserver "$(component_log kube-apiserver)" "$1/kube-apiserver" \
+		--bind-address="$BRIDGE_IP" --advertise-address="$BRIDGE_IP" --secure-port="$APISERVER_PORT" \
+		--insecure-port=0 \
+		--etcd-servers="$ETCD_CLIENT_URL" \
+		--cert-dir="$BERTH_STATE/apiserver" \
+		--tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+		--client-ca-file="$pki/ca.crt" \
+		--token-auth-file="$TOKEN_FILE" \
+		--authorization-mode=RBAC \
+		--service-account-key-file="$pki/sa.pub" \
+		--service-account-signing-key-file="$pki/sa.key" \
+		--service-account-issuer=https://kubernetes.default.svc \
+		--api-audiences=https://kubernetes.default.svc \
+		--service-cluster-ip-range="$SERVICE_CIDR" \
+		--kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+		--kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+		--kubelet-certificate-authority="$pki/ca.crt" \
+		--kubelet-preferred-address-types=InternalIP \
+		--kubelet-port="$AGENT_PORT" \
+		--allow-privileged=true \
+		--profiling=false \
+		--v=1
+}
+# /readyz needs no credentials in 1.20 (system:public-info-viewer).
+apiserver_healthy() {
+	curl -fsS --max-time 2 --cacert "$PKI_DIR/ca.crt" "$APISERVER_URL/readyz" | grep -q '^ok'
+}
+
+# kcm_start KUBE_BIN_DIR
+kcm_start() {
+	start_bg kube-controller-manager "$(component_log kube-controller-manager)" "$1/kube-controller-manager" \
+		--kubeconfig="$KCM_KUBECONFIG" \
+		--authentication-kubeconfig="$KCM_KUBECONFIG" --authorization-kubeconfig="$KCM_KUBECONFIG" \
+		--bind-address=127.0.0.1 --secure-port="$KCM_PORT" --port=0 \
+		--cert-dir="$BERTH_STATE/kube-controller-manager" \
+		--controllers="$KCM_CONTROLLERS" \
+		--use-service-account-credentials=true \
+		--service-account-private-key-file="$PKI_DIR/sa.key" \
+		--root-ca-file="$PKI_DIR/ca.crt" \
+		--service-cluster-ip-range="$SERVICE_CIDR" \
+		--leader-elect=false \
+		--v=1
+}
+kcm_healthy() { curl -fsSk --max-time 2 "https://127.0.0.1:$KCM_PORT/healthz" | grep -q '^ok'; }
+
+# registry_config: CNCF distribution 2.8. Pushes of manifests are POSTed to the
+# Berth controller's webhook. While nothing listens there the registry keeps the
+# events in an in-memory queue and retries them with back-off; pushes and pulls
+# are not held up by it. Pulls and blob events are not sent at all (containerd
+# pulls would otherwise flood the queue). Log level warn: at info the registry
+# logs the endpoint's headers, i.e. the webhook token, at start. Its access log
+# (one line per request) is written regardless of the level.
+registry_config() {
+	local token
+	token="$(webhook_token)"
+	mkdir -p "$BERTH_STATE/registry/data"
+	cat >"$BERTH_STATE/registry/config.yml" <<-EOF
+		version: 0.1
+		log:
+		  level: warn
+		  formatter: text
+		storage:
+		  filesystem:
+		    rootdirectory: $BERTH_STATE/registry/data
+		  delete:
+		    enabled: true
+		  maintenance:
+		    uploadpurging:
+		      enabled: false
+		http:
+		  addr: $REGISTRY
+		  headers:
+		    X-Content-Type-Options: [nosniff]
+		notifications:
+		  events:
+		    includereferences: true
+		  endpoints:
+		    - name: berth-controller
+		      url: http://$WEBHOOK_ADDR/registry/notifications
+		      headers:
+		        Authorization: [Bearer $token]
+		      timeout: 2s
+		      threshold: 3
+		      backoff: 5s
+		      ignoredmediatypes:
+		        - application/octet-stream
+		      ignore:
+		        actions:
+		          - pull
+	EOF
+	chmod 0600 "$BERTH_STATE/registry/config.yml"
+}
+registry_start() {
+	registry_config
+	start_bg registry "$(component_log registry)" docker-registry serve "$BERTH_STATE/registry/config.yml"
+}
+registry_healthy() { curl -fsS --max-time 2 -o /dev/null "http://$REGISTRY/v2/"; }
+
+# component_healthy NAME: the health probe of a control-plane component.
+component_healthy() {
+	case "$1" in
+	etcd) etcd_healthy ;;
+	kube-apiserver) apiserver_healthy ;;
+	kube-controller-manager) kcm_healthy ;;
+	registry) registry_healthy ;;
+	*) return 1 ;;
+	esac
+}

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Brings up a local Berth cluster on this machine:
+#   etcd + kube-apiserver + kube-controller-manager (built from Debian's source
+#   package), a registry on 10.213.0.1:5000, and N hosts (network namespaces
+#   berth-1..N), each with its own containerd; then Berth's controller and agents
+#   if they are built.
+#
+#   hack/up.sh [--nodes N]     (default 3)
+#
+# State: ${BERTH_STATE:-~/.berth/local}; source $BERTH_STATE/env afterwards.
+# Running it again on a running cluster reports it and exits 0; after a killed
+# or failed run it cleans up (hack/down.sh) and starts fresh.
+# BERTH_KEEP_ON_FAILURE=1 leaves a failed cluster as it is, for debugging.
+set -euo pipefail
+HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/lib/load.sh
+source "$HACK/lib/load.sh"
+
+NODES=3
+while (($#)); do
+	case "$1" in
+	--nodes) NODES="${2:?--nodes needs a number}" && shift 2 ;;
+	--nodes=*) NODES="${1#--nodes=}" && shift ;;
+	-h | --help) sed -n '2,14p' "$0" && exit 0 ;;
+	*) die "unknown argument '$1' (usage: hack/up.sh [--nodes N])" ;;
+	esac
+done
+if ! [[ "$NODES" =~ ^[0-9]+$ ]] || ((NODES < 1 || NODES > MAX_NODES)); then
+	die "--nodes must be 1..$MAX_NODES, got '$NODES'"
+fi
+NODE_NAMES=()
+for ((i = 1; i <= NODES; i++)); do NODE_NAMES+=("$(node_name "$i")"); done
+
+# cluster_healthy: every recorded component alive and answering.
+cluster_healthy() {
+	local c node
+	[[ -f "$UP_DONE" ]] || return 1
+	for c in "${CONTROL_PLANE[@]}"; do
+		pid_alive "$c" && component_healthy "$c" || return 1
+	done
+	for node in $(cluster_nodes); do
+		pid_alive "containerd-$node" && containerd_healthy "$node" || return 1
+	done
+}
+
+# leftovers: anything a previous (killed, failed) run may have left.
+leftovers() {
+	[[ -d "$BERTH_STATE/pids" ]] && compgen -G "$BERTH_STATE/pids/*.pid" >/dev/null && return 0
+	[[ -n "$(net_known_hosts)" ]] && return 0
+	ip link show "$BRIDGE" >/dev/null 2>&1
+}
+
+print_next_steps() {
+	cat <<-EOF
+
+		Berth local cluster is up: $(cluster_nodes | wc -l) hosts ($(cluster_nodes | tr '\n' ' ')), API $APISERVER_URL, registry $REGISTRY
+		Next:
+		  source $ENV_FILE            # KUBECONFIG, BERTH_REGISTRY, BERTH_NODES, ...
+		  kubectl get nodes,ns
+		  hack/images.sh push-demo v3       # a new demo image version
+		  hack/status.sh                    # what runs, what answers
+		  hack/down.sh                      # stop everything (--purge also removes $BERTH_STATE)
+		Logs: $LOG_DIR/, $NODES_DIR/<node>/{containerd,agent}.log
+	EOF
+}
+
+require_root
+"$HACK/deps.sh" || die "installing dependencies failed (hack/deps.sh)"
+
+if cluster_healthy; then
+	running="$(cluster_nodes | wc -l)"
+	if ((running != NODES)); then
+		die "a cluster with $running nodes is already running (asked for $NODES): run hack/down.sh first"
+	fi
+	log "cluster already running ($running nodes); nothing to do"
+	print_next_steps
+	exit 0
+fi
+if leftovers; then
+	log "found a stopped or partial cluster in $BERTH_STATE: cleaning it up first"
+	"$HACK/down.sh" --purge
+fi
+
+started=$SECONDS
+KUBE_BIN="$("$HACK/build-kube.sh" | tail -n1)"
+
+# Ports: one clear line if something else holds one.
+port_free 127.0.0.1 "${ETCD_CLIENT_URL##*:}"
+port_free 127.0.0.1 "${ETCD_PEER_URL##*:}"
+port_free "$BRIDGE_IP" "$APISERVER_PORT"
+port_free "$BRIDGE_IP" "${REGISTRY##*:}"
+port_free 127.0.0.1 "$KCM_PORT"
+
+# From here on a failure tears down what was started (logs stay for reading).
+on_exit() {
+	local rc=$?
+	((rc == 0)) && return 0
+	trap - EXIT
+	if [[ "${BERTH_KEEP_ON_FAILURE:-0}" == 1 ]]; then
+		echo "up failed (exit $rc); BERTH_KEEP_ON_FAILURE=1: leaving it as it is. Logs: $LOG_DIR" >&2
+	else
+		echo "up failed (exit $rc): tearing down what it started; logs kept in $LOG_DIR and $NODES_DIR/*/" >&2
+		"$HACK/down.sh" >&2 || true
+	fi
+	exit "$rc"
+}
+trap on_exit EXIT
+
+rm -rf "$BERTH_STATE"
+mkdir -p "$BERTH_STATE" "$LOG_DIR" "$NODES_DIR" "$BERTH_STATE/pids"
+printf '%s\n' "${NODE_NAMES[@]}" >"$NODES_LIST"
+
+log "certificates, tokens and kubeconfigs"
+pki_control_plane
+tokens_write "${NODE_NAMES[@]}"
+kubeconfig_write "$ADMIN_KUBECONFIG" admin admin
+kubeconfig_write "$CONTROLLER_KUBECONFIG" berth-controller berth-controller
+kubeconfig_write "$KCM_KUBECONFIG" kube-controller-manager system:kube-controller-manager
+for node in "${NODE_NAMES[@]}"; do
+	pki_node "$node"
+	kubeconfig_write "$(node_dir "$node")/kubeconfig" "agent-$node" "berth-agent:$node"
+done
+webhook_token >/dev/null
+
+log "network: bridge $BRIDGE ($BRIDGE_IP), hosts ${NODE_NAMES[*]}"
+net_bridge_up
+for node in "${NODE_NAMES[@]}"; do net_host_up "$node"; done
+net_pod_routes "${NODE_NAMES[@]}"
+
+log "starting etcd, registry and ${#NODE_NAMES[@]} containerd"
+etcd_start
+registry_start
+for node in "${NODE_NAMES[@]}"; do
+	containerd_config "$node"
+	containerd_start "$node"
+done
+
+wait_for etcd 30 "$(component_log etcd)" etcd_healthy
+apiserver_start "$KUBE_BIN"
+wait_for "registry ($REGISTRY/v2/)" 30 "$(component_log registry)" registry_healthy
+log "pushing images to $REGISTRY"
+BERTH_REGISTRY="$REGISTRY" "$HACK/images.sh" all
+wait_for "kube-apiserver ($APISERVER_URL/readyz)" 90 "$(component_log kube-apiserver)" apiserver_healthy
+kcm_start "$KUBE_BIN"
+for node in "${NODE_NAMES[@]}"; do
+	wait_for "containerd of $node ($(node_sock "$node"))" 30 "$(node_dir "$node")/containerd.log" containerd_healthy "$node"
+done
+
+# Nothing Berth-specific is applied but the CRDs and the local RBAC bindings.
+shopt -s nullglob
+crd_files=("$BERTH_REPO"/crds/*.yaml)
+shopt -u nullglob
+if ((${#crd_files[@]})); then
+	log "applying ${#crd_files[@]} CRD file(s) from crds/"
+	for f in "${crd_files[@]}"; do kc apply -f "$f" >/dev/null; done
+	kc wait --for condition=established --timeout=60s crd --all >/dev/null
+fi
+if [[ -f "$BERTH_REPO/manifests/rbac-local.yaml" ]]; then
+	log "applying manifests/rbac-local.yaml"
+	kc apply -f "$BERTH_REPO/manifests/rbac-local.yaml" >/dev/null
+fi
+wait_for "kube-controller-manager (https://127.0.0.1:$KCM_PORT/healthz)" 60 "$(component_log kube-controller-manager)" kcm_healthy
+
+berth_start_all "${NODE_NAMES[@]}"
+
+env_write "${NODE_NAMES[@]}"
+date -u +%FT%TZ >"$UP_DONE"
+trap - EXIT
+log "cluster up in $((SECONDS - started))s"
+print_next_steps
