@@ -67,8 +67,12 @@ if ! compgen -G "$dl/kubernetes_*.dsc" >/dev/null; then
 fi
 dsc="$(compgen -G "$dl/kubernetes_*.dsc" | head -n1)"
 
-src="$KUBE_CACHE_DIR/src"
-rm -rf "$src"
+# dpkg-source -x also copies the orig tarball next to the tree: unpack into a
+# scratch dir that goes away as a whole after the build.
+work="$KUBE_CACHE_DIR/build"
+src="$work/src"
+rm -rf "$work" "$KUBE_CACHE_DIR"/kubernetes_*.orig.tar.*
+mkdir -p "$work"
 log "unpacking $(basename "$dsc")"
 dpkg-source --no-check -x "$dsc" "$src" >/dev/null 2>&1 || die "dpkg-source -x $dsc failed"
 
@@ -86,7 +90,7 @@ rm -f "$src/vendor/github.com/modern-go/reflect2/go.mod" "$src/vendor/github.com
 log "building kube-apiserver and kube-controller-manager (several minutes; log: $KUBE_CACHE_DIR/build.log)"
 if ! (
 	cd "$src"
-	export PATH="/usr/lib/go-1.19/bin:$PATH" GOFLAGS= GO111MODULE=off GOCACHE="$KUBE_CACHE_DIR/gocache"
+	export PATH="/usr/lib/go-1.19/bin:$PATH" GOFLAGS='' GO111MODULE=off
 	export KUBE_GIT_VERSION="v$KUBE_VERSION" KUBE_GIT_TREE_STATE=clean KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20
 	make WHAT="cmd/kube-apiserver cmd/kube-controller-manager"
 ) >"$KUBE_CACHE_DIR/build.log" 2>&1; then
@@ -103,8 +107,8 @@ for b in kube-apiserver kube-controller-manager; do
 done
 elapsed=$((SECONDS - start))
 echo "v$KUBE_VERSION from $(basename "$dsc"), built $(date -u +%FT%TZ) in ${elapsed}s" >"$MARKER"
-# The unpacked tree and its _output are large and no longer needed; the
-# downloaded source package and the Go build cache stay for a faster rebuild.
-rm -rf "$src"
+# The unpacked tree and its _output (Go build cache included) are large and no
+# longer needed; the downloaded source package stays for a rebuild.
+rm -rf "$work"
 log "built Kubernetes $KUBE_VERSION in ${elapsed}s -> $KUBE_BIN_DIR"
 echo "$KUBE_BIN_DIR"

@@ -31,18 +31,6 @@ fi
 NODE_NAMES=()
 for ((i = 1; i <= NODES; i++)); do NODE_NAMES+=("$(node_name "$i")"); done
 
-# cluster_healthy: every recorded component alive and answering.
-cluster_healthy() {
-	local c node
-	[[ -f "$UP_DONE" ]] || return 1
-	for c in "${CONTROL_PLANE[@]}"; do
-		pid_alive "$c" && component_healthy "$c" || return 1
-	done
-	for node in $(cluster_nodes); do
-		pid_alive "containerd-$node" && containerd_healthy "$node" || return 1
-	done
-}
-
 # leftovers: anything a previous (killed, failed) run may have left.
 leftovers() {
 	[[ -d "$BERTH_STATE/pids" ]] && compgen -G "$BERTH_STATE/pids/*.pid" >/dev/null && return 0
@@ -53,7 +41,7 @@ leftovers() {
 print_next_steps() {
 	cat <<-EOF
 
-		Berth local cluster is up: $(cluster_nodes | wc -l) hosts ($(cluster_nodes | tr '\n' ' ')), API $APISERVER_URL, registry $REGISTRY
+		Berth local cluster is up: $(cluster_nodes | wc -l) hosts ($(cluster_nodes | paste -sd' ')), API $APISERVER_URL, registry $REGISTRY
 		Next:
 		  source $ENV_FILE            # KUBECONFIG, BERTH_REGISTRY, BERTH_NODES, ...
 		  kubectl get nodes,ns

@@ -65,6 +65,21 @@ berth_start_all() {
 	}
 	berth_start_controller
 	berth_start_agents "$@"
+	berth_check_alive "$@"
+}
+
+# berth_check_alive NODE...: a Berth binary that exits at once (not written
+# yet, or failing) is reported with its log, but does not fail the cluster.
+berth_check_alive() {
+	local name log node
+	sleep 1
+	for name in $(berth_component_names "$@"); do
+		[[ -f "$(pid_file "$name")" ]] || continue
+		pid_alive "$name" && continue
+		node="${name#berth-agent-}"
+		if [[ "$name" == berth-controller ]]; then log="$LOG_DIR/berth-controller.log"; else log="$(node_dir "$node")/agent.log"; fi
+		warn "$name exited right after start (log: $log): $(tail -n 3 "$log" 2>/dev/null | tr '\n' ' ')"
+	done
 }
 
 berth_stop_all() {

@@ -66,3 +66,17 @@ in_netns() {
 	shift
 	nsenter --net="/run/netns/$ns" -- "$@"
 }
+
+# cluster_healthy: up finished and every component it must run (control plane,
+# each host's containerd) is alive and answering. Berth's own binaries are
+# optional here: they may not be written yet.
+cluster_healthy() {
+	local c node
+	[[ -f "$UP_DONE" ]] || return 1
+	for c in "${CONTROL_PLANE[@]}"; do
+		pid_alive "$c" && component_healthy "$c" || return 1
+	done
+	for node in $(cluster_nodes); do
+		pid_alive "containerd-$node" && containerd_healthy "$node" || return 1
+	done
+}
