@@ -46,7 +46,11 @@ pub const REVISION_LABEL: &str = "berth.dev/revision";
     printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.replicas"),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
     printcolumn(name = "Updated", type_ = "integer", json_path = ".status.updatedReplicas"),
-    printcolumn(name = "Available", type_ = "integer", json_path = ".status.availableReplicas"),
+    printcolumn(
+        name = "Available",
+        type_ = "integer",
+        json_path = ".status.availableReplicas"
+    ),
     printcolumn(name = "Revision", type_ = "integer", json_path = ".status.revision"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -193,7 +197,9 @@ pub struct ImageFrom {
     /// Always `ImageStreamTag`.
     pub kind: ImageFromKind,
     /// `STREAM:TAG`.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"))]
+    #[schemars(regex(
+        pattern = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
+    ))]
     pub name: String,
     /// The stream's namespace; the Workload's own when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]

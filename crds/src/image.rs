@@ -244,7 +244,12 @@ pub struct TagSummary {
         json_path = ".status.conditions[?(@.type==\"ImportSuccess\")].reason"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Image", type_ = "string", json_path = ".status.pullSpec", priority = 1)
+    printcolumn(
+        name = "Image",
+        type_ = "string",
+        json_path = ".status.pullSpec",
+        priority = 1
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ImageStreamTagSpec {
@@ -338,7 +343,10 @@ mod tests {
         use crate::validation::{DNS_SUBDOMAIN, OCI_TAG, REFERENCE};
         for pattern in [OCI_TAG, DNS_SUBDOMAIN, REFERENCE] {
             let escaped = serde_json::to_string(pattern).unwrap();
-            assert!(crd.contains(escaped.trim_matches('"')), "CRD lacks pattern {pattern}");
+            assert!(
+                crd.contains(escaped.trim_matches('"')),
+                "CRD lacks pattern {pattern}"
+            );
         }
     }
 }

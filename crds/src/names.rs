@@ -18,14 +18,24 @@ pub fn image_stream_tag_name(stream: &str, tag: &str) -> String {
     }
     let cleaned: String = tag
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let hash = hex::encode(&Sha256::digest(tag.as_bytes())[..4]);
     // 253 characters at most: stream, '.', cleaned tag, '-', 8 hex digits.
     let room = 253usize.saturating_sub(stream.len() + 1 + 1 + hash.len());
     let cleaned = cleaned.trim_matches('-');
     let cleaned = &cleaned[..cleaned.len().min(room)];
-    if cleaned.is_empty() { format!("{stream}.{hash}") } else { format!("{stream}.{cleaned}-{hash}") }
+    if cleaned.is_empty() {
+        format!("{stream}.{hash}")
+    } else {
+        format!("{stream}.{cleaned}-{hash}")
+    }
 }
 
 /// A reference to a tag of a stream: `STREAM:TAG`.
@@ -55,14 +65,19 @@ impl std::str::FromStr for StreamTagRef {
     type Err = StreamTagRefError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (stream, tag) = s.split_once(':').ok_or_else(|| StreamTagRefError::MissingTag(s.to_owned()))?;
+        let (stream, tag) = s
+            .split_once(':')
+            .ok_or_else(|| StreamTagRefError::MissingTag(s.to_owned()))?;
         if !is_dns_subdomain(stream) {
             return Err(StreamTagRefError::InvalidStream(stream.to_owned()));
         }
         if !is_oci_tag(tag) {
             return Err(StreamTagRefError::InvalidTag(tag.to_owned()));
         }
-        Ok(Self { stream: stream.to_owned(), tag: tag.to_owned() })
+        Ok(Self {
+            stream: stream.to_owned(),
+            tag: tag.to_owned(),
+        })
     }
 }
 
@@ -100,8 +115,17 @@ mod tests {
         let r: StreamTagRef = "web:v1".parse().unwrap();
         assert_eq!((r.stream.as_str(), r.tag.as_str()), ("web", "v1"));
         assert_eq!(r.to_string(), "web:v1");
-        assert!(matches!("web".parse::<StreamTagRef>(), Err(StreamTagRefError::MissingTag(_))));
-        assert!(matches!("Web:v1".parse::<StreamTagRef>(), Err(StreamTagRefError::InvalidStream(_))));
-        assert!(matches!("web:v 1".parse::<StreamTagRef>(), Err(StreamTagRefError::InvalidTag(_))));
+        assert!(matches!(
+            "web".parse::<StreamTagRef>(),
+            Err(StreamTagRefError::MissingTag(_))
+        ));
+        assert!(matches!(
+            "Web:v1".parse::<StreamTagRef>(),
+            Err(StreamTagRefError::InvalidStream(_))
+        ));
+        assert!(matches!(
+            "web:v 1".parse::<StreamTagRef>(),
+            Err(StreamTagRefError::InvalidTag(_))
+        ));
     }
 }
