@@ -123,15 +123,15 @@ for node in "${NODE_NAMES[@]}"; do
 	containerd_start "$node"
 done
 
-wait_for etcd 30 "$(component_log etcd)" etcd_healthy
+wait_for etcd 30 "$(component_log etcd)" etcd etcd_healthy
 apiserver_start "$KUBE_BIN"
-wait_for "registry ($REGISTRY/v2/)" 30 "$(component_log registry)" registry_healthy
+wait_for "registry ($REGISTRY/v2/)" 30 "$(component_log registry)" registry registry_healthy
 log "pushing images to $REGISTRY"
 BERTH_REGISTRY="$REGISTRY" "$HACK/images.sh" all
-wait_for "kube-apiserver ($APISERVER_URL/readyz)" 90 "$(component_log kube-apiserver)" apiserver_healthy
+wait_for "kube-apiserver ($APISERVER_URL/readyz)" 90 "$(component_log kube-apiserver)" kube-apiserver apiserver_healthy
 kcm_start "$KUBE_BIN"
 for node in "${NODE_NAMES[@]}"; do
-	wait_for "containerd of $node ($(node_sock "$node"))" 30 "$(node_dir "$node")/containerd.log" containerd_healthy "$node"
+	wait_for "containerd of $node ($(node_sock "$node"))" 30 "$(node_dir "$node")/containerd.log" "containerd-$node" containerd_healthy "$node"
 done
 
 # Nothing Berth-specific is applied but the CRDs and the local RBAC bindings.
@@ -147,7 +147,7 @@ if [[ -f "$BERTH_REPO/manifests/rbac-local.yaml" ]]; then
 	log "applying manifests/rbac-local.yaml"
 	kc apply -f "$BERTH_REPO/manifests/rbac-local.yaml" >/dev/null
 fi
-wait_for "kube-controller-manager (https://127.0.0.1:$KCM_PORT/healthz)" 60 "$(component_log kube-controller-manager)" kcm_healthy
+wait_for "kube-controller-manager (https://127.0.0.1:$KCM_PORT/healthz)" 60 "$(component_log kube-controller-manager)" kube-controller-manager kcm_healthy
 
 berth_start_all "${NODE_NAMES[@]}"
 

@@ -49,22 +49,28 @@ apt_install() {
 	fi
 }
 
-# wait_for DESCRIPTION TIMEOUT_S LOGFILE CMD...: polls CMD until it succeeds; on
-# timeout fails loudly, naming what was not ready and where its log is.
+# wait_for DESCRIPTION TIMEOUT_S LOGFILE PIDNAME CMD...: polls CMD until it
+# succeeds. Fails loudly, naming what was not ready and where its log is, on
+# timeout or as soon as the process recorded as PIDNAME ("-": none) has exited.
 wait_for() {
-	local what="$1" timeout="$2" logfile="$3"
-	shift 3
-	local deadline=$((SECONDS + timeout))
+	local what="$1" timeout="$2" logfile="$3" pidname="$4"
+	shift 4
+	local deadline=$((SECONDS + timeout)) why=""
 	until "$@" >/dev/null 2>&1; do
-		if ((SECONDS >= deadline)); then
-			if [[ -n "$logfile" && -f "$logfile" ]]; then
-				echo "---- last lines of $logfile ----" >&2
-				tail -n 15 "$logfile" >&2 || true
-				echo "----" >&2
-			fi
-			die "$what not ready after ${timeout}s (log: ${logfile:-none})"
+		if [[ "$pidname" != - ]] && ! pid_alive "$pidname"; then
+			why="exited"
+		elif ((SECONDS >= deadline)); then
+			why="not ready after ${timeout}s"
+		else
+			sleep 0.3
+			continue
 		fi
-		sleep 0.3
+		if [[ -n "$logfile" && -f "$logfile" ]]; then
+			echo "---- last lines of $logfile ----" >&2
+			tail -n 15 "$logfile" >&2 || true
+			echo "----" >&2
+		fi
+		die "$what $why (log: ${logfile:-none})"
 	done
 }
 
