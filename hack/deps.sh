@@ -21,6 +21,7 @@ PACKAGES=(
 	iptables                    # portmap + bridge ipMasq in the CNI conflist
 	openssl                     # the cluster CA and certificates
 	curl                        # readiness probes
+	procps                      # pgrep (finding a host's containerd shims)
 	jq                          # reading JSON answers in scripts
 	protobuf-compiler           # protoc, for the Rust build (CRI proto)
 	ca-certificates             # curl/openssl defaults

@@ -18,8 +18,7 @@ bad=0
 row() {
 	local name="$1" pidname="$2" endpoint="$3" pid="-" alive=no answers=no
 	shift 3
-	[[ -f "$(pid_file "$pidname")" ]] && pid="$(<"$(pid_file "$pidname")")"
-	pid_alive "$pidname" && alive=yes
+	pid="$(recorded_pid "$pidname")" && alive=yes || pid="-"
 	"$@" >/dev/null 2>&1 && answers=yes
 	[[ $alive == yes && $answers == yes ]] || bad=1
 	printf '%-28s %-8s %-6s %-8s %s\n' "$name" "$pid" "$alive" "$answers" "$endpoint"
@@ -41,10 +40,10 @@ row etcd etcd "$ETCD_CLIENT_URL" etcd_healthy
 row kube-apiserver kube-apiserver "$APISERVER_URL" apiserver_healthy
 row kube-controller-manager kube-controller-manager "https://127.0.0.1:$KCM_PORT" kcm_healthy
 row registry registry "http://$REGISTRY" registry_healthy
-optional_row berth-controller berth-controller "$WEBHOOK_ADDR" pid_alive berth-controller
+optional_row berth-controller berth-controller "$WEBHOOK_ADDR (webhook)" tcp_open "${WEBHOOK_ADDR%:*}" "${WEBHOOK_ADDR##*:}"
 for node in "${nodes[@]}"; do
 	row "containerd ($node)" "containerd-$node" "$(node_sock "$node")" containerd_healthy "$node"
-	optional_row "berth-agent ($node)" "berth-agent-$node" "https://$(node_ip "$node"):$AGENT_PORT" pid_alive "berth-agent-$node"
+	optional_row "berth-agent ($node)" "berth-agent-$node" "https://$(node_ip "$node"):$AGENT_PORT" tcp_open "$(node_ip "$node")" "$AGENT_PORT"
 done
 
 if [[ -f "$UP_DONE" ]]; then

@@ -83,53 +83,76 @@ port_free() {
 }
 
 # --- processes, by recorded pid ---------------------------------------------
-# Every process a script starts gets a pid file under $BERTH_STATE/pids/NAME.pid;
-# stopping means signalling exactly that pid, never matching by name.
+# Every process a script starts gets a pid file under $BERTH_STATE/pids/NAME.pid
+# holding "PID STARTTIME" (start time in clock ticks since boot, from
+# /proc/PID/stat). Stopping means signalling exactly that process, never matching
+# by name; the start time guards against a pid reused after a reboot or a crash.
 
 pid_file() { echo "$BERTH_STATE/pids/$1.pid"; }
 
-# pid_alive NAME: the recorded process exists and is not a zombie.
-pid_alive() {
-	local f pid
-	f="$(pid_file "$1")"
-	[[ -f "$f" ]] || return 1
-	pid="$(<"$f")"
-	[[ -n "$pid" && -d /proc/$pid ]] || return 1
-	[[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]]
+# proc_stat PID: prints "STATE STARTTIME" of a live process (fails if gone).
+# The command name in /proc/PID/stat may hold spaces and parentheses, so the
+# fields are counted from the last ')'.
+proc_stat() {
+	local stat f
+	stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+	read -ra f <<<"${stat##*) }"
+	echo "${f[0]} ${f[19]}"
 }
 
+# recorded_pid NAME: the pid of NAME if it is still the process that was started.
+recorded_pid() {
+	local f pid start state now
+	f="$(pid_file "$1")"
+	[[ -f "$f" ]] || return 1
+	read -r pid start <"$f" || true
+	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
+	read -r state now < <(proc_stat "$pid") || return 1
+	[[ -z "$start" || "$start" == "$now" ]] || return 1
+	[[ "$state" != Z ]] || return 1
+	echo "$pid"
+}
+
+# pid_alive NAME: the recorded process exists and is not a zombie.
+pid_alive() { recorded_pid "$1" >/dev/null; }
+
 # start_bg NAME LOGFILE CMD...: starts CMD detached (own session, so the
-# caller's terminal signals do not reach it) and records its pid.
+# caller's terminal signals do not reach it) and records its pid. setsid execs
+# in place (the background child is no group leader), so $! is CMD's pid.
 start_bg() {
-	local name="$1" logfile="$2"
+	local name="$1" logfile="$2" pid start
 	shift 2
 	mkdir -p "$BERTH_STATE/pids" "$(dirname "$logfile")"
 	setsid "$@" </dev/null >>"$logfile" 2>&1 &
-	echo $! >"$(pid_file "$name")"
+	pid=$!
+	start="$(proc_stat "$pid" | cut -d' ' -f2)" || true
+	echo "$pid ${start:-}" >"$(pid_file "$name")"
 }
 
 # stop_pid PID [TIMEOUT_S]: TERM, wait, then KILL.
 stop_pid() {
-	local pid="$1" timeout="${2:-10}" i
+	local pid="$1" timeout="${2:-10}" i state
 	[[ -d /proc/$pid ]] || return 0
 	kill -TERM "$pid" 2>/dev/null || return 0
 	for ((i = 0; i < timeout * 10; i++)); do
-		[[ -d /proc/$pid ]] || return 0
-		[[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" == Z ]] && return 0
+		read -r state _ < <(proc_stat "$pid") || return 0
+		[[ "$state" == Z ]] && return 0
 		sleep 0.1
 	done
 	kill -KILL "$pid" 2>/dev/null || true
 	sleep 0.2
 }
 
-# stop_named NAME [TIMEOUT_S]: stops the process recorded as NAME, drops the pid file.
+# stop_named NAME [TIMEOUT_S]: stops the process recorded as NAME (if it is
+# still that process), drops the pid file.
 stop_named() {
-	local f
-	f="$(pid_file "$1")"
-	[[ -f "$f" ]] || return 0
-	if pid_alive "$1"; then
-		log "stopping $1 (pid $(<"$f"))"
-		stop_pid "$(<"$f")" "${2:-10}"
+	local pid
+	if pid="$(recorded_pid "$1")"; then
+		log "stopping $1 (pid $pid)"
+		stop_pid "$pid" "${2:-10}"
 	fi
-	rm -f "$f"
+	rm -f "$(pid_file "$1")"
 }
+
+# tcp_open HOST PORT: something accepts TCP connections there.
+tcp_open() { timeout 2 bash -c ": </dev/tcp/$1/$2" 2>/dev/null; }
