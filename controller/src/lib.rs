@@ -1,3 +1,4 @@
 //! Berth's controller: image import, triggers, workloads and their rollouts.
 
+pub mod import;
 pub mod registry;

@@ -16,6 +16,12 @@ pub const GROUP: &str = "image.berth.dev";
 /// The condition type that says whether a tag's last import worked.
 pub const IMPORT_SUCCESS: &str = "ImportSuccess";
 
+/// The annotation that asks for an import now when set to a new value; the registry webhook sets it too.
+pub const IMPORT_REQUESTED_ANNOTATION: &str = "image.berth.dev/import-requested";
+
+/// The label the controller puts on the ImageStreamTags it materialises from a stream's inline tags.
+pub const STREAM_LABEL: &str = "image.berth.dev/stream";
+
 /// The history kept per tag when the stream does not say.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 10;
 
@@ -302,9 +308,14 @@ pub struct ImageStreamTagStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// When the registry was last asked (successfully or not).
+    /// When an import last changed this status. Imports that find nothing new write nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_import_time: Option<Time>,
+
+    /// The value of the `image.berth.dev/import-requested` annotation that the last import answered. Setting
+    /// the annotation to a new value (any string, a timestamp is conventional) asks for an import now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_import_request: Option<String>,
 
     /// The digests the tag has pointed at, newest first, one entry per change, at most the stream's history
     /// limit.

@@ -1,0 +1,294 @@
+//! When a tag is imported: on a spec change, on request, when never imported, on its schedule, and after a
+//! failure with back-off. Pure functions of the tag and of what this controller remembers of its last check.
+//!
+//! Scheduled imports are spread over the interval: each tag has a fixed phase (a hash of its uid), and is due
+//! once per interval at that phase, so ten thousand tags with the same interval do not fire together, and a
+//! restarted controller does not import everything at once: it waits for each tag's next slot.
+
+use std::time::Duration;
+
+use berth_api::image::{IMPORT_REQUESTED_ANNOTATION, IMPORT_SUCCESS, ImageStreamTag};
+use sha2::{Digest, Sha256};
+
+/// What this controller remembers of a tag's last check (in memory only: after a restart every tag waits for
+/// its next slot).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LastCheck {
+    /// Seconds since the epoch of the last import attempt.
+    pub at: i64,
+    /// Failures in a row.
+    pub failures: u32,
+    /// What the registry asked for with `Retry-After` on the last failure.
+    pub retry_after: Option<Duration>,
+}
+
+/// How imports are paced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pacing {
+    /// The interval of scheduled imports.
+    pub interval: Duration,
+    /// The first retry after a failure; it doubles up to `interval`.
+    pub retry: Duration,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(15 * 60),
+            retry: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Whether to import now, and when to look again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Import now.
+    pub import_now: bool,
+    /// Look at the tag again after this long, if nothing else makes it change first.
+    pub recheck_in: Option<Duration>,
+}
+
+/// Why a tag is imported now, if it is.
+pub fn reason_to_import(
+    tag: &ImageStreamTag,
+    last: Option<LastCheck>,
+    pacing: Pacing,
+    now: i64,
+) -> Option<&'static str> {
+    let status = tag.status.as_ref();
+    let imported = status.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == IMPORT_SUCCESS));
+    if !imported {
+        return Some("never imported");
+    }
+    if status.and_then(|s| s.observed_generation) != tag.metadata.generation {
+        return Some("spec changed");
+    }
+    let requested = tag
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(IMPORT_REQUESTED_ANNOTATION));
+    if requested.is_some_and(|r| status.and_then(|s| s.observed_import_request.as_ref()) != Some(r)) {
+        return Some("import requested");
+    }
+    let last = last?;
+    if last.failures > 0 && now >= last.at + secs(retry_delay(last, pacing)) {
+        return Some("retry after failure");
+    }
+    if scheduled(tag) && slot(tag, pacing, now) > slot(tag, pacing, last.at) {
+        return Some("scheduled");
+    }
+    None
+}
+
+/// The plan for a tag that was just checked (or not: `last` is what is remembered now).
+pub fn plan(tag: &ImageStreamTag, last: Option<LastCheck>, pacing: Pacing, now: i64) -> Plan {
+    if reason_to_import(tag, last, pacing, now).is_some() {
+        return Plan {
+            import_now: true,
+            recheck_in: None,
+        };
+    }
+    let retry = last.filter(|l| l.failures > 0).map(|l| {
+        let due = l.at + secs(retry_delay(l, pacing));
+        Duration::from_secs(u64::try_from(due - now).unwrap_or(0).max(1))
+    });
+    let next_slot = scheduled(tag).then(|| until_next_slot(tag, pacing, now));
+    let recheck_in = match (retry, next_slot) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Plan {
+        import_now: false,
+        recheck_in,
+    }
+}
+
+/// The delay before retrying a failed import: the registry's `Retry-After` if longer, else `retry` doubling
+/// with each failure, at most the interval.
+pub fn retry_delay(last: LastCheck, pacing: Pacing) -> Duration {
+    let doublings = last.failures.saturating_sub(1).min(16);
+    let backoff = pacing.retry.saturating_mul(1 << doublings).min(pacing.interval);
+    last.retry_after.map_or(backoff, |r| r.max(backoff))
+}
+
+fn scheduled(tag: &ImageStreamTag) -> bool {
+    tag.spec.import_policy.as_ref().is_some_and(|p| p.scheduled)
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The tag's fixed offset within the interval, from its uid (or name when it has none yet).
+fn phase(tag: &ImageStreamTag, pacing: Pacing) -> i64 {
+    let key = tag
+        .metadata
+        .uid
+        .as_deref()
+        .or(tag.metadata.name.as_deref())
+        .unwrap_or_default();
+    let hash = Sha256::digest(key.as_bytes());
+    let n = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
+    i64::try_from(n % pacing.interval.as_secs().max(1)).expect("below the interval")
+}
+
+/// The number of the tag's slot that contains `t`.
+fn slot(tag: &ImageStreamTag, pacing: Pacing, t: i64) -> i64 {
+    (t - phase(tag, pacing)).div_euclid(secs(pacing.interval).max(1))
+}
+
+fn until_next_slot(tag: &ImageStreamTag, pacing: Pacing, now: i64) -> Duration {
+    let interval = secs(pacing.interval).max(1);
+    let into = (now - phase(tag, pacing)).rem_euclid(interval);
+    Duration::from_secs(u64::try_from(interval - into).expect("positive"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::image::{ImageStreamTagStatus, TagImportPolicy};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use kube::ResourceExt;
+
+    fn tag(uid: &str, scheduled: bool) -> ImageStreamTag {
+        let mut t = ImageStreamTag::new("demo.v1", Default::default());
+        t.metadata.uid = Some(uid.into());
+        t.metadata.generation = Some(1);
+        t.spec.import_policy = Some(TagImportPolicy {
+            scheduled,
+            ..Default::default()
+        });
+        t.status = Some(ImageStreamTagStatus {
+            observed_generation: Some(1),
+            conditions: vec![Condition {
+                type_: IMPORT_SUCCESS.into(),
+                status: "True".into(),
+                reason: "Imported".into(),
+                message: String::new(),
+                last_transition_time: Time(Default::default()),
+                observed_generation: Some(1),
+            }],
+            ..Default::default()
+        });
+        t
+    }
+
+    const PACING: Pacing = Pacing {
+        interval: Duration::from_secs(900),
+        retry: Duration::from_secs(10),
+    };
+
+    #[test]
+    fn new_changed_and_requested_tags_import_now() {
+        let mut t = tag("a", false);
+        t.status = None;
+        assert_eq!(reason_to_import(&t, None, PACING, 0), Some("never imported"));
+        let mut t = tag("a", false);
+        t.metadata.generation = Some(2);
+        assert_eq!(reason_to_import(&t, None, PACING, 0), Some("spec changed"));
+        let mut t = tag("a", false);
+        t.annotations_mut()
+            .insert(IMPORT_REQUESTED_ANNOTATION.into(), "x".into());
+        assert_eq!(reason_to_import(&t, None, PACING, 0), Some("import requested"));
+        t.status.as_mut().unwrap().observed_import_request = Some("x".into());
+        assert_eq!(reason_to_import(&t, None, PACING, 0), None);
+    }
+
+    #[test]
+    fn an_unscheduled_imported_tag_waits_for_a_change() {
+        let t = tag("a", false);
+        let p = plan(
+            &t,
+            Some(LastCheck {
+                at: 0,
+                ..Default::default()
+            }),
+            PACING,
+            100_000,
+        );
+        assert_eq!(
+            p,
+            Plan {
+                import_now: false,
+                recheck_in: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_scheduled_tag_is_due_once_per_interval_at_its_phase() {
+        let t = tag("a", true);
+        let now = 1_800_000_000;
+        let wait = plan(
+            &t,
+            Some(LastCheck {
+                at: now,
+                ..Default::default()
+            }),
+            PACING,
+            now,
+        )
+        .recheck_in
+        .unwrap();
+        assert!(wait <= PACING.interval && wait > Duration::ZERO);
+        let at_slot = now + secs(wait);
+        let last = Some(LastCheck {
+            at: now,
+            ..Default::default()
+        });
+        assert_eq!(reason_to_import(&t, last, PACING, at_slot - 1), None);
+        assert_eq!(reason_to_import(&t, last, PACING, at_slot), Some("scheduled"));
+        // After a restart nothing is remembered: the tag waits for its slot instead of importing at once.
+        assert_eq!(reason_to_import(&t, None, PACING, now), None);
+    }
+
+    #[test]
+    fn ten_thousand_tags_spread_over_the_interval() {
+        let now = 1_800_000_000;
+        let mut per_minute = [0u32; 15];
+        for i in 0..10_000 {
+            let t = tag(&format!("uid-{i}"), true);
+            let wait = plan(
+                &t,
+                Some(LastCheck {
+                    at: now,
+                    ..Default::default()
+                }),
+                PACING,
+                now,
+            )
+            .recheck_in
+            .unwrap();
+            per_minute[usize::try_from(wait.as_secs().saturating_sub(1) / 60).unwrap()] += 1;
+        }
+        // Evenly spread is 667 a minute; no minute gets more than 1.3 times that.
+        assert!(per_minute.iter().all(|&n| n > 500 && n < 870), "{per_minute:?}");
+    }
+
+    #[test]
+    fn failures_back_off_doubling_and_honour_retry_after() {
+        let l = |failures, retry_after| LastCheck {
+            at: 0,
+            failures,
+            retry_after,
+        };
+        assert_eq!(retry_delay(l(1, None), PACING), Duration::from_secs(10));
+        assert_eq!(retry_delay(l(3, None), PACING), Duration::from_secs(40));
+        assert_eq!(retry_delay(l(30, None), PACING), PACING.interval);
+        assert_eq!(
+            retry_delay(l(1, Some(Duration::from_secs(120))), PACING),
+            Duration::from_secs(120)
+        );
+        let t = tag("a", false);
+        assert_eq!(
+            plan(&t, Some(l(2, None)), PACING, 5).recheck_in,
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(
+            reason_to_import(&t, Some(l(2, None)), PACING, 20),
+            Some("retry after failure")
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! Where a tag's image comes from, decided without a registry: aliases followed through the cache of tags,
+//! digests looked up in a stream's history, pinned digests and references recorded as given. Only a
+//! `DockerImage` by tag is left for the registry.
+
+use berth_api::image::{ImageStreamTag, SourceKind};
+use berth_api::names::StreamTagRef;
+use berth_api::validation::is_sha256_digest;
+
+use super::status::Outcome;
+use crate::registry::ImageReference;
+
+/// The longest alias chain followed before giving up.
+pub const MAX_ALIAS_DEPTH: usize = 16;
+
+/// What importing a tag needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Known without asking anyone.
+    Known(Outcome),
+    /// Ask the registry for this reference.
+    Registry(ImageReference),
+}
+
+/// Finds tags in the controller's cache: `(namespace, stream, tag)` to the object.
+pub trait TagLookup {
+    /// The ImageStreamTag for `tag` of `stream` in `namespace`, if there is one.
+    fn tag(&self, namespace: &str, stream: &str, tag: &str) -> Option<&ImageStreamTag>;
+    /// Every tag of `stream` in `namespace`.
+    fn tags_of(&self, namespace: &str, stream: &str) -> Vec<&ImageStreamTag>;
+}
+
+/// Decides the source of `tag`, in `namespace`.
+pub fn source_of(tag: &ImageStreamTag, namespace: &str, cache: &impl TagLookup) -> Source {
+    let from = &tag.spec.from;
+    match from.kind {
+        SourceKind::DockerImage => docker_image(&from.name, tag.spec.reference),
+        SourceKind::ImageStreamTag => Source::Known(follow_alias(tag, namespace, cache)),
+        SourceKind::ImageStreamImage => {
+            let ns = from.namespace.as_deref().unwrap_or(namespace);
+            Source::Known(stream_image(&from.name, ns, cache))
+        }
+    }
+}
+
+fn failed(reason: &str, message: String) -> Outcome {
+    Outcome::Failed {
+        reason: reason.to_owned(),
+        message,
+    }
+}
+
+fn docker_image(name: &str, reference_only: bool) -> Source {
+    let reference = match ImageReference::parse(name) {
+        Ok(r) => r,
+        Err(e) => return Source::Known(failed("InvalidReference", e.to_string())),
+    };
+    match (reference.digest(), reference_only) {
+        // A pinned digest is the image: record it, no registry needed.
+        (Some(digest), _) => Source::Known(Outcome::Resolved {
+            digest: digest.to_owned(),
+            pull_spec: reference.pull_spec(digest),
+            source: name.to_owned(),
+        }),
+        (None, true) => Source::Known(Outcome::Recorded {
+            pull_spec: name.to_owned(),
+        }),
+        (None, false) => Source::Registry(reference),
+    }
+}
+
+/// An alias takes the image of the end of its chain; loops, missing tags and long chains are reported.
+fn follow_alias(tag: &ImageStreamTag, namespace: &str, cache: &impl TagLookup) -> Outcome {
+    let mut chain = vec![format!("{}:{}", tag.spec.stream, tag.spec.tag)];
+    let mut current = tag;
+    let mut current_ns = namespace.to_owned();
+    for _ in 0..MAX_ALIAS_DEPTH {
+        let from = &current.spec.from;
+        if from.kind != SourceKind::ImageStreamTag {
+            let status = current.status.as_ref();
+            return match (
+                status.and_then(|s| s.digest.clone()),
+                status.and_then(|s| s.pull_spec.clone()),
+            ) {
+                (Some(digest), Some(pull_spec)) => Outcome::Resolved {
+                    digest,
+                    pull_spec,
+                    source: chain.join(" -> "),
+                },
+                _ => failed(
+                    "AliasTargetNotImported",
+                    format!(
+                        "{} has no image yet; this tag follows it once it is imported",
+                        chain.join(" -> ")
+                    ),
+                ),
+            };
+        }
+        // `STREAM:TAG`, or just `TAG` for another tag of the same stream, as in OpenShift.
+        let target = if from.name.contains(':') {
+            from.name.parse::<StreamTagRef>()
+        } else {
+            format!("{}:{}", current.spec.stream, from.name).parse()
+        };
+        let target = match target {
+            Ok(t) => t,
+            Err(e) => {
+                return failed(
+                    "InvalidReference",
+                    format!("from.name of {}: {e}", chain.join(" -> ")),
+                );
+            }
+        };
+        let ns = from.namespace.clone().unwrap_or_else(|| current_ns.clone());
+        let label = if ns == namespace {
+            target.to_string()
+        } else {
+            format!("{ns}/{target}")
+        };
+        if chain.contains(&label) {
+            chain.push(label);
+            return failed(
+                "AliasLoop",
+                format!(
+                    "the aliases form a loop: {}; point one of them at an image",
+                    chain.join(" -> ")
+                ),
+            );
+        }
+        chain.push(label);
+        let Some(next) = cache.tag(&ns, &target.stream, &target.tag) else {
+            return failed(
+                "NotFound",
+                format!(
+                    "{} does not exist; create it or fix from.name",
+                    chain.join(" -> ")
+                ),
+            );
+        };
+        current = next;
+        current_ns = ns;
+    }
+    failed(
+        "AliasChainTooLong",
+        format!(
+            "more than {MAX_ALIAS_DEPTH} aliases in a row: {}",
+            chain.join(" -> ")
+        ),
+    )
+}
+
+/// `STREAM@sha256:...`: a digest some tag of the stream has pointed at.
+fn stream_image(name: &str, namespace: &str, cache: &impl TagLookup) -> Outcome {
+    let Some((stream, digest)) = name.split_once('@') else {
+        return failed(
+            "InvalidReference",
+            format!("{name:?} is not of the form STREAM@sha256:<64 hex digits>"),
+        );
+    };
+    if !is_sha256_digest(digest) {
+        return failed(
+            "InvalidReference",
+            format!("{digest:?} is not a sha256 digest (sha256:<64 lowercase hex>)"),
+        );
+    }
+    let found = cache
+        .tags_of(namespace, stream)
+        .into_iter()
+        .filter_map(|t| t.status.as_ref())
+        .flat_map(|s| s.history.iter())
+        .find(|h| h.digest == digest);
+    match found {
+        Some(h) => Outcome::Resolved {
+            digest: h.digest.clone(),
+            pull_spec: h.pull_spec.clone(),
+            source: name.to_owned(),
+        },
+        None => failed(
+            "NotFound",
+            format!("no tag of stream {namespace}/{stream} has had the image {digest}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use berth_api::image::{ImageStreamTagSpec, ImageStreamTagStatus, TagEvent, TagSource};
+
+    /// A cache held in a map, standing in for the controller's watch cache.
+    #[derive(Default)]
+    struct FakeCache(BTreeMap<(String, String, String), ImageStreamTag>);
+
+    impl TagLookup for FakeCache {
+        fn tag(&self, namespace: &str, stream: &str, tag: &str) -> Option<&ImageStreamTag> {
+            self.0.get(&(namespace.into(), stream.into(), tag.into()))
+        }
+        fn tags_of(&self, namespace: &str, stream: &str) -> Vec<&ImageStreamTag> {
+            self.0
+                .iter()
+                .filter(|((n, s, _), _)| n == namespace && s == stream)
+                .map(|(_, t)| t)
+                .collect()
+        }
+    }
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+    fn tag(stream: &str, name: &str, kind: SourceKind, from: &str) -> ImageStreamTag {
+        ImageStreamTag::new(
+            &format!("{stream}.{name}"),
+            ImageStreamTagSpec {
+                stream: stream.into(),
+                tag: name.into(),
+                from: TagSource {
+                    kind,
+                    name: from.into(),
+                    namespace: None,
+                },
+                ..Default::default()
+            },
+        )
+    }
+
+    fn imported(mut t: ImageStreamTag, digest: &str) -> ImageStreamTag {
+        let pull_spec = format!("reg/demo@{digest}");
+        t.status = Some(ImageStreamTagStatus {
+            digest: Some(digest.into()),
+            pull_spec: Some(pull_spec.clone()),
+            history: vec![TagEvent {
+                created: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+                digest: digest.into(),
+                pull_spec,
+                generation: None,
+            }],
+            ..Default::default()
+        });
+        t
+    }
+
+    fn cache(tags: Vec<ImageStreamTag>) -> FakeCache {
+        FakeCache(
+            tags.into_iter()
+                .map(|t| (("ns".into(), t.spec.stream.clone(), t.spec.tag.clone()), t))
+                .collect(),
+        )
+    }
+
+    fn reason(source: Source) -> String {
+        match source {
+            Source::Known(Outcome::Failed { reason, .. }) => reason,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tag_by_name_goes_to_the_registry() {
+        let t = tag(
+            "demo",
+            "v1",
+            SourceKind::DockerImage,
+            "10.213.0.1:5000/berth/demo:v1",
+        );
+        assert!(matches!(source_of(&t, "ns", &cache(vec![])), Source::Registry(_)));
+    }
+
+    #[test]
+    fn pinned_digests_and_references_need_no_registry() {
+        let t = tag(
+            "demo",
+            "v1",
+            SourceKind::DockerImage,
+            &format!("reg.example/demo@{D1}"),
+        );
+        let Source::Known(Outcome::Resolved {
+            digest, pull_spec, ..
+        }) = source_of(&t, "ns", &cache(vec![]))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (digest.as_str(), pull_spec),
+            (D1, format!("reg.example/demo@{D1}"))
+        );
+        let mut t = tag("demo", "v1", SourceKind::DockerImage, "reg.example/demo:v1");
+        t.spec.reference = true;
+        assert!(matches!(
+            source_of(&t, "ns", &cache(vec![])),
+            Source::Known(Outcome::Recorded { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_references_are_reported() {
+        for bad in [
+            "reg.example/Demo:v1",
+            "reg.example/demo@sha512:abc",
+            "reg.example/demo@sha256:abc",
+        ] {
+            let t = tag("demo", "v1", SourceKind::DockerImage, bad);
+            assert_eq!(
+                reason(source_of(&t, "ns", &cache(vec![]))),
+                "InvalidReference",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn alias_chains_take_the_image_at_their_end() {
+        let base = imported(tag("demo", "v1", SourceKind::DockerImage, "reg/demo:v1"), D1);
+        let mid = tag("demo", "stable", SourceKind::ImageStreamTag, "v1");
+        let top = tag("demo", "latest", SourceKind::ImageStreamTag, "demo:stable");
+        let c = cache(vec![base, mid, top.clone()]);
+        let Source::Known(Outcome::Resolved { digest, source, .. }) = source_of(&top, "ns", &c) else {
+            panic!()
+        };
+        assert_eq!(digest, D1);
+        assert_eq!(source, "demo:latest -> demo:stable -> demo:v1");
+    }
+
+    #[test]
+    fn alias_loops_missing_targets_and_unimported_targets_are_reported() {
+        let a = tag("demo", "a", SourceKind::ImageStreamTag, "b");
+        let b = tag("demo", "b", SourceKind::ImageStreamTag, "a");
+        let c = cache(vec![a.clone(), b]);
+        assert_eq!(reason(source_of(&a, "ns", &c)), "AliasLoop");
+        let lonely = tag("demo", "x", SourceKind::ImageStreamTag, "nothing");
+        assert_eq!(reason(source_of(&lonely, "ns", &cache(vec![]))), "NotFound");
+        let waiting = tag("demo", "y", SourceKind::ImageStreamTag, "v1");
+        let c = cache(vec![tag("demo", "v1", SourceKind::DockerImage, "reg/demo:v1")]);
+        assert_eq!(reason(source_of(&waiting, "ns", &c)), "AliasTargetNotImported");
+    }
+
+    #[test]
+    fn long_chains_stop() {
+        let mut tags: Vec<_> = (0..40)
+            .map(|i| {
+                tag(
+                    "demo",
+                    &format!("t{i}"),
+                    SourceKind::ImageStreamTag,
+                    &format!("t{}", i + 1),
+                )
+            })
+            .collect();
+        tags.push(imported(
+            tag("demo", "t40", SourceKind::DockerImage, "reg/demo:v1"),
+            D1,
+        ));
+        let first = tags[0].clone();
+        assert_eq!(reason(source_of(&first, "ns", &cache(tags))), "AliasChainTooLong");
+    }
+
+    #[test]
+    fn stream_images_are_found_in_history() {
+        let c = cache(vec![imported(
+            tag("demo", "v1", SourceKind::DockerImage, "reg/demo:v1"),
+            D1,
+        )]);
+        let t = tag(
+            "other",
+            "pinned",
+            SourceKind::ImageStreamImage,
+            &format!("demo@{D1}"),
+        );
+        assert!(matches!(
+            source_of(&t, "ns", &c),
+            Source::Known(Outcome::Resolved { .. })
+        ));
+        let t = tag(
+            "other",
+            "pinned",
+            SourceKind::ImageStreamImage,
+            &format!("demo@sha256:{}", "2".repeat(64)),
+        );
+        assert_eq!(reason(source_of(&t, "ns", &c)), "NotFound");
+    }
+}

@@ -1,0 +1,343 @@
+//! What an import does to a tag's status: pure functions of the old status and the outcome.
+//!
+//! Nothing here talks to a cluster or a registry, so every rule (history only on a move, newest first,
+//! bounded; conditions that keep their transition time; Events only on transitions; no write when nothing
+//! changed) is tested directly.
+
+use berth_api::image::{IMPORT_SUCCESS, ImageStreamTagStatus, TagEvent};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// The `ImportSuccess` reason of a tag that resolved.
+pub const REASON_IMPORTED: &str = "Imported";
+
+/// What asking for the tag's image gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The tag points at `digest`, pulled as `pull_spec` (`REPO@sha256:...`).
+    Resolved {
+        /// `sha256:<64 hex>`.
+        digest: String,
+        /// `REPO@sha256:...`.
+        pull_spec: String,
+        /// What was resolved, for the condition's message (`registry/repo:tag`, `stream:tag`).
+        source: String,
+    },
+    /// Recorded as given, without contacting a registry (`reference: true` on a tag without a digest).
+    Recorded {
+        /// The reference as given.
+        pull_spec: String,
+    },
+    /// The import failed; history and the current digest stay as they were.
+    Failed {
+        /// A PascalCase reason, used verbatim as the condition's reason.
+        reason: String,
+        /// What went wrong and what to do, for a person. Never holds a credential.
+        message: String,
+    },
+}
+
+/// The Event an import publishes: only on a transition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImportEvent {
+    /// The tag got its first digest.
+    Imported {
+        /// The new pull spec.
+        pull_spec: String,
+    },
+    /// The tag moved from one digest to another.
+    TagUpdated {
+        /// The previous digest.
+        from: String,
+        /// The new pull spec.
+        to: String,
+    },
+    /// Importing started failing, or failed for another reason than before.
+    ImportFailed {
+        /// The condition's reason.
+        reason: String,
+        /// The condition's message.
+        message: String,
+    },
+}
+
+/// The status an import leads to, and whether anything is to be written or said.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The new status (equal to the old one when nothing changed).
+    pub status: ImageStreamTagStatus,
+    /// Whether `status` differs from the old status: only then is it written.
+    pub changed: bool,
+    /// The Event to publish, if this import is a transition.
+    pub event: Option<ImportEvent>,
+}
+
+/// What the import of one tag answered, with what it answers to.
+#[derive(Clone, Debug)]
+pub struct Import<'a> {
+    /// The object's `metadata.generation`.
+    pub generation: Option<i64>,
+    /// The value of the import-request annotation that this import answers.
+    pub import_request: Option<&'a str>,
+    /// The stream's history limit.
+    pub history_limit: usize,
+    /// Now.
+    pub now: Time,
+    /// The result.
+    pub outcome: Outcome,
+}
+
+/// The status after `import`, starting from `current`.
+pub fn decide(current: Option<&ImageStreamTagStatus>, import: Import<'_>) -> Decision {
+    let old = current.cloned().unwrap_or_default();
+    let mut status = old.clone();
+    status.observed_generation = import.generation;
+    status.observed_import_request = import.import_request.map(str::to_owned);
+    let mut event = None;
+
+    let condition = match &import.outcome {
+        Outcome::Resolved {
+            digest,
+            pull_spec,
+            source,
+        } => {
+            if old.digest.as_deref() != Some(digest.as_str()) {
+                event = Some(match &old.digest {
+                    None => ImportEvent::Imported {
+                        pull_spec: pull_spec.clone(),
+                    },
+                    Some(previous) => ImportEvent::TagUpdated {
+                        from: previous.clone(),
+                        to: pull_spec.clone(),
+                    },
+                });
+                status.history.insert(
+                    0,
+                    TagEvent {
+                        created: import.now.clone(),
+                        digest: digest.clone(),
+                        pull_spec: pull_spec.clone(),
+                        generation: import.generation,
+                    },
+                );
+            }
+            status.history.truncate(import.history_limit.max(1));
+            status.digest = Some(digest.clone());
+            status.short_digest = Some(short_digest(digest));
+            status.pull_spec = Some(pull_spec.clone());
+            condition("True", REASON_IMPORTED, format!("{source} resolved to {digest}"))
+        }
+        Outcome::Recorded { pull_spec } => {
+            status.pull_spec = Some(pull_spec.clone());
+            condition(
+                "True",
+                "Recorded",
+                format!("recorded {pull_spec} as given, without importing"),
+            )
+        }
+        Outcome::Failed { reason, message } => condition("False", reason, message.clone()),
+    };
+    let previous = old.conditions.iter().find(|c| c.type_ == IMPORT_SUCCESS);
+    if let (Outcome::Failed { reason, message }, true) =
+        (&import.outcome, is_transition(previous, &condition))
+    {
+        event = Some(ImportEvent::ImportFailed {
+            reason: reason.clone(),
+            message: message.clone(),
+        });
+    }
+    set_condition(&mut status.conditions, condition, import.generation, &import.now);
+
+    let changed = status != old;
+    if changed {
+        status.last_import_time = Some(import.now);
+    }
+    Decision {
+        status,
+        changed,
+        event,
+    }
+}
+
+/// The first 12 hex digits of a digest.
+pub fn short_digest(digest: &str) -> String {
+    let hex = digest.split_once(':').map_or(digest, |(_, hex)| hex);
+    hex.chars().take(12).collect()
+}
+
+fn condition(status: &str, reason: &str, message: String) -> Condition {
+    Condition {
+        type_: IMPORT_SUCCESS.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        // Both are set by `set_condition`.
+        last_transition_time: Time(Default::default()),
+        observed_generation: None,
+    }
+}
+
+/// A transition is a change of status or reason; a new message alone is not worth an Event.
+fn is_transition(previous: Option<&Condition>, next: &Condition) -> bool {
+    previous.is_none_or(|p| p.status != next.status || p.reason != next.reason)
+}
+
+/// Sets `next` in `conditions`, keeping the old transition time unless status or reason changed.
+fn set_condition(conditions: &mut Vec<Condition>, mut next: Condition, generation: Option<i64>, now: &Time) {
+    next.observed_generation = generation;
+    match conditions.iter_mut().find(|c| c.type_ == next.type_) {
+        Some(existing) => {
+            next.last_transition_time = if is_transition(Some(existing), &next) {
+                now.clone()
+            } else {
+                existing.last_transition_time.clone()
+            };
+            *existing = next;
+        }
+        None => {
+            next.last_transition_time = now.clone();
+            conditions.push(next);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap())
+    }
+
+    fn digest(n: u8) -> String {
+        format!("sha256:{}", format!("{n:x}").repeat(64))
+    }
+
+    fn resolved(n: u8) -> Outcome {
+        Outcome::Resolved {
+            digest: digest(n),
+            pull_spec: format!("reg/demo@{}", digest(n)),
+            source: "reg/demo:v1".into(),
+        }
+    }
+
+    fn import(outcome: Outcome, at: i64) -> Import<'static> {
+        Import {
+            generation: Some(1),
+            import_request: None,
+            history_limit: 3,
+            now: t(at),
+            outcome,
+        }
+    }
+
+    fn failed(reason: &str, message: &str) -> Outcome {
+        Outcome::Failed {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn first_import_records_history_and_says_imported() {
+        let d = decide(None, import(resolved(1), 0));
+        assert!(d.changed);
+        assert_eq!(d.status.digest, Some(digest(1)));
+        assert_eq!(d.status.short_digest.as_deref(), Some("111111111111"));
+        assert_eq!(d.status.history.len(), 1);
+        assert!(matches!(d.event, Some(ImportEvent::Imported { .. })));
+        let c = &d.status.conditions[0];
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Imported"));
+    }
+
+    #[test]
+    fn idle_reimports_change_nothing_and_say_nothing() {
+        let first = decide(None, import(resolved(1), 0)).status;
+        let mut current = first.clone();
+        for i in 1..1000 {
+            let d = decide(Some(&current), import(resolved(1), i));
+            assert!(!d.changed, "import {i} changed the status");
+            assert_eq!(d.event, None);
+            current = d.status;
+        }
+        assert_eq!(current, first);
+    }
+
+    #[test]
+    fn a_move_adds_history_newest_first_within_the_limit() {
+        let mut status = decide(None, import(resolved(1), 0)).status;
+        for n in 2..=5u8 {
+            let d = decide(Some(&status), import(resolved(n), i64::from(n)));
+            assert!(matches!(&d.event, Some(ImportEvent::TagUpdated { from, .. }) if *from == digest(n - 1)));
+            status = d.status;
+        }
+        let digests: Vec<_> = status.history.iter().map(|h| h.digest.clone()).collect();
+        assert_eq!(digests, vec![digest(5), digest(4), digest(3)]);
+        assert_eq!(status.history[0].created, t(5));
+    }
+
+    #[test]
+    fn a_failure_keeps_the_digest_and_history_and_speaks_once() {
+        let good = decide(None, import(resolved(1), 0)).status;
+        let d = decide(
+            Some(&good),
+            import(failed("RegistryUnavailable", "connection refused"), 10),
+        );
+        assert!(d.changed);
+        assert_eq!(d.status.digest, good.digest);
+        assert_eq!(d.status.history, good.history);
+        assert!(
+            matches!(&d.event, Some(ImportEvent::ImportFailed { reason, .. }) if reason == "RegistryUnavailable")
+        );
+        let c = &d.status.conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.last_transition_time.clone()),
+            ("False", t(10))
+        );
+
+        let again = decide(
+            Some(&d.status),
+            import(failed("RegistryUnavailable", "connection refused"), 20),
+        );
+        assert!(!again.changed);
+        assert_eq!(again.event, None);
+
+        let other = decide(Some(&d.status), import(failed("NotFound", "no tag v1"), 30));
+        assert!(matches!(other.event, Some(ImportEvent::ImportFailed { .. })));
+
+        let back = decide(Some(&other.status), import(resolved(1), 40));
+        assert!(back.changed);
+        assert_eq!(back.event, None, "recovering to the same digest is no move");
+        assert_eq!(back.status.conditions[0].status, "True");
+        assert_eq!(back.status.history.len(), 1);
+    }
+
+    #[test]
+    fn a_new_generation_or_request_is_recorded() {
+        let first = decide(None, import(resolved(1), 0)).status;
+        let mut next = import(resolved(1), 5);
+        next.generation = Some(2);
+        next.import_request = Some("now");
+        let d = decide(Some(&first), next);
+        assert!(d.changed);
+        assert_eq!(d.status.observed_generation, Some(2));
+        assert_eq!(d.status.observed_import_request.as_deref(), Some("now"));
+        assert_eq!(d.status.conditions[0].last_transition_time, t(0));
+        assert_eq!(d.event, None);
+    }
+
+    #[test]
+    fn recorded_references_have_no_digest() {
+        let d = decide(
+            None,
+            import(
+                Outcome::Recorded {
+                    pull_spec: "reg/demo:v1".into(),
+                },
+                0,
+            ),
+        );
+        assert_eq!(d.status.digest, None);
+        assert_eq!(d.status.pull_spec.as_deref(), Some("reg/demo:v1"));
+        assert_eq!(d.status.conditions[0].reason, "Recorded");
+    }
+}
