@@ -1,4 +1,16 @@
 //! Berth's controller: image import, triggers, workloads and their rollouts.
+//!
+//! Decisions are pure functions (`import::status`, `import::schedule`, `import::source`, `streams::plan_tags`,
+//! `webhook::matching_tags`); the reconcilers around them are thin; `run` wires it all.
 
+pub mod conditions;
+pub mod config;
+pub mod context;
+pub mod error;
 pub mod import;
+pub mod leader;
+pub mod metrics;
 pub mod registry;
+pub mod run;
+pub mod streams;
+pub mod webhook;

@@ -3,6 +3,10 @@
 //! These types are the one source of truth: `cargo run -p berth-api --bin crdgen` writes `crds/*.yaml` from
 //! them, and a test fails when the checked-in files and the types disagree.
 
+// kube's `#[kube(printcolumn(...))]` repeats keys such as `type_` across columns, which clippy mistakes for
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod apps;
 pub mod image;
 pub mod names;

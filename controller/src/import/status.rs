@@ -7,6 +7,8 @@
 use berth_api::image::{IMPORT_SUCCESS, ImageStreamTagStatus, TagEvent};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::conditions;
+
 /// The `ImportSuccess` reason of a tag that resolved.
 pub const REASON_IMPORTED: &str = "Imported";
 
@@ -136,16 +138,16 @@ pub fn decide(current: Option<&ImageStreamTagStatus>, import: Import<'_>) -> Dec
         }
         Outcome::Failed { reason, message } => condition("False", reason, message.clone()),
     };
-    let previous = old.conditions.iter().find(|c| c.type_ == IMPORT_SUCCESS);
+    let previous = conditions::find(&old.conditions, IMPORT_SUCCESS);
     if let (Outcome::Failed { reason, message }, true) =
-        (&import.outcome, is_transition(previous, &condition))
+        (&import.outcome, conditions::is_transition(previous, &condition))
     {
         event = Some(ImportEvent::ImportFailed {
             reason: reason.clone(),
             message: message.clone(),
         });
     }
-    set_condition(&mut status.conditions, condition, import.generation, &import.now);
+    conditions::set(&mut status.conditions, condition, import.generation, &import.now);
 
     let changed = status != old;
     if changed {
@@ -165,39 +167,7 @@ pub fn short_digest(digest: &str) -> String {
 }
 
 fn condition(status: &str, reason: &str, message: String) -> Condition {
-    Condition {
-        type_: IMPORT_SUCCESS.to_owned(),
-        status: status.to_owned(),
-        reason: reason.to_owned(),
-        message,
-        // Both are set by `set_condition`.
-        last_transition_time: Time(Default::default()),
-        observed_generation: None,
-    }
-}
-
-/// A transition is a change of status or reason; a new message alone is not worth an Event.
-fn is_transition(previous: Option<&Condition>, next: &Condition) -> bool {
-    previous.is_none_or(|p| p.status != next.status || p.reason != next.reason)
-}
-
-/// Sets `next` in `conditions`, keeping the old transition time unless status or reason changed.
-fn set_condition(conditions: &mut Vec<Condition>, mut next: Condition, generation: Option<i64>, now: &Time) {
-    next.observed_generation = generation;
-    match conditions.iter_mut().find(|c| c.type_ == next.type_) {
-        Some(existing) => {
-            next.last_transition_time = if is_transition(Some(existing), &next) {
-                now.clone()
-            } else {
-                existing.last_transition_time.clone()
-            };
-            *existing = next;
-        }
-        None => {
-            next.last_transition_time = now.clone();
-            conditions.push(next);
-        }
-    }
+    conditions::new(IMPORT_SUCCESS, status, reason, message)
 }
 
 #[cfg(test)]

@@ -1,0 +1,79 @@
+//! The controller's configuration: flags, each also read from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// berth-controller: resolves image-stream tags to digests, fires triggers, rolls out Workloads.
+///
+/// Reaches the Kubernetes API server through KUBECONFIG, ~/.kube/config or the in-cluster service account.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "berth-controller", version)]
+pub struct Config {
+    /// Where the registry's push notifications are taken (POST /registry/notifications). Disabled without a
+    /// token.
+    #[arg(long, env = "BERTH_WEBHOOK_ADDR", default_value = "127.0.0.1:8085")]
+    pub webhook_addr: SocketAddr,
+
+    /// A file holding the shared secret the registry sends as `Authorization: Bearer <token>`.
+    #[arg(long, env = "BERTH_WEBHOOK_TOKEN_FILE")]
+    pub webhook_token_file: Option<PathBuf>,
+
+    /// The shared secret itself (prefer the file: flags show in process lists).
+    #[arg(long, env = "BERTH_WEBHOOK_TOKEN", hide_env_values = true)]
+    pub webhook_token: Option<String>,
+
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "BERTH_METRICS_ADDR", default_value = "127.0.0.1:9090")]
+    pub metrics_addr: SocketAddr,
+
+    /// How often tags with `importPolicy.scheduled` are imported again (spread over the interval).
+    #[arg(long, env = "BERTH_IMPORT_INTERVAL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub import_interval: Duration,
+
+    /// The first retry after a failed import; it doubles up to the import interval.
+    #[arg(long, env = "BERTH_IMPORT_RETRY", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub import_retry: Duration,
+
+    /// The platform picked from an image index when a tag's importMode is Legacy.
+    #[arg(long, env = "BERTH_PLATFORM", default_value = "linux/amd64")]
+    pub platform: String,
+
+    /// Requests per second to any one registry.
+    #[arg(long, env = "BERTH_REGISTRY_QPS", default_value_t = 10.0)]
+    pub registry_qps: f64,
+
+    /// Requests at once to any one registry after a quiet period.
+    #[arg(long, env = "BERTH_REGISTRY_BURST", default_value_t = 20)]
+    pub registry_burst: u32,
+
+    /// A PEM file of extra certificate authorities trusted for registries.
+    #[arg(long, env = "BERTH_REGISTRY_CA_FILE")]
+    pub registry_ca_file: Option<PathBuf>,
+
+    /// The namespace of the leader-election Lease.
+    #[arg(long, env = "BERTH_LEASE_NAMESPACE", default_value = "berth-system")]
+    pub lease_namespace: String,
+
+    /// The name of the leader-election Lease.
+    #[arg(long, env = "BERTH_LEASE_NAME", default_value = "berth-controller")]
+    pub lease_name: String,
+
+    /// This replica's name in the Lease (default: the pod name, else host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// How long the API server may take to answer at start before the controller gives up.
+    #[arg(long, env = "BERTH_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+impl Config {
+    /// This replica's identity for leader election.
+    pub fn identity(&self) -> String {
+        self.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        })
+    }
+}

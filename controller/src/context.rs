@@ -1,0 +1,189 @@
+//! What every reconcile shares: the API client, the watch caches, the registry resolver, the Event recorder,
+//! metrics, and the little this controller remembers in memory (when each tag was last checked, which tags a
+//! registry push asked for).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use berth_api::image::{ImageStream, ImageStreamTag, SourceKind};
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, ResourceExt};
+
+use crate::import::schedule::{LastCheck, Pacing};
+use crate::import::source::TagLookup;
+use crate::metrics::Metrics;
+use crate::registry::{Credentials, RegistryCredentials, Resolver};
+
+/// The field manager of everything the controller writes.
+pub const FIELD_MANAGER: &str = "berth-controller";
+
+/// Shared by all reconciles.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Every ImageStreamTag, from one shared watch.
+    pub tags: Store<ImageStreamTag>,
+    /// Every ImageStream, from one shared watch.
+    pub streams: Store<ImageStream>,
+    /// Pull secrets (`kubernetes.io/dockerconfigjson` and `kubernetes.io/dockercfg`) of every namespace.
+    pub pull_secrets: Vec<Store<Secret>>,
+    /// Registry access.
+    pub resolver: Resolver,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// Import pacing.
+    pub pacing: Pacing,
+    /// Metrics.
+    pub metrics: Metrics,
+    checks: Mutex<HashMap<ObjectRef<ImageStreamTag>, LastCheck>>,
+    pushed: Mutex<HashSet<ObjectRef<ImageStreamTag>>>,
+}
+
+impl Context {
+    /// A context over caches that are being filled.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        tags: Store<ImageStreamTag>,
+        streams: Store<ImageStream>,
+        pull_secrets: Vec<Store<Secret>>,
+        resolver: Resolver,
+        recorder: Recorder,
+        pacing: Pacing,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            client,
+            tags,
+            streams,
+            pull_secrets,
+            resolver,
+            recorder,
+            pacing,
+            metrics,
+            checks: Mutex::default(),
+            pushed: Mutex::default(),
+        }
+    }
+
+    /// What is remembered of `tag`'s last import.
+    pub fn last_check(&self, tag: &ObjectRef<ImageStreamTag>) -> Option<LastCheck> {
+        self.checks.lock().expect("not poisoned").get(tag).copied()
+    }
+
+    /// Remembers an import of `tag` at `at`: a success resets the failures, a failure counts one more.
+    pub fn record_check(
+        &self,
+        tag: ObjectRef<ImageStreamTag>,
+        at: i64,
+        failed: bool,
+        retry_after: Option<std::time::Duration>,
+    ) {
+        let mut checks = self.checks.lock().expect("not poisoned");
+        let failures = if failed {
+            checks.get(&tag).map_or(0, |c| c.failures) + 1
+        } else {
+            0
+        };
+        checks.insert(
+            tag,
+            LastCheck {
+                at,
+                failures,
+                retry_after,
+            },
+        );
+    }
+
+    /// Forgets a deleted tag.
+    pub fn forget(&self, tag: &ObjectRef<ImageStreamTag>) {
+        self.checks.lock().expect("not poisoned").remove(tag);
+        self.pushed.lock().expect("not poisoned").remove(tag);
+    }
+
+    /// Marks `tag` for import because its registry reported a push.
+    pub fn request_push_import(&self, tag: ObjectRef<ImageStreamTag>) {
+        let mut pushed = self.pushed.lock().expect("not poisoned");
+        pushed.insert(tag);
+        self.metrics
+            .push_queue_depth
+            .set(i64::try_from(pushed.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Whether a push asked for `tag`'s import; the request is taken.
+    pub fn take_push_request(&self, tag: &ObjectRef<ImageStreamTag>) -> bool {
+        let mut pushed = self.pushed.lock().expect("not poisoned");
+        let taken = pushed.remove(tag);
+        self.metrics
+            .push_queue_depth
+            .set(i64::try_from(pushed.len()).unwrap_or(i64::MAX));
+        taken
+    }
+
+    /// The pull-secret credentials of `namespace` for `registry`/`repository`. All pull secrets of the
+    /// namespace are considered, as OpenShift does; a secret that does not parse is skipped (and logged).
+    pub fn credentials(&self, namespace: &str, registry: &str, repository: &str) -> Option<Credentials> {
+        let mut all = RegistryCredentials::default();
+        for secret in self.pull_secrets.iter().flat_map(Store::state) {
+            if secret.namespace().as_deref() != Some(namespace) {
+                continue;
+            }
+            let (Some(type_), Some(data)) = (secret.type_.as_deref(), secret.data.as_ref()) else {
+                continue;
+            };
+            match RegistryCredentials::from_secret(type_, data) {
+                Ok(c) => all.merge(c),
+                Err(e) => {
+                    tracing::warn!(namespace, secret = %secret.name_any(), error = %e, "skipping a pull secret")
+                }
+            }
+        }
+        all.lookup(registry, repository).cloned()
+    }
+
+    /// The tags that follow `tag` as an alias (`from.kind: ImageStreamTag` naming it).
+    pub fn followers(&self, tag: &ImageStreamTag) -> Vec<ObjectRef<ImageStreamTag>> {
+        let ns = tag.namespace().unwrap_or_default();
+        self.tags
+            .state()
+            .iter()
+            .filter(|t| t.spec.from.kind == SourceKind::ImageStreamTag)
+            .filter(|t| {
+                t.spec
+                    .from
+                    .namespace
+                    .as_deref()
+                    .unwrap_or(&t.namespace().unwrap_or_default())
+                    == ns
+            })
+            .filter(|t| {
+                let name = &t.spec.from.name;
+                let (stream, tag_name) = name.split_once(':').unwrap_or((&t.spec.stream, name));
+                stream == tag.spec.stream && tag_name == tag.spec.tag
+            })
+            .map(|t| ObjectRef::from_obj(t.as_ref()))
+            .collect()
+    }
+}
+
+/// A snapshot of the tag cache, as the alias logic reads it (a scan: the cache holds Arcs, so the snapshot is
+/// cheap to take).
+pub struct TagSnapshot(pub Vec<std::sync::Arc<ImageStreamTag>>);
+
+impl TagLookup for TagSnapshot {
+    fn tag(&self, namespace: &str, stream: &str, tag: &str) -> Option<&ImageStreamTag> {
+        self.0.iter().map(AsRef::as_ref).find(|t| {
+            t.spec.stream == stream && t.spec.tag == tag && t.namespace().as_deref() == Some(namespace)
+        })
+    }
+
+    fn tags_of(&self, namespace: &str, stream: &str) -> Vec<&ImageStreamTag> {
+        self.0
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|t| t.spec.stream == stream && t.namespace().as_deref() == Some(namespace))
+            .collect()
+    }
+}

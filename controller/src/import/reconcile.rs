@@ -1,0 +1,206 @@
+//! The ImageStreamTag reconciler: a thin shell that asks the pure decisions what to do and does it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::image::{IMPORT_REQUESTED_ANNOTATION, ImageStreamTag, ImportMode};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use tracing::{debug, info, instrument, warn};
+
+use super::schedule::{self, Plan};
+use super::source::{self, Source};
+use super::status::{self, Decision, ImportEvent, Outcome};
+use crate::context::{Context, FIELD_MANAGER, TagSnapshot};
+use crate::error::{Error, Result};
+use crate::metrics::ImportLabels;
+use crate::registry::{ImageReference, ResolveRequest};
+
+/// Imports `tag` when it is due, writes its status when it changed, and says when to look again.
+#[instrument(skip_all, fields(tag = %tag.name_any(), namespace = tag.namespace().unwrap_or_default()))]
+pub async fn reconcile(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = tag.namespace().ok_or(Error::Incomplete("ImageStreamTag"))?;
+    let key = ObjectRef::from_obj(tag.as_ref());
+    let now = jiff::Timestamp::now();
+    let pushed = ctx.take_push_request(&key);
+    let trigger = if pushed {
+        Some("registry push")
+    } else {
+        schedule::reason_to_import(&tag, ctx.last_check(&key), ctx.pacing, now.as_second())
+    };
+    let Some(trigger) = trigger else {
+        return Ok(action(schedule::plan(
+            &tag,
+            ctx.last_check(&key),
+            ctx.pacing,
+            now.as_second(),
+        )));
+    };
+
+    ctx.metrics.imports_in_flight.inc();
+    let (outcome, retry_after) = import(&tag, &namespace, &ctx).await;
+    ctx.metrics.imports_in_flight.dec();
+    let failed = matches!(outcome, Outcome::Failed { .. });
+    ctx.record_check(key.clone(), now.as_second(), failed, retry_after);
+    let result = match &outcome {
+        Outcome::Failed { reason, .. } => reason.clone(),
+        Outcome::Resolved { .. } => status::REASON_IMPORTED.to_owned(),
+        Outcome::Recorded { .. } => "Recorded".to_owned(),
+    };
+    ctx.metrics
+        .imports
+        .get_or_create(&ImportLabels {
+            trigger: trigger.to_owned(),
+            result,
+        })
+        .inc();
+
+    let decision = status::decide(
+        tag.status.as_ref(),
+        status::Import {
+            generation: tag.metadata.generation,
+            import_request: tag
+                .annotations()
+                .get(IMPORT_REQUESTED_ANNOTATION)
+                .map(String::as_str),
+            history_limit: history_limit(&tag, &namespace, &ctx),
+            now: Time(now),
+            outcome,
+        },
+    );
+    debug!(trigger, changed = decision.changed, "imported");
+    write(&tag, &namespace, &decision, &ctx).await?;
+
+    let mut updated = (*tag).clone();
+    updated.status = Some(decision.status);
+    Ok(action(schedule::plan(
+        &updated,
+        ctx.last_check(&key),
+        ctx.pacing,
+        now.as_second(),
+    )))
+}
+
+/// After an error talking to the API server: try again soon.
+pub fn error_policy(tag: Arc<ImageStreamTag>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(tag = %tag.name_any(), error = %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn action(plan: Plan) -> Action {
+    match plan {
+        Plan { import_now: true, .. } => Action::requeue(Duration::from_secs(1)),
+        Plan {
+            recheck_in: Some(after),
+            ..
+        } => Action::requeue(after),
+        Plan { recheck_in: None, .. } => Action::await_change(),
+    }
+}
+
+/// Asks the cache or the registry for the tag's image.
+async fn import(tag: &ImageStreamTag, namespace: &str, ctx: &Context) -> (Outcome, Option<Duration>) {
+    let reference = match source::source_of(tag, namespace, &TagSnapshot(ctx.tags.state())) {
+        Source::Known(outcome) => return (outcome, None),
+        Source::Registry(reference) => reference,
+    };
+    let policy = tag.spec.import_policy.clone().unwrap_or_default();
+    let request = ResolveRequest {
+        reference: tag.spec.from.name.clone(),
+        insecure: policy.insecure,
+        import_mode: policy.import_mode.unwrap_or(ImportMode::Legacy),
+        credentials: ctx.credentials(namespace, reference.registry(), reference.repository()),
+        trust_pinned: true,
+    };
+    match ctx.resolver.resolve(&request).await {
+        Ok(resolved) => {
+            let source = source_name(&reference, &tag.spec.from.name);
+            (
+                Outcome::Resolved {
+                    digest: resolved.digest,
+                    pull_spec: resolved.pull_spec,
+                    source,
+                },
+                None,
+            )
+        }
+        Err(e) => (
+            Outcome::Failed {
+                reason: e.reason().to_owned(),
+                message: e.to_string(),
+            },
+            e.retry_after(),
+        ),
+    }
+}
+
+fn source_name(reference: &ImageReference, given: &str) -> String {
+    match reference.tag() {
+        Some(tag) => format!("{}/{}:{tag}", reference.registry(), reference.repository()),
+        None => given.to_owned(),
+    }
+}
+
+/// The history limit of the tag's stream, or the default when the stream does not say (or does not exist).
+fn history_limit(tag: &ImageStreamTag, namespace: &str, ctx: &Context) -> usize {
+    let stream = ctx
+        .streams
+        .get(&ObjectRef::new(&tag.spec.stream).within(namespace));
+    let limit = stream
+        .and_then(|s| s.spec.history_limit)
+        .unwrap_or(berth_api::image::DEFAULT_HISTORY_LIMIT);
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
+/// Writes the status if it changed (server-side apply of the whole status), and publishes the transition.
+async fn write(tag: &ImageStreamTag, namespace: &str, decision: &Decision, ctx: &Context) -> Result<()> {
+    let name = tag.name_any();
+    if decision.changed {
+        let api: Api<ImageStreamTag> = Api::namespaced(ctx.client.clone(), namespace);
+        let patch = serde_json::json!({
+            "apiVersion": ImageStreamTag::api_version(&()),
+            "kind": ImageStreamTag::kind(&()),
+            "status": decision.status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        ctx.metrics.status_written("ImageStreamTag");
+    }
+    let Some(event) = &decision.event else {
+        return Ok(());
+    };
+    let (type_, reason, note) = match event {
+        ImportEvent::Imported { pull_spec } => {
+            (EventType::Normal, "Imported", format!("imported {pull_spec}"))
+        }
+        ImportEvent::TagUpdated { from, to } => (
+            EventType::Normal,
+            "TagUpdated",
+            format!("moved from {from} to {to}"),
+        ),
+        ImportEvent::ImportFailed { reason, message } => {
+            (EventType::Warning, "ImportFailed", format!("{reason}: {message}"))
+        }
+    };
+    info!(reason, note, "tag transition");
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Import".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &tag.object_ref(&())).await {
+        // An Event that cannot be published is not worth a retry of the import: the status says it all.
+        warn!(error = %e, "cannot publish an Event");
+    }
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! Wiring: connect, check, elect a leader, start the shared watches, the controllers and the servers.
+
+use std::future::ready;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use berth_api::image::{ImageStream, ImageStreamTag};
+use futures::{FutureExt, StreamExt, channel::mpsc};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::import::schedule::Pacing;
+use crate::metrics::Metrics;
+use crate::registry::{RateLimit, Resolver, ResolverConfig};
+use crate::webhook::Webhook;
+use crate::{import, leader, streams};
+
+/// Connects to the API server, failing in one line when it does not answer.
+pub async fn connect(config: &Config) -> Result<Client> {
+    let kube_config = kube::Config::infer().await?;
+    let url = kube_config.cluster_url.to_string();
+    let client = Client::try_from(kube_config)?;
+    match tokio::time::timeout(config.connect_timeout, client.apiserver_version()).await {
+        Ok(Ok(version)) => {
+            info!(%url, version = %version.git_version, "connected");
+            Ok(client)
+        }
+        Ok(Err(e)) => Err(Error::Unreachable {
+            url,
+            detail: e.to_string(),
+        }),
+        Err(_) => Err(Error::Unreachable {
+            url,
+            detail: format!("no answer within {:?}", config.connect_timeout),
+        }),
+    }
+}
+
+/// Fails when the API server does not serve Berth's resources.
+async fn check_crds(client: &Client) -> Result<()> {
+    let tags: Api<ImageStreamTag> = Api::all(client.clone());
+    match tags.list_metadata(&ListParams::default().limit(1)).await {
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            Err(Error::CrdsMissing("imagestreamtags.image.berth.dev"))
+        }
+        Err(e) => Err(e.into()),
+        Ok(_) => Ok(()),
+    }
+}
+
+async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen { addr, source })
+}
+
+fn read_token(config: &Config) -> Result<Option<Arc<str>>> {
+    if let Some(path) = &config.webhook_token_file {
+        let token = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+            path: path.clone(),
+            source,
+        })?;
+        return Ok(Some(token.trim().into()));
+    }
+    Ok(config.webhook_token.as_deref().map(|t| t.trim().into()))
+}
+
+/// A shared watch of every `K`, with managed fields stripped: the reader, the writer's subscribers, and the
+/// future that drives it.
+fn shared_watch<K>(
+    client: &Client,
+    subscribers: usize,
+) -> (
+    Store<K>,
+    Vec<reflector::ReflectHandle<K>>,
+    impl std::future::Future<Output = ()>,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store_shared::<K>(1024);
+    let subs = (0..subscribers)
+        .map(|_| writer.subscribe().expect("a shared store"))
+        .collect();
+    let driver = watcher(
+        Api::<K>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
+    .reflect_shared(writer)
+    .for_each(|event| {
+        if let Err(e) = event {
+            warn!(error = %e, kind = %K::kind(&()), "watch error; retrying");
+        }
+        ready(())
+    });
+    (reader, subs, driver)
+}
+
+/// A watch of the pull secrets of one type.
+fn pull_secret_watch(client: &Client, type_: &str) -> (Store<Secret>, impl std::future::Future<Output = ()>) {
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().fields(&format!("type={type_}"));
+    let driver = watcher(Api::<Secret>::all(client.clone()), config)
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .for_each(|_| ready(()));
+    (reader, driver)
+}
+
+/// Runs the controller until it fails, loses the lease, or is asked to stop.
+pub async fn run(config: Config) -> Result<()> {
+    let client = connect(&config).await?;
+    check_crds(&client).await?;
+    let token = read_token(&config)?;
+    let metrics = Metrics::default();
+    let health = axum::serve(listen(config.metrics_addr).await?, metrics.router());
+    let health = tokio::spawn(health.into_future());
+    info!(addr = %config.metrics_addr, "serving /metrics, /healthz and /readyz");
+
+    let leading = tokio::select! {
+        leading = leader::acquire(client.clone(), &config) => leading?,
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+    };
+
+    let (tags, mut tag_subs, tags_watch) = shared_watch::<ImageStreamTag>(&client, 3);
+    let (streams_store, mut stream_subs, streams_watch) = shared_watch::<ImageStream>(&client, 1);
+    let (json_secrets, json_watch) = pull_secret_watch(&client, "kubernetes.io/dockerconfigjson");
+    let (cfg_secrets, cfg_watch) = pull_secret_watch(&client, "kubernetes.io/dockercfg");
+
+    let resolver_config = ResolverConfig {
+        platform: config.platform.parse()?,
+        rate_limit: RateLimit {
+            per_second: config.registry_qps,
+            burst: config.registry_burst,
+        },
+        extra_ca_pem: match &config.registry_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|source| Error::ReadFile {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        },
+        ..ResolverConfig::default()
+    };
+    let resolver = Resolver::new(resolver_config)?.with_observer(Arc::new(metrics.clone()));
+    let reporter = Reporter {
+        controller: "berth-controller".into(),
+        instance: Some(config.identity()),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        tags.clone(),
+        streams_store.clone(),
+        vec![json_secrets.clone(), cfg_secrets.clone()],
+        resolver,
+        Recorder::new(client.clone(), reporter),
+        Pacing {
+            interval: config.import_interval,
+            retry: config.import_retry,
+        },
+        metrics.clone(),
+    ));
+
+    let (push_tx, push_rx) = mpsc::unbounded::<ObjectRef<ImageStreamTag>>();
+    let webhook = match token {
+        Some(token) => {
+            let ctx = ctx.clone();
+            let hook = Webhook {
+                token,
+                tags: tags.clone(),
+                on_push: Arc::new(move |tag| {
+                    ctx.request_push_import(tag.clone());
+                    let _ = push_tx.unbounded_send(tag);
+                }),
+                metrics: metrics.clone(),
+            };
+            info!(addr = %config.webhook_addr, path = crate::webhook::PATH, "taking registry notifications");
+            axum::serve(listen(config.webhook_addr).await?, hook.router())
+                .into_future()
+                .boxed()
+        }
+        None => {
+            warn!("no webhook token (BERTH_WEBHOOK_TOKEN_FILE): registry notifications are not taken");
+            futures::future::pending().boxed()
+        }
+    };
+
+    let follow_ctx = ctx.clone();
+    let importer = Controller::for_shared_stream(tag_subs.pop().expect("3"), tags.clone())
+        .watches_shared_stream(tag_subs.pop().expect("2"), move |tag: Arc<ImageStreamTag>| {
+            follow_ctx.followers(&tag)
+        })
+        .reconcile_on(push_rx)
+        .run(
+            import::reconcile::reconcile,
+            import::reconcile::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| ready(()));
+    let stream_reconciler =
+        Controller::for_shared_stream(stream_subs.pop().expect("1"), streams_store.clone())
+            .watches_shared_stream(tag_subs.pop().expect("1"), |tag: Arc<ImageStreamTag>| {
+                tag.namespace()
+                    .map(|ns| ObjectRef::new(&tag.spec.stream).within(&ns))
+            })
+            .run(streams::reconcile, streams::error_policy, ctx.clone())
+            .for_each(|_| ready(()));
+
+    let ready_when_synced = {
+        let metrics = metrics.clone();
+        async move {
+            let synced = futures::future::join4(
+                tags.wait_until_ready(),
+                streams_store.wait_until_ready(),
+                json_secrets.wait_until_ready(),
+                cfg_secrets.wait_until_ready(),
+            )
+            .await;
+            if matches!(synced, (Ok(()), Ok(()), Ok(()), Ok(()))) {
+                info!("caches synced; ready");
+                metrics.set_ready(true);
+            }
+            futures::future::pending::<()>().await;
+        }
+    };
+
+    let result = tokio::select! {
+        () = tags_watch => Ok(()),
+        () = streams_watch => Ok(()),
+        () = json_watch => Ok(()),
+        () = cfg_watch => Ok(()),
+        () = importer => Ok(()),
+        () = stream_reconciler => Ok(()),
+        () = ready_when_synced => Ok(()),
+        served = webhook => served.map_err(|source| Error::Listen { addr: config.webhook_addr, source }),
+        lost = leader::lost(leading) => Err(lost),
+        _ = tokio::signal::ctrl_c() => { info!("stopping"); Ok(()) }
+    };
+    metrics.set_ready(false);
+    health.abort();
+    result
+}
