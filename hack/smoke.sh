@@ -65,18 +65,8 @@ ok "admin (system:masters) reads the API"
 ok "controller identity authenticates"
 
 # --- CRDs -------------------------------------------------------------------
-shopt -s nullglob
-crd_files=("$BERTH_REPO"/crds/*.yaml)
-shopt -u nullglob
-if ((${#crd_files[@]})); then
-	for f in "${crd_files[@]}"; do
-		out="$(kc apply -f "$f" 2>&1)" || fail "kubectl apply -f $f: $out"
-	done
-	kc wait --for condition=established --timeout=60s crd --all >/dev/null 2>&1 || fail "CRDs not established within 60s"
-	ok "applied ${#crd_files[@]} CRD file(s) from crds/"
-else
-	echo "skip no crds/*.yaml yet"
-fi
+n="$(apply_crds)" || fail "applying crds/*.yaml"
+if ((n)); then ok "applied $n CRD file(s) from crds/"; else echo "skip no CRDs in crds/*.yaml yet"; fi
 
 ISTAG_CRD=imagestreamtags.image.berth.dev
 if kc get crd "$ISTAG_CRD" >/dev/null 2>&1; then

@@ -60,7 +60,9 @@ if cluster_healthy; then
 	if ((running != NODES)); then
 		die "a cluster with $running nodes is already running (asked for $NODES): run hack/down.sh first"
 	fi
-	log "cluster already running ($running nodes); nothing to do"
+	log "cluster already running ($running nodes)"
+	mapfile -t running_nodes < <(cluster_nodes)
+	berth_start_missing "${running_nodes[@]}"
 	print_next_steps
 	exit 0
 fi
@@ -135,18 +137,10 @@ for node in "${NODE_NAMES[@]}"; do
 done
 
 # Nothing Berth-specific is applied but the CRDs and the local RBAC bindings.
-shopt -s nullglob
-crd_files=("$BERTH_REPO"/crds/*.yaml)
-shopt -u nullglob
-if ((${#crd_files[@]})); then
-	log "applying ${#crd_files[@]} CRD file(s) from crds/"
-	for f in "${crd_files[@]}"; do kc apply -f "$f" >/dev/null; done
-	kc wait --for condition=established --timeout=60s crd --all >/dev/null
-fi
-if [[ -f "$BERTH_REPO/manifests/rbac-local.yaml" ]]; then
-	log "applying manifests/rbac-local.yaml"
-	kc apply -f "$BERTH_REPO/manifests/rbac-local.yaml" >/dev/null
-fi
+n="$(apply_crds)"
+((n == 0)) || log "applied $n CRD file(s) from crds/"
+applied="$(apply_local_rbac)"
+[[ -z "$applied" ]] || log "applied $applied (RBAC for berth:controllers and berth:agents)"
 wait_for "kube-controller-manager (https://127.0.0.1:$KCM_PORT/healthz)" 60 "$(component_log kube-controller-manager)" kube-controller-manager kcm_healthy
 
 berth_start_all "${NODE_NAMES[@]}"

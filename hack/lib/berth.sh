@@ -68,6 +68,24 @@ berth_start_all() {
 	berth_check_alive "$@"
 }
 
+# berth_start_missing NODE...: on a running cluster, (re)starts the Berth
+# binaries that exist but do not run (built since, or exited).
+berth_start_missing() {
+	local node
+	[[ "${BERTH_NO_COMPONENTS:-0}" == 1 ]] && return 0
+	if [[ -x "$(berth_controller_bin)" ]] && ! pid_alive berth-controller; then
+		berth_start_controller
+	fi
+	if [[ -x "$(berth_agent_bin)" ]]; then
+		for node in "$@"; do
+			pid_alive "berth-agent-$node" && continue
+			berth_start_agent "$node"
+			log "started berth-agent on $node (log: $(node_dir "$node")/agent.log)"
+		done
+	fi
+	berth_check_alive "$@"
+}
+
 # berth_check_alive NODE...: a Berth binary that exits at once (not written
 # yet, or failing) is reported with its log, but does not fail the cluster.
 berth_check_alive() {

@@ -134,3 +134,44 @@ component_healthy() {
 	*) return 1 ;;
 	esac
 }
+
+# crd_files: the files in <repo>/crds/*.yaml that hold CustomResourceDefinitions
+# (others there, such as a kustomization.yaml, are not API objects).
+crd_files() {
+	local f
+	for f in "$BERTH_REPO"/crds/*.yaml; do
+		[[ -f "$f" ]] && grep -qE '^kind: *CustomResourceDefinition' "$f" && echo "$f"
+	done
+	return 0
+}
+
+# apply_crds: kubectl apply of every CRD file, then wait until all are
+# established. Prints how many files it applied.
+apply_crds() {
+	local files=() f out
+	mapfile -t files < <(crd_files)
+	for f in "${files[@]}"; do
+		out="$(kc apply -f "$f" 2>&1)" || die "kubectl apply -f $f failed: $out"
+	done
+	if ((${#files[@]})); then
+		kc wait --for condition=established --timeout=60s crd --all >/dev/null 2>&1 ||
+			die "CRDs not established within 60s (log: $(component_log kube-apiserver))"
+	fi
+	echo "${#files[@]}"
+}
+
+# apply_local_rbac: the bindings of the local cluster's token users to Berth's
+# roles: manifests/rbac-local.yaml if it exists, else the kustomization in
+# manifests/local/ (CRDs, namespace, roles, bindings). Prints what it applied.
+apply_local_rbac() {
+	local out
+	if [[ -f "$BERTH_REPO/manifests/rbac-local.yaml" ]]; then
+		out="$(kc apply -f "$BERTH_REPO/manifests/rbac-local.yaml" 2>&1)" ||
+			die "kubectl apply -f manifests/rbac-local.yaml failed: $out"
+		echo manifests/rbac-local.yaml
+	elif [[ -f "$BERTH_REPO/manifests/local/kustomization.yaml" ]]; then
+		out="$(kc apply -k "$BERTH_REPO/manifests/local" 2>&1)" ||
+			die "kubectl apply -k manifests/local failed: $out"
+		echo manifests/local/
+	fi
+}
