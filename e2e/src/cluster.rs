@@ -21,10 +21,7 @@ pub fn parse_env_file(text: &str) -> HashMap<String, String> {
             let l = l.strip_prefix("export ").unwrap_or(l);
             let (k, v) = l.split_once('=')?;
             let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v);
+            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
             Some((k.trim().to_string(), v.to_string()))
         })
         .collect()

@@ -22,7 +22,10 @@ impl Response {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -95,7 +98,14 @@ pub async fn registry_digest(registry: &str, repo: &str, tag: &str) -> anyhow::R
                   application/vnd.docker.distribution.manifest.list.v2+json, \
                   application/vnd.docker.distribution.manifest.v2+json";
     let path = format!("/v2/{repo}/manifests/{tag}");
-    let resp = request("HEAD", registry, &path, &[("Accept", accept)], Duration::from_secs(10)).await?;
+    let resp = request(
+        "HEAD",
+        registry,
+        &path,
+        &[("Accept", accept)],
+        Duration::from_secs(10),
+    )
+    .await?;
     if resp.status != 200 {
         bail!("HEAD http://{registry}{path}: status {}", resp.status);
     }

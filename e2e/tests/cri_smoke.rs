@@ -50,7 +50,9 @@ impl Drop for HostGuard {
     fn drop(&mut self) {
         let endpoint = self.endpoint.clone();
         let result = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async {
                 let cri = CriClient::connect(&endpoint).await?;
                 sweep(&cri).await
@@ -87,13 +89,18 @@ async fn smoke_host(cluster: &LocalCluster, node: &NodeEnv, digest: &str) -> any
     );
     let swept = sweep(&cri).await?;
     if swept > 0 {
-        eprintln!("{}: removed {swept} sandbox(es) left by an earlier run", node.name);
+        eprintln!(
+            "{}: removed {swept} sandbox(es) left by an earlier run",
+            node.name
+        );
     }
 
     let uid = format!(
         "cri-smoke-{}-{}",
         std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
     );
     let log_root = node
         .pod_log_dir
@@ -121,7 +128,11 @@ async fn smoke_host(cluster: &LocalCluster, node: &NodeEnv, digest: &str) -> any
         node.name,
         status.repo_digests
     );
-    ensure!(status.id == image_ref, "image id {} != pull ref {image_ref}", status.id);
+    ensure!(
+        status.id == image_ref,
+        "image id {} != pull ref {image_ref}",
+        status.id
+    );
 
     // 2. A sandbox with a pod network.
     let sandbox_config = PodSandboxConfig {
@@ -204,7 +215,11 @@ async fn smoke_host(cluster: &LocalCluster, node: &NodeEnv, digest: &str) -> any
         cs.reason,
         cs.message
     );
-    ensure!(cs.image_ref == image_ref || cs.image_ref.contains(digest), "odd imageRef {}", cs.image_ref);
+    ensure!(
+        cs.image_ref == image_ref || cs.image_ref.contains(digest),
+        "odd imageRef {}",
+        cs.image_ref
+    );
 
     // 4. Its CRI log carries the start line.
     let log_file = log_dir.join("demo/0.log");
@@ -214,7 +229,12 @@ async fn smoke_host(cluster: &LocalCluster, node: &NodeEnv, digest: &str) -> any
         cs.log_path,
         log_file.display()
     );
-    let start_line = wait_for_log(&log_file, "berth-demo v1 starting on :8080", Duration::from_secs(10)).await?;
+    let start_line = wait_for_log(
+        &log_file,
+        "berth-demo v1 starting on :8080",
+        Duration::from_secs(10),
+    )
+    .await?;
     ensure!(
         start_line.contains(" stdout F "),
         "log line not in CRI format: {start_line:?}"
@@ -222,7 +242,11 @@ async fn smoke_host(cluster: &LocalCluster, node: &NodeEnv, digest: &str) -> any
 
     // 5. HTTP from the root namespace to the pod IP.
     let body = wait_for_http(&format!("{pod_ip}:8080"), Duration::from_secs(10)).await?;
-    ensure!(body.contains("berth-demo v1"), "{}: pod answered {body:?}", node.name);
+    ensure!(
+        body.contains("berth-demo v1"),
+        "{}: pod answered {body:?}",
+        node.name
+    );
 
     // 6. Stop and remove explicitly (the guard covers failures).
     cri.stop_container(&container_id, Duration::from_secs(5)).await?;
@@ -255,7 +279,10 @@ async fn wait_for_log(file: &std::path::Path, needle: &str, timeout: Duration) -
             return Ok(line.to_string());
         }
         if Instant::now() > deadline {
-            bail!("{} has no line with {needle:?} after {timeout:?}; it holds {text:?}", file.display());
+            bail!(
+                "{} has no line with {needle:?} after {timeout:?}; it holds {text:?}",
+                file.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
