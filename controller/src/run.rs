@@ -45,6 +45,20 @@ pub async fn connect(config: &Config) -> Result<Client> {
     }
 }
 
+/// An error and its causes in one line, each said once.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        source = cause.source();
+    }
+    line
+}
+
 /// Fails when the API server does not serve Berth's resources.
 async fn check_crds(client: &Client) -> Result<()> {
     let tags: Api<ImageStreamTag> = Api::all(client.clone());
