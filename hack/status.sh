@@ -31,7 +31,7 @@ optional_row() {
 	if [[ -f "$(pid_file "$pidname")" ]]; then
 		row "$name" "$pidname" "$endpoint" "$@"
 	else
-		printf '%-28s %-8s %-6s %-8s %s\n' "$name" - - - "not started (binary missing at up)"
+		printf '%-28s %-8s %-6s %-8s %s\n' "$name" - - - "not started (binary missing, or stopped)"
 	fi
 }
 
