@@ -68,4 +68,4 @@ pub use ratelimit::{
 };
 pub use reference::ImageReference;
 pub use resolve::{Observation, ResolveObserver, ResolveRequest, Resolved, Resolver, ResolverConfig};
-pub use transport::TransportError;
+pub use transport::{TransportError, install_crypto_provider};

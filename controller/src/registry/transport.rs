@@ -54,9 +54,12 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-/// rustls is built with `ring` only (the provider kube uses); reqwest without its bundled provider needs a
-/// process default, so install ring unless the binary already chose one.
-fn ensure_crypto_provider() {
+/// Installs `ring` as the process's rustls crypto provider, unless one is installed already.
+///
+/// rustls is built with `ring` only (the provider kube uses), and `reqwest` without its bundled provider
+/// needs a process default: [`Resolver::new`](super::Resolver::new) calls this, and so must anything that
+/// builds a `reqwest::Client` before it (tests, `main`). Idempotent.
+pub fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Losing a race with another installer is fine: a provider is installed either way.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -71,7 +74,7 @@ impl Transport {
         timeout: Duration,
         user_agent: &'static str,
     ) -> Result<Self, TransportError> {
-        ensure_crypto_provider();
+        install_crypto_provider();
         let cas = match extra_ca_pem {
             Some(pem) => reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| TransportError(format!("extra CA bundle is not valid PEM: {e}")))?,
