@@ -36,7 +36,7 @@ pub async fn connect(config: &Config) -> Result<Client> {
         }
         Ok(Err(e)) => Err(Error::Unreachable {
             url,
-            detail: e.to_string(),
+            detail: causes(&e),
         }),
         Err(_) => Err(Error::Unreachable {
             url,

@@ -27,22 +27,26 @@ pub async fn reconcile(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Ac
     let key = ObjectRef::from_obj(tag.as_ref());
     let now = jiff::Timestamp::now();
     let pushed = ctx.take_push_request(&key);
-    let trigger = if pushed {
-        Some("registry push")
-    } else {
-        schedule::reason_to_import(&tag, ctx.last_check(&key), ctx.pacing, now.as_second())
-    };
-    let Some(trigger) = trigger else {
-        return Ok(action(schedule::plan(
-            &tag,
-            ctx.last_check(&key),
-            ctx.pacing,
-            now.as_second(),
-        )));
+    let source = source::source_of(&tag, &namespace, &TagSnapshot(ctx.tags.state()));
+    let due = schedule::reason_to_import(&tag, ctx.last_check(&key), ctx.pacing, now.as_second());
+    let trigger = match (&source, pushed, due) {
+        (_, true, _) => "registry push",
+        (_, false, Some(reason)) => reason,
+        // What needs no registry (aliases, pinned digests) is looked at whenever its tag or the tag it
+        // follows changes: it costs nothing, and writes nothing when nothing changed.
+        (Source::Known(_), false, None) => "followed tag changed",
+        (Source::Registry(_), false, None) => {
+            return Ok(action(schedule::plan(
+                &tag,
+                ctx.last_check(&key),
+                ctx.pacing,
+                now.as_second(),
+            )));
+        }
     };
 
     ctx.metrics.imports_in_flight.inc();
-    let (outcome, retry_after) = import(&tag, &namespace, &ctx).await;
+    let (outcome, retry_after) = import(&tag, source, &namespace, &ctx).await;
     ctx.metrics.imports_in_flight.dec();
     let failed = matches!(outcome, Outcome::Failed { .. });
     ctx.record_check(key.clone(), now.as_second(), failed, retry_after);
@@ -103,8 +107,13 @@ fn action(plan: Plan) -> Action {
 }
 
 /// Asks the cache or the registry for the tag's image.
-async fn import(tag: &ImageStreamTag, namespace: &str, ctx: &Context) -> (Outcome, Option<Duration>) {
-    let reference = match source::source_of(tag, namespace, &TagSnapshot(ctx.tags.state())) {
+async fn import(
+    tag: &ImageStreamTag,
+    source: Source,
+    namespace: &str,
+    ctx: &Context,
+) -> (Outcome, Option<Duration>) {
+    let reference = match source {
         Source::Known(outcome) => return (outcome, None),
         Source::Registry(reference) => reference,
     };
