@@ -18,6 +18,7 @@ case "${1:-}" in
 *) die "unknown argument '$1' (usage: hack/down.sh [--purge])" ;;
 esac
 require_root
+cluster_lock
 
 # Recorded nodes, plus any berth-<n> netns/veth a killed up left unrecorded.
 mapfile -t nodes < <({

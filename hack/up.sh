@@ -17,10 +17,11 @@ HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HACK/lib/load.sh"
 
 NODES=3
+nodes_given=0
 while (($#)); do
 	case "$1" in
-	--nodes) NODES="${2:?--nodes needs a number}" && shift 2 ;;
-	--nodes=*) NODES="${1#--nodes=}" && shift ;;
+	--nodes) NODES="${2:?--nodes needs a number}" && nodes_given=1 && shift 2 ;;
+	--nodes=*) NODES="${1#--nodes=}" && nodes_given=1 && shift ;;
 	-h | --help) sed -n '2,14p' "$0" && exit 0 ;;
 	*) die "unknown argument '$1' (usage: hack/up.sh [--nodes N])" ;;
 	esac
@@ -54,10 +55,11 @@ print_next_steps() {
 
 require_root
 "$HACK/deps.sh" || die "installing dependencies failed (hack/deps.sh)"
+cluster_lock
 
 if cluster_healthy; then
 	running="$(cluster_nodes | wc -l)"
-	if ((running != NODES)); then
+	if ((nodes_given && running != NODES)); then
 		die "a cluster with $running nodes is already running (asked for $NODES): run hack/down.sh first"
 	fi
 	log "cluster already running ($running nodes)"

@@ -123,7 +123,8 @@ start_bg() {
 	local name="$1" logfile="$2" pid start
 	shift 2
 	mkdir -p "$BERTH_STATE/pids" "$(dirname "$logfile")"
-	setsid "$@" </dev/null >>"$logfile" 2>&1 &
+	# 9>&-: the cluster lock's descriptor must not live on in the daemons.
+	setsid "$@" </dev/null >>"$logfile" 2>&1 9>&- &
 	pid=$!
 	start="$(proc_stat "$pid" | cut -d' ' -f2)" || true
 	echo "$pid ${start:-}" >"$(pid_file "$name")"
@@ -156,3 +157,17 @@ stop_named() {
 
 # tcp_open HOST PORT: something accepts TCP connections there.
 tcp_open() { timeout 2 bash -c ": </dev/tcp/$1/$2" 2>/dev/null; }
+
+# cluster_lock: serialises up and down on one state dir (several people and
+# test runs share the machine). Held on fd 9 until the script exits; scripts
+# that up/down call inherit it (BERTH_LOCK_HELD) instead of waiting for themselves.
+cluster_lock() {
+	[[ "${BERTH_LOCK_HELD:-0}" == 1 ]] && return 0
+	mkdir -p "$(dirname "$BERTH_STATE")"
+	exec 9>"$BERTH_STATE.lock"
+	if ! flock -n 9; then
+		log "waiting for another hack/up.sh or hack/down.sh on $BERTH_STATE to finish ($BERTH_STATE.lock)"
+		flock -w 900 9 || die "another hack/up.sh or hack/down.sh still holds $BERTH_STATE.lock after 15 minutes"
+	fi
+	export BERTH_LOCK_HELD=1
+}
