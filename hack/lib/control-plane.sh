@@ -23,9 +23,14 @@ etcd_start() {
 }
 etcd_healthy() { curl -fsS --max-time 2 "$ETCD_CLIENT_URL/health" | grep -q '"health":"true"'; }
 
+# Extra flags, split on spaces: BERTH_APISERVER_EXTRA_ARGS, BERTH_KCM_EXTRA_ARGS
+# (e.g. BERTH_KCM_EXTRA_ARGS="--node-monitor-grace-period=20s").
+extra_args() { read -ra _extra <<<"${!1:-}"; }
+
 # apiserver_start KUBE_BIN_DIR
 apiserver_start() {
-	local pki="$PKI_DIR"
+	local pki="$PKI_DIR" _extra=()
+	extra_args BERTH_APISERVER_EXTRA_ARGS
 	start_bg kube-apiserver "$(component_log kube-apiserver)" "$1/kube-apiserver" \
 		--bind-address="$BRIDGE_IP" --advertise-address="$BRIDGE_IP" --secure-port="$APISERVER_PORT" \
 		--insecure-port=0 \
@@ -47,7 +52,7 @@ apiserver_start() {
 		--kubelet-port="$AGENT_PORT" \
 		--allow-privileged=true \
 		--profiling=false \
-		--v=1
+		--v=1 "${_extra[@]}"
 }
 # /readyz needs no credentials in 1.20 (system:public-info-viewer).
 apiserver_healthy() {
@@ -56,6 +61,8 @@ apiserver_healthy() {
 
 # kcm_start KUBE_BIN_DIR
 kcm_start() {
+	local _extra=()
+	extra_args BERTH_KCM_EXTRA_ARGS
 	start_bg kube-controller-manager "$(component_log kube-controller-manager)" "$1/kube-controller-manager" \
 		--kubeconfig="$KCM_KUBECONFIG" \
 		--authentication-kubeconfig="$KCM_KUBECONFIG" --authorization-kubeconfig="$KCM_KUBECONFIG" \
@@ -67,7 +74,7 @@ kcm_start() {
 		--root-ca-file="$PKI_DIR/ca.crt" \
 		--service-cluster-ip-range="$SERVICE_CIDR" \
 		--leader-elect=false \
-		--v=1
+		--v=1 "${_extra[@]}"
 }
 kcm_healthy() { curl -fsSk --max-time 2 "https://127.0.0.1:$KCM_PORT/healthz" | grep -q '^ok'; }
 
