@@ -125,13 +125,13 @@ impl RegistryCredentials {
     /// Reads a secret's `type` and `data`. Accepts `kubernetes.io/dockerconfigjson` (`.dockerconfigjson`)
     /// and `kubernetes.io/dockercfg` (`.dockercfg`).
     pub fn from_secret(type_: &str, data: &BTreeMap<String, ByteString>) -> Result<Self, CredentialsError> {
-        let (key, parse): (&'static str, fn(&[u8]) -> Result<Self, CredentialsError>) = match type_ {
-            DOCKER_CONFIG_JSON_TYPE => (DOCKER_CONFIG_JSON_KEY, Self::from_dockerconfigjson),
-            DOCKERCFG_TYPE => (DOCKERCFG_KEY, Self::from_dockercfg),
-            other => return Err(CredentialsError::UnsupportedType(other.to_string())),
-        };
-        let bytes = data.get(key).ok_or(CredentialsError::MissingKey(key))?;
-        parse(&bytes.0)
+        match type_ {
+            DOCKER_CONFIG_JSON_TYPE => {
+                Self::from_dockerconfigjson(&secret_bytes(data, DOCKER_CONFIG_JSON_KEY)?.0)
+            }
+            DOCKERCFG_TYPE => Self::from_dockercfg(&secret_bytes(data, DOCKERCFG_KEY)?.0),
+            other => Err(CredentialsError::UnsupportedType(other.to_string())),
+        }
     }
 
     /// Reads a `~/.docker/config.json`: `{"auths": {host: {"auth": base64("user:pass")} | {"username",
@@ -199,6 +199,13 @@ impl RegistryCredentials {
             .max_by_key(|((_, path), _)| path.len())
             .map(|(_, credentials)| credentials)
     }
+}
+
+fn secret_bytes<'a>(
+    data: &'a BTreeMap<String, ByteString>,
+    key: &'static str,
+) -> Result<&'a ByteString, CredentialsError> {
+    data.get(key).ok_or(CredentialsError::MissingKey(key))
 }
 
 fn json_error(key: &'static str, e: &serde_json::Error) -> CredentialsError {

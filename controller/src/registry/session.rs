@@ -35,13 +35,16 @@ pub enum Auth {
 /// or Basic gets it on the first request of the next resolve. Bounded: cleared when full.
 #[derive(Default)]
 pub struct AuthCache {
-    entries: Mutex<HashMap<(String, String, Option<Credentials>), (Auth, Instant)>>,
+    entries: Mutex<HashMap<AuthKey, (Auth, Instant)>>,
 }
+
+/// Registry host, repository, credentials.
+type AuthKey = (String, String, Option<Credentials>);
 
 const AUTH_CACHE_ENTRIES: usize = 4096;
 
 impl AuthCache {
-    fn get(&self, key: &(String, String, Option<Credentials>), token_ttl: Duration) -> Auth {
+    fn get(&self, key: &AuthKey, token_ttl: Duration) -> Auth {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match entries.get(key) {
             Some((Auth::Bearer(_), at)) if at.elapsed() > token_ttl => Auth::Anonymous,
@@ -50,7 +53,7 @@ impl AuthCache {
         }
     }
 
-    fn put(&self, key: (String, String, Option<Credentials>), auth: Auth) {
+    fn put(&self, key: AuthKey, auth: Auth) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= AUTH_CACHE_ENTRIES {
             entries.clear();
@@ -120,10 +123,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn cache_key(
-        reference: &ImageReference,
-        credentials: Option<&Credentials>,
-    ) -> (String, String, Option<Credentials>) {
+    fn cache_key(reference: &ImageReference, credentials: Option<&Credentials>) -> AuthKey {
         (
             reference.api_host().to_string(),
             reference.repository().to_string(),
