@@ -1,0 +1,117 @@
+//! The agent's configuration: flags, each also readable from a `BERTH_*` environment variable
+//! (the names `hack/up.sh` and the manifests use).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Berth's node agent: registers this host as a Node, renews its Lease, and runs the Pods
+/// bound to it through the container runtime's CRI socket.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "berth-agent", version, about, long_about = None)]
+pub struct Config {
+    /// Name of the Node this agent registers and serves.
+    #[arg(long, env = "BERTH_NODE_NAME")]
+    pub node_name: String,
+
+    /// The node's address (the Node's InternalIP, the pods' hostIP).
+    #[arg(long, env = "BERTH_NODE_IP")]
+    pub node_ip: IpAddr,
+
+    /// The container runtime's CRI endpoint, `unix:///path/to/containerd.sock`.
+    #[arg(
+        long,
+        env = "BERTH_CRI_ENDPOINT",
+        default_value = "unix:///run/containerd/containerd.sock"
+    )]
+    pub cri_endpoint: String,
+
+    /// The pod subnet of this node (the Node's `spec.podCIDR`), e.g. `10.214.1.0/24`.
+    #[arg(long, env = "BERTH_POD_CIDR")]
+    pub pod_cidr: Option<String>,
+
+    /// PEM certificate served on the log/health port (HTTPS).
+    #[arg(long, env = "BERTH_TLS_CERT")]
+    pub tls_cert: PathBuf,
+
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1) of `--tls-cert`.
+    #[arg(long, env = "BERTH_TLS_KEY")]
+    pub tls_key: PathBuf,
+
+    /// Directory under which each pod's container logs are written (`<dir>/<ns>_<pod>_<uid>/`).
+    #[arg(long, env = "BERTH_POD_LOG_DIR", default_value = "/var/log/pods")]
+    pub pod_log_dir: PathBuf,
+
+    /// Address of the HTTPS server for container logs, `/healthz` and `/metrics` (the API server
+    /// reaches it at the node IP and `daemonEndpoints.kubeletEndpoint.Port`).
+    #[arg(long, env = "BERTH_LISTEN_ADDR", default_value = "0.0.0.0:10250")]
+    pub listen_addr: SocketAddr,
+
+    /// Address of a plain-HTTP server for `/healthz` and `/metrics` (local probes and scrapes).
+    #[arg(long, env = "BERTH_HEALTH_ADDR", default_value = "127.0.0.1:10248")]
+    pub health_addr: SocketAddr,
+
+    /// Maximum number of pods this node accepts (Node capacity `pods`).
+    #[arg(long, env = "BERTH_MAX_PODS", default_value_t = 110)]
+    pub max_pods: u32,
+
+    /// How often the Lease is renewed, in seconds.
+    #[arg(long, env = "BERTH_LEASE_RENEW_SECONDS", default_value_t = 10)]
+    pub lease_renew_seconds: u64,
+
+    /// The Lease's duration, in seconds.
+    #[arg(long, env = "BERTH_LEASE_DURATION_SECONDS", default_value_t = 40)]
+    pub lease_duration_seconds: i32,
+
+    /// Log output format.
+    #[arg(long, env = "BERTH_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How the agent writes its own logs (the level comes from `RUST_LOG`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Config {
+    /// How often the Lease is renewed.
+    pub fn lease_renew_interval(&self) -> Duration {
+        Duration::from_secs(self.lease_renew_seconds.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse() {
+        let c = Config::try_parse_from([
+            "berth-agent",
+            "--node-name=berth-1",
+            "--node-ip=10.213.0.11",
+            "--cri-endpoint=unix:///tmp/c.sock",
+            "--pod-cidr=10.214.1.0/24",
+            "--tls-cert=/c.crt",
+            "--tls-key=/c.key",
+        ])
+        .expect("parses");
+        assert_eq!(c.node_name, "berth-1");
+        assert_eq!(c.node_ip.to_string(), "10.213.0.11");
+        assert_eq!(c.listen_addr.port(), 10250);
+        assert_eq!(c.max_pods, 110);
+        assert_eq!(c.lease_renew_interval(), Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,300 @@
+//! Pure decisions of the pod lifecycle: given a Pod, what the runtime holds for it and what
+//! the agent remembers (pull failures), which actions bring the runtime closer to the spec.
+//! No I/O here; [`crate::sync`] executes the actions.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::backoff;
+use crate::observe::{Container, Observed, State};
+
+/// How often a pod with live containers is looked at again (container exits are noticed by
+/// polling the runtime, as the kubelet's relist).
+pub const RESYNC: Duration = Duration::from_secs(2);
+
+/// The default termination grace period.
+pub const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+/// One step towards the desired state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Create a sandbox with this attempt number.
+    RunSandbox {
+        /// CRI attempt.
+        attempt: u32,
+    },
+    /// Stop a sandbox (its containers stop too).
+    StopSandbox {
+        /// Runtime id.
+        id: String,
+    },
+    /// Stop and remove a sandbox that is no longer used.
+    RemoveSandbox {
+        /// Runtime id.
+        id: String,
+    },
+    /// Ensure the image (per pull policy) and create and start container `name`.
+    StartContainer {
+        /// Name in the pod spec.
+        name: String,
+        /// CRI attempt (the restart count).
+        attempt: u32,
+    },
+    /// Stop a container: SIGTERM, SIGKILL after `grace`.
+    KillContainer {
+        /// Runtime id.
+        id: String,
+        /// Name in the pod spec.
+        name: String,
+        /// Grace period.
+        grace: Duration,
+    },
+    /// Remove a stopped container.
+    RemoveContainer {
+        /// Runtime id.
+        id: String,
+    },
+    /// Everything is gone: delete the Pod object with grace period 0.
+    DeletePod,
+}
+
+/// A remembered failure to pull the image of a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullFailure {
+    /// The image that failed.
+    pub image: String,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// When the next pull may be tried, Unix nanoseconds.
+    pub retry_at: i64,
+    /// The runtime's error.
+    pub message: String,
+}
+
+/// What [`plan`] decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Actions, in order.
+    pub actions: Vec<Action>,
+    /// When to look at the pod again at the latest.
+    pub requeue: Option<Duration>,
+}
+
+/// Whether and when an exited container restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// The restart policy says no.
+    Never,
+    /// Now.
+    Now,
+    /// Back-off: at this Unix time in nanoseconds.
+    At(i64),
+}
+
+/// The pod's restart policy (`Always` by default).
+pub fn restart_policy(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
+}
+
+/// Whether the exited container `c` restarts, and when.
+pub fn restart(policy: &str, c: &Container, now: i64) -> Restart {
+    let wanted = match policy {
+        "Never" => false,
+        "OnFailure" => c.exit_code != 0,
+        _ => true,
+    };
+    if !wanted {
+        return Restart::Never;
+    }
+    let ran = Duration::from_nanos(u64::try_from(c.finished_at - c.started_at).unwrap_or(0));
+    let delay = backoff::restart_delay(c.attempt, ran);
+    let due = c.finished_at.max(c.created_at) + i64::try_from(delay.as_nanos()).unwrap_or(i64::MAX);
+    if now >= due {
+        Restart::Now
+    } else {
+        Restart::At(due)
+    }
+}
+
+/// The grace period for stopping the pod's containers: the deletion's, else the spec's, else 30 s.
+pub fn grace_period(pod: &Pod) -> Duration {
+    let secs = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+/// The names and images of the pod's containers, in spec order.
+pub fn spec_containers(pod: &Pod) -> Vec<(&str, &str)> {
+    pod.spec
+        .as_ref()
+        .map(|s| {
+            s.containers
+                .iter()
+                .map(|c| (c.name.as_str(), c.image.as_deref().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// True when every container has run and none will run again: the pod is done
+/// (`Succeeded` or `Failed`). A pod whose status already says so stays done.
+pub fn pod_finished(pod: &Pod, obs: &Observed, now: i64) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        return true;
+    }
+    let policy = restart_policy(pod);
+    let containers = spec_containers(pod);
+    !containers.is_empty()
+        && containers.iter().all(|(name, _)| {
+            obs.latest(name)
+                .is_some_and(|c| c.state == State::Exited && restart(policy, c, now) == Restart::Never)
+        })
+}
+
+fn earliest(a: Option<Duration>, b: Duration) -> Option<Duration> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+fn nanos_until(at: i64, now: i64) -> Duration {
+    Duration::from_nanos(u64::try_from(at - now).unwrap_or(0)).max(Duration::from_millis(100))
+}
+
+/// The actions for a pod being deleted: stop containers with the grace period, stop and
+/// remove the sandboxes, then delete the Pod object.
+fn plan_deletion(pod: &Pod, obs: &Observed) -> Plan {
+    let grace = grace_period(pod);
+    let mut plan = Plan::default();
+    for c in obs.containers.iter().filter(|c| c.state != State::Exited) {
+        plan.actions.push(Action::KillContainer {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            grace,
+        });
+    }
+    for c in &obs.containers {
+        plan.actions.push(Action::RemoveContainer { id: c.id.clone() });
+    }
+    for s in &obs.sandboxes {
+        plan.actions.push(Action::RemoveSandbox { id: s.id.clone() });
+    }
+    plan.actions.push(Action::DeletePod);
+    plan
+}
+
+/// Decides the next actions for `pod` given what the runtime holds (`obs`), remembered pull
+/// failures by container name, and the time `now` (Unix nanoseconds).
+pub fn plan(pod: &Pod, obs: &Observed, pulls: &HashMap<String, PullFailure>, now: i64) -> Plan {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return plan_deletion(pod, obs);
+    }
+    let mut plan = Plan::default();
+    let spec = spec_containers(pod);
+
+    // Containers of names no longer in the spec, and all but the two newest attempts of each.
+    for c in &obs.containers {
+        let known = spec.iter().any(|(n, _)| *n == c.name);
+        let stale = obs.attempts(&c.name).position(|x| x.id == c.id).unwrap_or(0) >= 2;
+        if !known || stale {
+            if c.state != State::Exited {
+                plan.actions.push(Action::KillContainer {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    grace: grace_period(pod),
+                });
+            }
+            plan.actions.push(Action::RemoveContainer { id: c.id.clone() });
+        }
+    }
+
+    if pod_finished(pod, obs, now) {
+        // Done: stop the sandbox, keep containers for status and logs.
+        for s in obs.sandboxes.iter().filter(|s| s.ready) {
+            plan.actions.push(Action::StopSandbox { id: s.id.clone() });
+        }
+        return plan;
+    }
+
+    // Sandboxes: the newest ready one is used; older or dead ones go.
+    let Some(sandbox) = obs.ready_sandbox() else {
+        for c in obs.containers.iter().filter(|c| c.state != State::Exited) {
+            plan.actions.push(Action::KillContainer {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                grace: grace_period(pod),
+            });
+        }
+        for s in &obs.sandboxes {
+            plan.actions.push(Action::RemoveSandbox { id: s.id.clone() });
+        }
+        let attempt = obs.sandboxes.iter().map(|s| s.attempt + 1).max().unwrap_or(0);
+        plan.actions.push(Action::RunSandbox { attempt });
+        plan.requeue = Some(Duration::ZERO);
+        return plan;
+    };
+    for s in obs.sandboxes.iter().filter(|s| s.id != sandbox.id) {
+        plan.actions.push(Action::RemoveSandbox { id: s.id.clone() });
+    }
+
+    let policy = restart_policy(pod);
+    for (name, image) in &spec {
+        let next_attempt = obs.attempts(name).map(|c| c.attempt + 1).max().unwrap_or(0);
+        let pull_blocked = pulls
+            .get(*name)
+            .filter(|p| p.image == *image && p.retry_at > now)
+            .map(|p| p.retry_at);
+        let start = |plan: &mut Plan| match pull_blocked {
+            Some(at) => plan.requeue = earliest(plan.requeue, nanos_until(at, now)),
+            None => plan.actions.push(Action::StartContainer {
+                name: (*name).to_string(),
+                attempt: next_attempt,
+            }),
+        };
+        match obs.latest(name) {
+            // Never started, or the sandbox is new: containers of a dead sandbox restart.
+            None => start(&mut plan),
+            Some(c) if c.sandbox_id != sandbox.id && c.state != State::Exited => {
+                plan.actions.push(Action::KillContainer {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    grace: grace_period(pod),
+                });
+            }
+            Some(c) if c.sandbox_id != sandbox.id => start(&mut plan),
+            Some(c) if c.state == State::Running && !c.spec_image.is_empty() && c.spec_image != *image => {
+                // The spec's image changed: replace the container.
+                plan.actions.push(Action::KillContainer {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    grace: grace_period(pod),
+                });
+                plan.requeue = Some(Duration::ZERO);
+            }
+            Some(c) if c.state == State::Running => {}
+            Some(c) if c.state == State::Created || c.state == State::Unknown => {
+                // Created but never started (agent died in between): replace it.
+                plan.actions.push(Action::RemoveContainer { id: c.id.clone() });
+                start(&mut plan);
+            }
+            Some(c) => match restart(policy, c, now) {
+                Restart::Never => {}
+                Restart::Now => start(&mut plan),
+                Restart::At(at) => plan.requeue = earliest(plan.requeue, nanos_until(at, now)),
+            },
+        }
+    }
+    plan.requeue = earliest(plan.requeue, RESYNC);
+    plan
+}
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+pub(crate) mod tests;

@@ -1,0 +1,296 @@
+//! The Pod's status as a pure function of the Pod, what the runtime holds and what the agent
+//! remembers; written by [`crate::sync`] with server-side apply only when it changed.
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
+    Pod, PodCondition, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::lifecycle::{self, PullFailure, Restart};
+use crate::observe::{Container, Observed, State};
+
+/// The condition type the agent sets when a pod uses fields it does not implement.
+pub const UNSUPPORTED_CONDITION: &str = "berth.dev/UnsupportedFields";
+
+/// Inputs of [`compute`] besides the pod and the runtime's view.
+#[derive(Clone, Debug, Default)]
+pub struct Context<'a> {
+    /// The node's IP (`hostIP`).
+    pub host_ip: String,
+    /// The runtime's name, the scheme of container ids (`containerd`).
+    pub runtime_name: String,
+    /// Remembered pull failures by container name.
+    pub pulls: Option<&'a HashMap<String, PullFailure>>,
+    /// The digest reference (`imageID`) of each container's image, by container name.
+    pub image_ids: Option<&'a HashMap<String, String>>,
+    /// Fields of the pod the agent ignores (for the `UnsupportedFields` condition).
+    pub unsupported: Vec<String>,
+    /// Now, Unix nanoseconds.
+    pub now: i64,
+}
+
+fn time(nanos: i64) -> Option<Time> {
+    (nanos > 0)
+        .then(|| Timestamp::from_nanosecond(i128::from(nanos)).ok())
+        .flatten()
+        .map(Time)
+}
+
+fn now_time(nanos: i64) -> Time {
+    time(nanos).unwrap_or(Time(Timestamp::UNIX_EPOCH))
+}
+
+fn terminated(c: &Container, runtime: &str) -> ContainerStateTerminated {
+    ContainerStateTerminated {
+        exit_code: c.exit_code,
+        reason: Some(if c.reason.is_empty() {
+            if c.exit_code == 0 { "Completed" } else { "Error" }.to_string()
+        } else {
+            c.reason.clone()
+        }),
+        message: (!c.message.is_empty()).then(|| c.message.clone()),
+        started_at: time(c.started_at),
+        finished_at: time(c.finished_at),
+        container_id: Some(format!("{runtime}://{}", c.id)),
+        signal: None,
+    }
+}
+
+fn waiting(reason: &str, message: Option<String>) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.to_string()),
+            message,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The status of one spec container.
+fn container_status(
+    pod: &Pod,
+    name: &str,
+    image: &str,
+    obs: &Observed,
+    ctx: &Context<'_>,
+) -> ContainerStatus {
+    let mut attempts = obs.attempts(name);
+    let latest = attempts.next();
+    let previous = attempts.next();
+    let pull = ctx.pulls.and_then(|p| p.get(name)).filter(|p| p.image == image);
+    let mut status = ContainerStatus {
+        name: name.to_string(),
+        image: image.to_string(),
+        image_id: ctx
+            .image_ids
+            .and_then(|m| m.get(name))
+            .cloned()
+            .unwrap_or_default(),
+        restart_count: latest.map_or(0, |c| i32::try_from(c.attempt).unwrap_or(i32::MAX)),
+        ready: false,
+        started: Some(false),
+        container_id: latest.map(|c| format!("{}://{}", ctx.runtime_name, c.id)),
+        ..Default::default()
+    };
+    let mut last = previous.map(|c| terminated(c, &ctx.runtime_name));
+    let state = match (latest, pull) {
+        (Some(c), _) if c.state == State::Running => {
+            status.ready = true;
+            status.started = Some(true);
+            ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: time(c.started_at),
+                }),
+                ..Default::default()
+            }
+        }
+        (_, Some(p)) => {
+            let reason = if p.retry_at > ctx.now && p.failures > 1 {
+                "ImagePullBackOff"
+            } else {
+                "ErrImagePull"
+            };
+            if let Some(c) = latest.filter(|c| c.state == State::Exited) {
+                last = Some(terminated(c, &ctx.runtime_name));
+            }
+            waiting(reason, Some(p.message.clone()))
+        }
+        (Some(c), None) if c.state == State::Exited => {
+            match lifecycle::restart(lifecycle::restart_policy(pod), c, ctx.now) {
+                Restart::At(_) => {
+                    last = Some(terminated(c, &ctx.runtime_name));
+                    waiting(
+                        "CrashLoopBackOff",
+                        Some(format!("back-off restarting failed container {name}")),
+                    )
+                }
+                _ => ContainerState {
+                    terminated: Some(terminated(c, &ctx.runtime_name)),
+                    ..Default::default()
+                },
+            }
+        }
+        _ => waiting("ContainerCreating", None),
+    };
+    status.state = Some(state);
+    status.last_state = last.map(|t| ContainerState {
+        terminated: Some(t),
+        ..Default::default()
+    });
+    status
+}
+
+/// The phase: Pending until every container has started once, Running while any runs or will
+/// restart, Succeeded/Failed when all are done for good. A terminal phase never changes.
+fn phase(pod: &Pod, statuses: &[ContainerStatus], obs: &Observed, now: i64) -> &'static str {
+    match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Succeeded") => return "Succeeded",
+        Some("Failed") => return "Failed",
+        _ => {}
+    }
+    if lifecycle::pod_finished(pod, obs, now) {
+        let all_ok = statuses.iter().all(|s| {
+            s.state
+                .as_ref()
+                .and_then(|st| st.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0)
+        });
+        return if all_ok { "Succeeded" } else { "Failed" };
+    }
+    let all_started = statuses.iter().all(|s| {
+        s.restart_count > 0
+            || s.state
+                .as_ref()
+                .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+    });
+    if !statuses.is_empty() && all_started && obs.ready_sandbox().is_some() {
+        "Running"
+    } else {
+        "Pending"
+    }
+}
+
+/// A condition keeping its last transition time when its status did not change.
+fn condition(
+    pod: &Pod,
+    type_: &str,
+    ok: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+    now: i64,
+) -> PodCondition {
+    let status = if ok { "True" } else { "False" };
+    let old = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == type_));
+    let last_transition_time = match old {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Some(now_time(now)),
+    };
+    PodCondition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.map(str::to_string),
+        message,
+        last_transition_time,
+        last_probe_time: None,
+        ..Default::default()
+    }
+}
+
+/// The full pod status the agent reports.
+pub fn compute(pod: &Pod, obs: &Observed, ctx: &Context<'_>) -> PodStatus {
+    let statuses: Vec<ContainerStatus> = lifecycle::spec_containers(pod)
+        .into_iter()
+        .map(|(name, image)| container_status(pod, name, image, obs, ctx))
+        .collect();
+    let phase = phase(pod, &statuses, obs, ctx.now);
+    let pod_ip = obs
+        .ready_sandbox()
+        .and_then(|s| s.ip.clone())
+        .or_else(|| pod.status.as_ref().and_then(|s| s.pod_ip.clone()));
+    let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
+    let not_ready: Vec<&str> = statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
+    let (reason, message) = if all_ready {
+        (None, None)
+    } else if matches!(phase, "Succeeded" | "Failed") {
+        (Some("PodCompleted"), None)
+    } else {
+        (
+            Some("ContainersNotReady"),
+            Some(format!(
+                "containers with unready status: [{}]",
+                not_ready.join(" ")
+            )),
+        )
+    };
+    let mut conditions = vec![
+        condition(pod, "Initialized", true, None, None, ctx.now),
+        condition(
+            pod,
+            "ContainersReady",
+            all_ready,
+            reason,
+            message.clone(),
+            ctx.now,
+        ),
+        condition(pod, "Ready", all_ready, reason, message, ctx.now),
+    ];
+    if !ctx.unsupported.is_empty() {
+        conditions.push(condition(
+            pod,
+            UNSUPPORTED_CONDITION,
+            true,
+            Some("UnsupportedFields"),
+            Some(format!("berth-agent ignores: {}", ctx.unsupported.join(", "))),
+            ctx.now,
+        ));
+    }
+    let start_time = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.clone())
+        .or_else(|| Some(now_time(ctx.now)));
+    PodStatus {
+        phase: Some(phase.to_string()),
+        conditions: Some(conditions),
+        host_ip: Some(ctx.host_ip.clone()),
+        pod_ip: pod_ip.clone(),
+        pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
+        start_time,
+        container_statuses: Some(statuses),
+        qos_class: pod.status.as_ref().and_then(|s| s.qos_class.clone()),
+        ..Default::default()
+    }
+}
+
+/// True when `new` differs from what the pod already reports in anything the agent owns.
+pub fn changed(pod: &Pod, new: &PodStatus) -> bool {
+    let Some(old) = pod.status.as_ref() else {
+        return true;
+    };
+    let ours = |c: &&PodCondition| c.type_ != "PodScheduled";
+    let old_conditions: Vec<&PodCondition> = old.conditions.iter().flatten().filter(ours).collect();
+    let new_conditions: Vec<&PodCondition> = new.conditions.iter().flatten().filter(ours).collect();
+    old.phase != new.phase
+        || old.host_ip != new.host_ip
+        || old.pod_ip != new.pod_ip
+        || old.start_time != new.start_time
+        || old.container_statuses != new.container_statuses
+        || old_conditions.len() != new_conditions.len()
+        || old_conditions.iter().any(|o| !new_conditions.contains(o))
+}
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

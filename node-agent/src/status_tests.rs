@@ -1,0 +1,142 @@
+//! Tests of the status computation, without a runtime or a cluster.
+
+use super::*;
+use crate::lifecycle::tests::{container, pod};
+use crate::observe::Sandbox;
+
+const SEC: i64 = 1_000_000_000;
+
+fn ctx<'a>(pulls: Option<&'a HashMap<String, PullFailure>>, now: i64) -> Context<'a> {
+    Context {
+        host_ip: "10.213.0.11".into(),
+        runtime_name: "containerd".into(),
+        pulls,
+        image_ids: None,
+        unsupported: vec![],
+        now,
+    }
+}
+
+fn ready_sandbox() -> Sandbox {
+    Sandbox {
+        id: "sb1".into(),
+        attempt: 0,
+        ready: true,
+        ip: Some("10.214.1.5".into()),
+    }
+}
+
+fn reason(s: &PodStatus) -> Option<String> {
+    let st = s.container_statuses.as_ref()?[0].state.clone()?;
+    st.waiting.and_then(|w| w.reason)
+}
+
+#[test]
+fn running_pod() {
+    let obs = Observed {
+        sandboxes: vec![ready_sandbox()],
+        containers: vec![container("c1", 0, State::Running, 0, 100)],
+    };
+    let s = compute(&pod("Always"), &obs, &ctx(None, 100 * SEC));
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    assert_eq!(s.pod_ip.as_deref(), Some("10.214.1.5"));
+    assert_eq!(s.host_ip.as_deref(), Some("10.213.0.11"));
+    let cs = &s.container_statuses.as_ref().unwrap()[0];
+    assert!(cs.ready);
+    assert_eq!(cs.container_id.as_deref(), Some("containerd://c1"));
+    let ready = s
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True");
+}
+
+#[test]
+fn pending_while_creating() {
+    let s = compute(&pod("Always"), &Observed::default(), &ctx(None, SEC));
+    assert_eq!(s.phase.as_deref(), Some("Pending"));
+    assert_eq!(reason(&s).as_deref(), Some("ContainerCreating"));
+}
+
+#[test]
+fn crash_loop_back_off_with_last_state() {
+    let obs = Observed {
+        sandboxes: vec![ready_sandbox()],
+        containers: vec![container("c2", 1, State::Exited, 2, 100)],
+    };
+    let s = compute(&pod("Always"), &obs, &ctx(None, 101 * SEC));
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    assert_eq!(reason(&s).as_deref(), Some("CrashLoopBackOff"));
+    let cs = &s.container_statuses.as_ref().unwrap()[0];
+    assert_eq!(cs.restart_count, 1);
+    let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!(last.exit_code, 2);
+    assert_eq!(last.reason.as_deref(), Some("Error"));
+}
+
+#[test]
+fn pull_errors_then_back_off() {
+    let mut pulls = HashMap::from([(
+        "app".to_string(),
+        PullFailure {
+            image: "10.213.0.1:5000/berth/demo:v1".into(),
+            failures: 1,
+            retry_at: 110 * SEC,
+            message: "not found".into(),
+        },
+    )]);
+    let obs = Observed {
+        sandboxes: vec![ready_sandbox()],
+        containers: vec![],
+    };
+    let s = compute(&pod("Always"), &obs, &ctx(Some(&pulls), 100 * SEC));
+    assert_eq!(reason(&s).as_deref(), Some("ErrImagePull"));
+    pulls.get_mut("app").unwrap().failures = 2;
+    let s = compute(&pod("Always"), &obs, &ctx(Some(&pulls), 100 * SEC));
+    assert_eq!(reason(&s).as_deref(), Some("ImagePullBackOff"));
+    assert_eq!(s.phase.as_deref(), Some("Pending"));
+}
+
+#[test]
+fn completed_pods() {
+    let ok = Observed {
+        sandboxes: vec![ready_sandbox()],
+        containers: vec![container("c1", 0, State::Exited, 0, 100)],
+    };
+    let s = compute(&pod("Never"), &ok, &ctx(None, 200 * SEC));
+    assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+    let failed = Observed {
+        sandboxes: vec![ready_sandbox()],
+        containers: vec![container("c1", 0, State::Exited, 1, 100)],
+    };
+    let s = compute(&pod("OnFailure"), &failed, &ctx(None, 200 * SEC));
+    assert_eq!(s.phase.as_deref(), Some("Running"), "OnFailure restarts");
+    let s = compute(&pod("Never"), &failed, &ctx(None, 200 * SEC));
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+}
+
+#[test]
+fn unchanged_status_is_not_rewritten_and_transition_times_stay() {
+    let obs = Observed {
+        sandboxes: vec![ready_sandbox()],
+        containers: vec![container("c1", 0, State::Running, 0, 100)],
+    };
+    let mut p = pod("Always");
+    let first = compute(&p, &obs, &ctx(None, 100 * SEC));
+    p.status = Some(first.clone());
+    let again = compute(&p, &obs, &ctx(None, 500 * SEC));
+    assert!(!changed(&p, &again), "{first:?}\n{again:?}");
+    let mut c = ctx(None, 500 * SEC);
+    c.unsupported = vec!["spec.volumes".into()];
+    let with = compute(&p, &obs, &c);
+    assert!(changed(&p, &with));
+    assert!(
+        with.conditions
+            .unwrap()
+            .iter()
+            .any(|c| c.type_ == UNSUPPORTED_CONDITION)
+    );
+}
