@@ -11,6 +11,7 @@ pub mod error;
 pub mod images;
 pub mod lifecycle;
 pub mod observe;
+pub mod podspec;
 pub mod status;
 
 pub use error::{Error, Result};
