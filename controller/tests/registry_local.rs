@@ -372,3 +372,50 @@ async fn an_image_pushed_by_skopeo_from_an_umoci_layout() {
         "the resolver and skopeo agree on the digest"
     );
 }
+
+#[tokio::test]
+async fn tls_is_verified_against_extra_cas_unless_insecure() {
+    let registry = LocalRegistry::start_with_tls().await;
+    let image = registry
+        .pusher()
+        .push_image("berth/app", Some("v1"), ("linux", "amd64"), "tls")
+        .await;
+    let verified = ResolveRequest {
+        reference: format!("{}/berth/app:v1", registry.host),
+        ..Default::default()
+    };
+
+    let e = resolve(&resolver(), verified.clone())
+        .await
+        .expect_err("certificate from an unknown CA");
+    assert_eq!(e.reason(), "RegistryUnavailable", "{e}");
+    assert!(e.to_string().contains("certificate"), "{e}");
+
+    let ca_pem = registry.ca_pem.clone();
+    let trusting = Resolver::new(ResolverConfig {
+        extra_ca_pem: ca_pem,
+        ..Default::default()
+    })
+    .expect("CA");
+    let resolved = resolve(&trusting, verified.clone())
+        .await
+        .expect("verified TLS with the extra CA");
+    assert_eq!(resolved.digest, image.digest);
+
+    let insecure = ResolveRequest {
+        insecure: true,
+        ..verified
+    };
+    let resolved = resolve(&resolver(), insecure).await.expect("unverified TLS");
+    assert_eq!(
+        (resolved.digest, resolved.requests),
+        (image.digest, 1),
+        "HTTPS answered first"
+    );
+
+    let bad_ca = ResolverConfig {
+        extra_ca_pem: Some(b"not a certificate".to_vec()),
+        ..Default::default()
+    };
+    assert!(Resolver::new(bad_ca).is_err());
+}

@@ -72,7 +72,8 @@ pub enum ResolveError {
     /// The registry could not be reached or answered 5xx, or the request timed out.
     #[error(
         "{registry} is unavailable while resolving {target} ({cause}); Berth will retry {}; if it persists, check \
-         the registry address, the network, and TLS settings (`insecure` for plain HTTP or self-signed registries)",
+         the registry address, the network, and TLS settings (`insecure` for plain HTTP or unverified TLS, or \
+         add the registry's CA to the controller's CA bundle)",
         after(.retry_after)
     )]
     RegistryUnavailable {

@@ -77,7 +77,11 @@ impl Transport {
         install_crypto_provider();
         let cas = match extra_ca_pem {
             Some(pem) => reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| TransportError(format!("extra CA bundle is not valid PEM: {e}")))?,
+                .map_err(|e| TransportError(format!("extra CA bundle is not valid PEM: {e}")))
+                .and_then(|cas| match cas.is_empty() {
+                    true => Err(TransportError("extra CA bundle holds no PEM certificate".into())),
+                    false => Ok(cas),
+                })?,
             None => Vec::new(),
         };
         let base = || {

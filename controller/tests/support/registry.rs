@@ -23,6 +23,8 @@ pub struct LocalRegistry {
     pub host: String,
     /// The user and password it requires, if started with htpasswd authentication.
     pub basic_auth: Option<(String, String)>,
+    /// The PEM of the CA that signed its certificate, if it serves TLS.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Drop for LocalRegistry {
@@ -65,6 +67,56 @@ fn run(program: &PathBuf, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A test CA and a certificate for 127.0.0.1 signed by it, in `dir`: (certificate, key, CA PEM).
+fn make_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, Vec<u8>) {
+    let openssl = require_tool("openssl", "openssl");
+    let path = |name: &str| dir.join(name).to_str().expect("utf-8 path").to_string();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=berth-test-ca"];
+    ca.extend(ec);
+    let (ca_key, ca_pem) = (path("ca.key"), path("ca.pem"));
+    ca.extend(["-keyout", &ca_key, "-out", &ca_pem]);
+    ca.extend([
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&openssl, &ca);
+    let (key, csr, cert, ext) = (path("tls.key"), path("tls.csr"), path("tls.pem"), path("tls.ext"));
+    let mut request = vec!["req", "-subj", "/CN=127.0.0.1", "-keyout", &key, "-out", &csr];
+    request.extend(ec);
+    run(&openssl, &request);
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write extensions");
+    let sign = [
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+    ];
+    let mut sign = sign.to_vec();
+    sign.extend(["-out", &cert, "-extfile", &ext]);
+    run(&openssl, &sign);
+    (cert.into(), key.into(), std::fs::read(&ca_pem).expect("read CA"))
+}
+
 fn free_port() -> u16 {
     // The port is free when asked; the registry binds it a moment later. Good enough on loopback.
     TcpListener::bind("127.0.0.1:0")
@@ -77,15 +129,21 @@ fn free_port() -> u16 {
 impl LocalRegistry {
     /// An open registry (no authentication).
     pub async fn start() -> Self {
-        Self::start_inner(None).await
+        Self::start_inner(None, false).await
+    }
+
+    /// A registry serving HTTPS with a certificate for 127.0.0.1 from a fresh test CA (made with `openssl`);
+    /// the CA's PEM is in [`ca_pem`](Self::ca_pem).
+    pub async fn start_with_tls() -> Self {
+        Self::start_inner(None, true).await
     }
 
     /// A registry that requires HTTP Basic authentication with this user and password (htpasswd, bcrypt).
     pub async fn start_with_htpasswd(user: &str, password: &str) -> Self {
-        Self::start_inner(Some((user.to_string(), password.to_string()))).await
+        Self::start_inner(Some((user.to_string(), password.to_string())), false).await
     }
 
-    async fn start_inner(basic_auth: Option<(String, String)>) -> Self {
+    async fn start_inner(basic_auth: Option<(String, String)>, tls: bool) -> Self {
         let binary = registry_binary();
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -95,6 +153,15 @@ impl LocalRegistry {
              rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: berth-test\n",
             dir.path().join("data").display()
         );
+        let ca_pem = tls.then(|| {
+            let (cert, key, ca) = make_certificates(dir.path());
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+            ca
+        });
         if let Some((user, password)) = &basic_auth {
             let hash = bcrypt::hash(password, 5).expect("bcrypt");
             std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).expect("write htpasswd");
@@ -119,6 +186,7 @@ impl LocalRegistry {
             dir,
             host,
             basic_auth,
+            ca_pem,
         };
         registry.wait_ready().await;
         registry
@@ -207,9 +275,15 @@ impl LocalRegistry {
     /// A pusher with the registry's own credentials.
     pub fn pusher(&self) -> Pusher {
         berth_controller::registry::install_crypto_provider();
+        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
+        // The pusher is test scaffolding: it does not verify the test registry's certificate.
+        let client = reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(true)
+            .build()
+            .expect("client");
         Pusher {
-            client: reqwest::Client::new(),
-            base: format!("http://{}", self.host),
+            client,
+            base: format!("{scheme}://{}", self.host),
             auth: self.basic_auth.clone(),
         }
     }
