@@ -11,13 +11,19 @@ berth_agent_bin() { echo "$BERTH_BIN_DIR/berth-agent"; }
 # berth_start_controller: in the root namespace; the registry's notifications
 # arrive at its webhook on 127.0.0.1:8085.
 berth_start_controller() {
-	local bin
+	local bin holder
 	bin="$(berth_controller_bin)"
 	if [[ ! -x "$bin" ]]; then
 		log "skipping berth-controller: $bin not built (cargo build, or set BERTH_BIN_DIR)"
 		return 0
 	fi
-	port_free "${WEBHOOK_ADDR%:*}" "${WEBHOOK_ADDR##*:}"
+	# Someone may run their own controller (cargo run) on the webhook port: the
+	# cluster is still useful, so this is a warning, not a failure of up.
+	holder="$(port_holder "${WEBHOOK_ADDR%:*}" "${WEBHOOK_ADDR##*:}")"
+	if [[ -n "$holder" ]]; then
+		warn "not starting berth-controller: $WEBHOOK_ADDR is already in use: $holder"
+		return 0
+	fi
 	start_bg berth-controller "$LOG_DIR/berth-controller.log" env \
 		KUBECONFIG="$CONTROLLER_KUBECONFIG" \
 		BERTH_WEBHOOK_ADDR="$WEBHOOK_ADDR" \

@@ -74,12 +74,19 @@ wait_for() {
 	done
 }
 
+# port_holder ADDR PORT: prints the listening socket (and its process) that
+# holds ADDR:PORT, directly or through a wildcard address; nothing if free.
+port_holder() {
+	local addr="$1" port="$2"
+	ss -Hltnp "sport = :$port" 2>/dev/null | awk -v a="$addr" -v p="$port" \
+		'$4 == a":"p || $4 == "0.0.0.0:"p || $4 == "*:"p || $4 == "[::]:"p {print; exit}'
+}
+
 # port_free ADDR PORT: fails with one clear line when something already listens.
 port_free() {
-	local addr="$1" port="$2" line
-	line="$(ss -Hltnp "sport = :$port" 2>/dev/null | awk -v a="$addr" -v p="$port" \
-		'$4 == a":"p || $4 == "0.0.0.0:"p || $4 == "*:"p || $4 == "[::]:"p {print; exit}')"
-	[[ -z "$line" ]] || die "port $addr:$port is already in use: $line"
+	local line
+	line="$(port_holder "$1" "$2")"
+	[[ -z "$line" ]] || die "port $1:$2 is already in use: $line"
 }
 
 # --- processes, by recorded pid ---------------------------------------------
