@@ -9,7 +9,7 @@ berth_controller_bin() { echo "$BERTH_BIN_DIR/berth-controller"; }
 berth_agent_bin() { echo "$BERTH_BIN_DIR/berth-agent"; }
 
 # berth_start_controller: in the root namespace; the registry's notifications
-# arrive at its webhook on 127.0.0.1:8085.
+# arrive at its webhook on 127.0.0.1:8085. NO_COLOR: logs go to files.
 berth_start_controller() {
 	local bin holder
 	bin="$(berth_controller_bin)"
@@ -28,7 +28,7 @@ berth_start_controller() {
 		KUBECONFIG="$CONTROLLER_KUBECONFIG" \
 		BERTH_WEBHOOK_ADDR="$WEBHOOK_ADDR" \
 		BERTH_WEBHOOK_TOKEN_FILE="$WEBHOOK_TOKEN_FILE" \
-		RUST_LOG="${RUST_LOG:-info}" \
+		RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
 		"$bin"
 	log "started berth-controller (log: $LOG_DIR/berth-controller.log)"
 }
@@ -49,7 +49,7 @@ berth_start_agent() {
 		BERTH_TLS_CERT="$PKI_DIR/node-$node.crt" \
 		BERTH_TLS_KEY="$PKI_DIR/node-$node.key" \
 		BERTH_POD_LOG_DIR="$dir/logs" \
-		RUST_LOG="${RUST_LOG:-info}" \
+		RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
 		"$bin"
 }
 
