@@ -427,3 +427,47 @@ async fn bearer_token_challenges_are_answered_through_oci_client() {
     assert!(e.to_string().contains("token service refused"), "{e}");
     assert!(!e.to_string().contains("wrong-secret") && !format!("{e:?}").contains("wrong-secret"));
 }
+
+#[derive(Default)]
+struct CountingObserver(std::sync::Mutex<Vec<(String, &'static str, u32)>>);
+
+impl berth_controller::registry::ResolveObserver for CountingObserver {
+    fn observe(&self, o: &berth_controller::registry::Observation<'_>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((o.registry.to_string(), o.outcome, o.requests));
+    }
+}
+
+#[tokio::test]
+async fn the_observer_sees_every_outcome() {
+    let body = manifest_bytes();
+    let server = MisbehavingRegistry::start(move |_, path, _| {
+        if path.ends_with("/missing") {
+            return answer(404, &[], "");
+        }
+        answer(
+            200,
+            &[
+                ("content-type", OCI_MANIFEST.into()),
+                ("docker-content-digest", sha256(&body)),
+            ],
+            Body::empty(),
+        )
+    })
+    .await;
+    let observer = Arc::new(CountingObserver::default());
+    let resolver = resolver().with_observer(observer.clone());
+    resolve(&resolver, &server, "app:v1").await.expect("resolved");
+    resolve(&resolver, &server, "app:missing")
+        .await
+        .expect_err("not found");
+    resolve(&resolver, &server, "App:v1")
+        .await
+        .expect_err("invalid: never reaches the registry");
+    let seen = observer.0.lock().unwrap().clone();
+    let host = server.host.clone();
+    // The first resolve tried HTTPS, then plain HTTP (insecure), and remembered it.
+    assert_eq!(seen, [(host.clone(), "Resolved", 2), (host, "NotFound", 1)]);
+}
