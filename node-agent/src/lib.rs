@@ -4,14 +4,21 @@
 //! Decisions are pure functions ([`lifecycle`], [`status`], [`images`], [`backoff`]); the
 //! modules that talk to the API server and the runtime are thin around them.
 
+pub mod agent;
 pub mod backoff;
 pub mod config;
 pub mod cri;
 pub mod error;
 pub mod images;
+pub mod lease;
 pub mod lifecycle;
+pub mod metrics;
+pub mod node;
 pub mod observe;
+pub mod pods;
 pub mod podspec;
+pub mod server;
 pub mod status;
+pub mod sync;
 
 pub use error::{Error, Result};

@@ -1,0 +1,274 @@
+//! The agent's HTTP endpoints: container logs (`/containerLogs/{ns}/{pod}/{container}` with
+//! `follow`, `tailLines`, `previous`, as the API server proxies `kubectl logs`), `/healthz`
+//! and `/metrics`; over HTTPS on the kubelet port and over plain HTTP on a local address.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::cri::{CriClient, labels};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::pods::{self, PodIndex};
+
+/// What the handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    /// The runtime.
+    pub cri: CriClient,
+    /// The pods of this node.
+    pub pods: PodIndex,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// The router of all endpoints.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs),
+        )
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+/// One line of a CRI log file: `TIMESTAMP STREAM TAG CONTENT`, tag `F` (full) or `P`
+/// (partial, no newline). Returns the content and whether a newline ends it.
+pub fn parse_cri_line(line: &str) -> Option<(&str, bool)> {
+    let mut parts = line.splitn(4, ' ');
+    let (_ts, _stream, tag) = (parts.next()?, parts.next()?, parts.next()?);
+    let content = parts.next().unwrap_or("");
+    Some((content, tag != "P"))
+}
+
+/// The user-visible text of CRI log lines, keeping only the last `tail` lines if asked.
+pub fn render(text: &str, tail: Option<usize>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut partial = String::new();
+    for line in text.lines() {
+        if let Some((content, full)) = parse_cri_line(line) {
+            partial.push_str(content);
+            if full {
+                out.push(std::mem::take(&mut partial));
+            }
+        }
+    }
+    if !partial.is_empty() {
+        out.push(partial);
+    }
+    let skip = tail.map_or(0, |t| out.len().saturating_sub(t));
+    out.iter().skip(skip).map(|l| format!("{l}\n")).collect()
+}
+
+fn error(status: StatusCode, msg: String) -> Response {
+    (status, msg).into_response()
+}
+
+async fn container_logs(
+    State(state): State<AppState>,
+    UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let follow = q.get("follow").is_some_and(|v| v == "true" || v == "1");
+    let previous = q.get("previous").is_some_and(|v| v == "true" || v == "1");
+    let tail = q.get("tailLines").and_then(|v| v.parse::<usize>().ok());
+    let Some(p) = pods::find(&state.pods, &namespace, &pod) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod} is not on this node"),
+        );
+    };
+    let uid = p.metadata.uid.clone().unwrap_or_default();
+    let selector = HashMap::from([
+        (labels::POD_UID.to_string(), uid),
+        (labels::CONTAINER_NAME.to_string(), container.clone()),
+    ]);
+    let mut found = match state.cri.list_containers(selector).await {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    found.sort_by_key(|c| std::cmp::Reverse(c.metadata.as_ref().map_or(0, |m| m.attempt)));
+    let Some(c) = found.get(usize::from(previous)) else {
+        let which = if previous { "previous " } else { "" };
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no {which}container {container} in pod {namespace}/{pod}"),
+        );
+    };
+    let status = match state.cri.container_status(&c.id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("container {container} is gone")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let path = status.log_path.clone();
+    let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
+    let head = render(&text, tail);
+    if !follow {
+        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], head).into_response();
+    }
+    let stream = follow_stream(state.cri.clone(), c.id.clone(), path, text.len(), head);
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Streams `head`, then whatever is appended to the log at `path` after `offset`, until the
+/// container stops running and the file is drained.
+fn follow_stream(
+    cri: CriClient,
+    id: String,
+    path: String,
+    offset: usize,
+    head: String,
+) -> impl futures::Stream<Item = std::result::Result<String, std::io::Error>> {
+    futures::stream::unfold(
+        (Some(head), offset, String::new(), false),
+        move |(head, offset, pending, done)| {
+            let (cri, id, path) = (cri.clone(), id.clone(), path.clone());
+            async move {
+                if let Some(h) = head {
+                    return Some((Ok(h), (None, offset, pending, false)));
+                }
+                if done {
+                    return None;
+                }
+                loop {
+                    let text = tokio::fs::read_to_string(Path::new(&path))
+                        .await
+                        .unwrap_or_default();
+                    if text.len() > offset {
+                        let mut chunk = pending.clone();
+                        chunk.push_str(&text[offset..]);
+                        // Only whole lines; keep a trailing fragment for next time.
+                        let cut = chunk.rfind('\n').map_or(0, |i| i + 1);
+                        let (whole, rest) = chunk.split_at(cut);
+                        if !whole.is_empty() {
+                            let out = render(whole, None);
+                            return Some((Ok(out), (None, text.len(), rest.to_string(), false)));
+                        }
+                    }
+                    let running = matches!(cri.container_status(&id).await, Ok(Some(s)) if s.state == 1);
+                    if !running {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        },
+    )
+}
+
+/// Loads the TLS server configuration from PEM files.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<std::result::Result<_, _>>())
+        .map_err(|e| Error::Tls(format!("reading certificate {}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Error::Tls(format!("reading key {}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map(|mut c| {
+            c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            c
+        })
+        .map_err(|e| Error::Tls(format!("certificate and key do not fit: {e}")))
+}
+
+/// Binds `addr` (a clear error when it is taken).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|source| Error::Io {
+        what: "listening on",
+        path: addr.to_string(),
+        source,
+    })
+}
+
+/// Serves `router` over TLS on `listener` forever.
+pub async fn serve_tls(listener: TcpListener, tls: rustls::ServerConfig, router: Router) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(
+            async move {
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(t) => t,
+                    Err(e) => return debug!(error = %e, "TLS handshake failed"),
+                };
+                if let Err(e) = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await
+                {
+                    debug!(error = %e, "connection ended with an error");
+                }
+            }
+            .instrument(info_span!("https", %peer)),
+        );
+    }
+}
+
+/// Serves `router` over plain HTTP on `listener` forever.
+pub async fn serve_plain(listener: TcpListener, router: Router) {
+    if let Err(e) = axum::serve(listener, router).await {
+        warn!(error = %e, "health server stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_cri_log_lines() {
+        let text = "2024-01-01T00:00:00Z stdout F one\n\
+                    2024-01-01T00:00:01Z stderr P par\n\
+                    2024-01-01T00:00:01Z stderr F tial\n\
+                    2024-01-01T00:00:02Z stdout F three\n";
+        assert_eq!(render(text, None), "one\npartial\nthree\n");
+        assert_eq!(render(text, Some(1)), "three\n");
+        assert_eq!(render(text, Some(10)), "one\npartial\nthree\n");
+        assert_eq!(render(text, Some(0)), "");
+    }
+}

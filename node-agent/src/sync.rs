@@ -1,0 +1,470 @@
+//! The per-pod worker: observe the runtime, ask [`lifecycle::plan`] what to do, do it, and
+//! report the status computed by [`status::compute`]. Thin around the pure decisions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource};
+use tokio::sync::watch;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::backoff;
+use crate::cri::CriClient;
+use crate::error::{Error, Result};
+use crate::images::{self, PullPolicy};
+use crate::lifecycle::{self, Action, PullFailure};
+use crate::metrics::Metrics;
+use crate::observe::{self, Observed};
+use crate::podspec::{self, NodeFacts};
+use crate::status;
+
+/// The field manager of everything the agent writes.
+pub const FIELD_MANAGER: &str = "berth-agent";
+
+/// What every pod worker shares.
+pub struct Shared {
+    /// The API client.
+    pub client: Client,
+    /// The runtime.
+    pub cri: CriClient,
+    /// Events, published on transitions.
+    pub recorder: Recorder,
+    /// This node.
+    pub facts: NodeFacts,
+    /// The runtime's name (container id scheme).
+    pub runtime_name: String,
+    /// Root of pod log directories.
+    pub log_root: std::path::PathBuf,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// What a worker remembers between rounds (lost on restart, rebuilt from the runtime).
+#[derive(Default)]
+struct Memory {
+    pulls: HashMap<String, PullFailure>,
+    image_ids: HashMap<String, String>,
+    /// Events already published: (reason, key) so each transition is reported once.
+    published: std::collections::HashSet<(String, String)>,
+}
+
+/// Unix time in nanoseconds.
+pub fn now_nanos() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Runs the worker of one pod until the pod is gone and its runtime objects are removed.
+/// `rx` carries the latest Pod, or `None` once it left the API server.
+pub async fn pod_worker(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
+    let mut memory = Memory::default();
+    loop {
+        let pod = rx.borrow_and_update().clone();
+        let Some(pod) = pod else {
+            if let Err(e) = remove_all(&shared.cri, &uid).await {
+                warn!(error = %e, "removing the runtime objects of a vanished pod");
+            }
+            return;
+        };
+        let requeue = match sync_pod(&shared, &pod, &mut memory).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return, // deleted
+            Err(e) => {
+                warn!(error = %e, "pod sync failed; retrying");
+                Duration::from_secs(5)
+            }
+        };
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(requeue) => {}
+        }
+    }
+}
+
+/// Stops and removes every sandbox and container of pod `uid`.
+pub async fn remove_all(cri: &CriClient, uid: &str) -> Result<()> {
+    let obs = observe::observe(cri, uid).await?;
+    for c in &obs.containers {
+        cri.stop_container(
+            &c.id,
+            Duration::from_secs(lifecycle::DEFAULT_GRACE_SECONDS as u64),
+        )
+        .await?;
+        cri.remove_container(&c.id).await?;
+    }
+    for s in &obs.sandboxes {
+        cri.stop_pod_sandbox(&s.id).await?;
+        cri.remove_pod_sandbox(&s.id).await?;
+    }
+    Ok(())
+}
+
+/// One round for one pod; `Ok(None)` once the pod object is deleted.
+async fn sync_pod(shared: &Shared, pod: &Pod, mem: &mut Memory) -> Result<Option<Duration>> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let mut obs = observe::observe(&shared.cri, &uid).await?;
+    let plan = lifecycle::plan(pod, &obs, &mem.pulls, now_nanos());
+    let acted = !plan.actions.is_empty();
+    for action in plan.actions {
+        debug!(?action, "executing");
+        match action {
+            Action::DeletePod => {
+                delete_pod(shared, pod).await?;
+                return Ok(None);
+            }
+            a => execute(shared, pod, &obs, mem, a).await?,
+        }
+    }
+    if acted {
+        obs = observe::observe(&shared.cri, &uid).await?;
+    }
+    refresh_image_ids(shared, pod, &obs, mem).await;
+    let unsupported = podspec::unsupported_fields(pod);
+    if !unsupported.is_empty() {
+        publish_once(
+            shared,
+            pod,
+            mem,
+            EventType::Warning,
+            "UnsupportedFields",
+            format!("berth-agent ignores: {}", unsupported.join(", ")),
+        )
+        .await;
+    }
+    let ctx = status::Context {
+        host_ip: shared.facts.host_ip.clone(),
+        runtime_name: shared.runtime_name.clone(),
+        pulls: Some(&mem.pulls),
+        image_ids: Some(&mem.image_ids),
+        unsupported,
+        now: now_nanos(),
+    };
+    let new = status::compute(pod, &obs, &ctx);
+    for cs in new.container_statuses.iter().flatten() {
+        let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref());
+        if waiting.and_then(|w| w.reason.as_deref()) == Some("CrashLoopBackOff") {
+            let note = format!(
+                "Back-off restarting failed container {} (restart {})",
+                cs.name, cs.restart_count
+            );
+            publish_once(shared, pod, mem, EventType::Warning, "BackOff", note).await;
+        }
+    }
+    if status::changed(pod, &new) {
+        write_status(shared, pod, new).await?;
+    }
+    Ok(Some(plan.requeue.unwrap_or(lifecycle::RESYNC)))
+}
+
+async fn execute(shared: &Shared, pod: &Pod, obs: &Observed, mem: &mut Memory, action: Action) -> Result<()> {
+    let cri = &shared.cri;
+    match action {
+        Action::RunSandbox { attempt } => {
+            let config = podspec::sandbox_config(pod, attempt, &shared.log_root);
+            let dir = config.log_directory.clone();
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+                what: "creating pod log directory",
+                path: dir,
+                source,
+            })?;
+            let id = cri.run_pod_sandbox(config).await?;
+            info!(sandbox = %id, attempt, "sandbox running");
+        }
+        Action::StopSandbox { id } => cri.stop_pod_sandbox(&id).await?,
+        Action::RemoveSandbox { id } => {
+            cri.stop_pod_sandbox(&id).await?;
+            cri.remove_pod_sandbox(&id).await?;
+        }
+        Action::KillContainer { id, name, grace } => {
+            info!(container = %name, grace_s = grace.as_secs(), "stopping container");
+            publish(
+                shared,
+                pod,
+                EventType::Normal,
+                "Killing",
+                format!("Stopping container {name}"),
+            )
+            .await;
+            cri.stop_container(&id, grace).await?;
+        }
+        Action::RemoveContainer { id } => cri.remove_container(&id).await?,
+        Action::StartContainer { name, attempt } => {
+            start_container(shared, pod, obs, mem, &name, attempt).await?
+        }
+        Action::DeletePod => {}
+    }
+    Ok(())
+}
+
+/// Pulls (per policy) and creates and starts container `name`; a failed pull is remembered
+/// for back-off and reported, not returned as an error.
+async fn start_container(
+    shared: &Shared,
+    pod: &Pod,
+    obs: &Observed,
+    mem: &mut Memory,
+    name: &str,
+    attempt: u32,
+) -> Result<()> {
+    let Some(spec) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.iter().find(|c| c.name == name))
+    else {
+        return Ok(());
+    };
+    let image = spec.image.clone().unwrap_or_default();
+    let policy = images::pull_policy(&image, spec.image_pull_policy.as_deref());
+    let present = shared.cri.image_status(&image).await?;
+    if images::needs_pull(policy, present.is_some()) {
+        let auth = pull_credentials(shared, pod, &image).await;
+        let t = std::time::Instant::now();
+        match shared.cri.pull_image(&image, auth, None).await {
+            Ok(_) => {
+                shared.metrics.observe_pull(t.elapsed(), true);
+                mem.pulls.remove(name);
+                publish(
+                    shared,
+                    pod,
+                    EventType::Normal,
+                    "Pulled",
+                    format!("Successfully pulled image {image} in {:?}", t.elapsed()),
+                )
+                .await;
+            }
+            Err(e) => {
+                shared.metrics.observe_pull(t.elapsed(), false);
+                let failures = mem
+                    .pulls
+                    .get(name)
+                    .filter(|p| p.image == image)
+                    .map_or(0, |p| p.failures)
+                    + 1;
+                let delay = backoff::delay(failures);
+                let message = match &e {
+                    Error::Cri { message, .. } => message.clone(),
+                    e => e.to_string(),
+                };
+                warn!(container = name, %image, failures, error = %e, "image pull failed");
+                publish(
+                    shared,
+                    pod,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Failed to pull image {image}: {message}"),
+                )
+                .await;
+                if failures > 1 {
+                    publish(
+                        shared,
+                        pod,
+                        EventType::Normal,
+                        "BackOff",
+                        format!("Back-off pulling image {image}"),
+                    )
+                    .await;
+                }
+                mem.pulls.insert(
+                    name.to_string(),
+                    PullFailure {
+                        image,
+                        failures,
+                        retry_at: now_nanos() + i64::try_from(delay.as_nanos()).unwrap_or(i64::MAX),
+                        message,
+                    },
+                );
+                return Ok(());
+            }
+        }
+    } else if present.is_none() && policy == PullPolicy::Never {
+        mem.pulls.insert(
+            name.to_string(),
+            PullFailure {
+                image: image.clone(),
+                failures: 2,
+                retry_at: now_nanos() + i64::try_from(backoff::MAX.as_nanos()).unwrap_or(i64::MAX),
+                message: format!("image {image} is not present and the pull policy is Never"),
+            },
+        );
+        return Ok(());
+    }
+    let Some(sandbox) = obs.ready_sandbox() else {
+        return Ok(());
+    };
+    let pod_ip = sandbox.ip.clone().unwrap_or_default();
+    let config = podspec::container_config(pod, spec, attempt, &shared.facts, &pod_ip);
+    let sandbox_config = podspec::sandbox_config(pod, sandbox.attempt, &shared.log_root);
+    let id = shared
+        .cri
+        .create_container(&sandbox.id, config, sandbox_config)
+        .await?;
+    shared.cri.start_container(&id).await?;
+    shared.metrics.container_started();
+    info!(container = name, id = %id, attempt, "container started");
+    let note = if attempt == 0 {
+        format!("Started container {name}")
+    } else {
+        format!("Started container {name} (restart {attempt})")
+    };
+    publish(shared, pod, EventType::Normal, "Started", note).await;
+    Ok(())
+}
+
+/// Credentials for `image` from the pod's `imagePullSecrets` (unreadable secrets are skipped).
+async fn pull_credentials(shared: &Shared, pod: &Pod, image: &str) -> Option<crate::cri::api::AuthConfig> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let names: Vec<String> = pod
+        .spec
+        .as_ref()?
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let api: Api<Secret> = Api::namespaced(shared.client.clone(), ns);
+    let mut secrets = Vec::new();
+    for name in names {
+        match api.get_opt(&name).await {
+            Ok(Some(s)) => {
+                let kind = s.type_.clone().unwrap_or_default();
+                let key = if kind == "kubernetes.io/dockercfg" {
+                    ".dockercfg"
+                } else {
+                    ".dockerconfigjson"
+                };
+                if let Some(data) = s.data.as_ref().and_then(|d| d.get(key)) {
+                    secrets.push((kind, data.0.clone()));
+                }
+            }
+            Ok(None) => warn!(secret = %name, "image pull secret not found"),
+            Err(e) => warn!(secret = %name, error = %e, "reading image pull secret"),
+        }
+    }
+    images::credentials_for(image, &secrets)
+}
+
+/// Fills `imageID`s (the digest reference) for containers whose image changed.
+async fn refresh_image_ids(shared: &Shared, pod: &Pod, obs: &Observed, mem: &mut Memory) {
+    for (name, image) in lifecycle::spec_containers(pod) {
+        let Some(c) = obs.latest(name) else { continue };
+        let key = format!("{}|{}", c.image_ref, image);
+        if mem.image_ids.get(&format!("{name}#key")) == Some(&key) {
+            continue;
+        }
+        if let Ok(Some(img)) = shared.cri.image_status(&c.image_ref).await
+            && let Some(id) = images::digest_reference(image, &img.repo_digests)
+        {
+            mem.image_ids.insert(name.to_string(), id);
+            mem.image_ids.insert(format!("{name}#key"), key);
+        }
+    }
+}
+
+async fn write_status(
+    shared: &Shared,
+    pod: &Pod,
+    status: k8s_openapi::api::core::v1::PodStatus,
+) -> Result<()> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
+    let body = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "status": status,
+    });
+    match api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => {
+            debug!(phase = ?status.phase, "status written");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube(format!("writing status of pod {ns}/{name}"), e)),
+    }
+}
+
+async fn delete_pod(shared: &Shared, pod: &Pod) -> Result<()> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => {
+            info!("pod deleted after its containers stopped");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(Error::kube(format!("deleting pod {ns}/{name}"), e)),
+    }
+}
+
+/// Publishes an Event about the pod (failures are logged, never fatal).
+async fn publish(shared: &Shared, pod: &Pod, type_: EventType, reason: &str, note: String) {
+    let ev = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: reason.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = shared.recorder.publish(&ev, &pod.object_ref(&())).await {
+        debug!(error = %e, reason, "publishing an event failed");
+    }
+}
+
+/// Publishes an Event once per worker lifetime for a given reason and note.
+async fn publish_once(
+    shared: &Shared,
+    pod: &Pod,
+    mem: &mut Memory,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    if mem.published.insert((reason.to_string(), note.clone())) {
+        publish(shared, pod, type_, reason, note).await;
+    }
+}
+
+/// The span of a pod's worker.
+pub fn pod_span(pod: &Pod) -> tracing::Span {
+    info_span!(
+        "pod",
+        namespace = pod.metadata.namespace.as_deref().unwrap_or(""),
+        name = pod.metadata.name.as_deref().unwrap_or(""),
+        uid = pod.metadata.uid.as_deref().unwrap_or("")
+    )
+}
+
+/// Spawns the worker of `pod` in its span.
+pub fn spawn_worker(shared: Arc<Shared>, pod: Arc<Pod>) -> watch::Sender<Option<Arc<Pod>>> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let span = pod_span(&pod);
+    let (tx, rx) = watch::channel(Some(pod));
+    tokio::spawn(pod_worker(shared, uid, rx).instrument(span));
+    tx
+}
