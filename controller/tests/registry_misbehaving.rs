@@ -249,6 +249,23 @@ async fn without_any_digest_header_the_body_is_hashed() {
 }
 
 #[tokio::test]
+async fn a_proxy_that_refuses_head_gets_a_get() {
+    let body = manifest_bytes();
+    let expected = sha256(&body);
+    let server = MisbehavingRegistry::start(move |method, _, _| match *method {
+        Method::HEAD => answer(405, &[("content-length", "0".into())], Body::empty()),
+        _ => answer(200, &[("content-type", OCI_MANIFEST.into())], body.clone()),
+    })
+    .await;
+    assert_eq!(
+        resolve(&resolver(), &server, "app:v1")
+            .await
+            .expect("GET after 405"),
+        expected
+    );
+}
+
+#[tokio::test]
 async fn huge_manifests_are_refused_without_reading_them() {
     // Announced on HEAD: refused before any GET.
     let server = MisbehavingRegistry::start(|_, _, _| {

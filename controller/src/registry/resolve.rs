@@ -226,18 +226,22 @@ impl Resolver {
     ) -> Result<(String, String), ResolveError> {
         let manifest_ref = reference.manifest_reference();
         let head = session.send(Method::HEAD, manifest_ref).await?;
-        if !head.status().is_success() {
+        // Some proxies do not allow HEAD: then the GET below tells everything.
+        let head_allowed = head.status() != reqwest::StatusCode::METHOD_NOT_ALLOWED;
+        if head_allowed && !head.status().is_success() {
             return Err(session.status_error(head.status(), head.headers()));
         }
-        if let Some(size) = content_length(head.headers()).filter(|&s| s > self.config.max_manifest_bytes) {
+        if let Some(size) =
+            content_length(head.headers()).filter(|&s| head_allowed && s > self.config.max_manifest_bytes)
+        {
             return Err(ResolveError::ManifestTooLarge {
                 target: session.target.clone(),
                 limit: self.config.max_manifest_bytes,
                 size: Some(size),
             });
         }
-        let head_digest = digest_header(head.headers());
-        let head_type = content_type(head.headers()).filter(|t| manifest::is_known(t));
+        let head_digest = digest_header(head.headers()).filter(|_| head_allowed);
+        let head_type = content_type(head.headers()).filter(|t| head_allowed && manifest::is_known(t));
         drop(head);
 
         let (digest, media_type, mut body) = match (head_digest, head_type) {
