@@ -30,6 +30,14 @@ if [[ -n "${BERTH_KUBE_BIN_DIR:-}" ]]; then
 	exit 0
 fi
 
+# One build per cache at a time: a second caller waits, then finds the marker.
+mkdir -p "$KUBE_CACHE_DIR"
+exec 8>"$KUBE_CACHE_DIR.lock"
+if ! flock -n 8; then
+	log "waiting for another Kubernetes build into $KUBE_CACHE_DIR"
+	flock -w 1800 8 || die "another build still holds $KUBE_CACHE_DIR.lock after 30 minutes"
+fi
+
 if ((force == 0)) && [[ -f "$MARKER" && -x "$KUBE_BIN_DIR/kube-apiserver" && -x "$KUBE_BIN_DIR/kube-controller-manager" ]]; then
 	log "Kubernetes $KUBE_VERSION binaries cached in $KUBE_BIN_DIR ($(<"$MARKER"))"
 	echo "$KUBE_BIN_DIR"
