@@ -1,0 +1,114 @@
+//! Kubernetes helpers for end-to-end tests: a client from the local cluster's admin
+//! kubeconfig, throw-away namespaces removed on drop, and waiting for pod conditions.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::cluster::LocalCluster;
+
+/// A client with the cluster's admin credentials.
+pub async fn admin_client(cluster: &LocalCluster) -> anyhow::Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig)
+        .with_context(|| format!("reading {}", cluster.kubeconfig.display()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// A namespace created for one test and deleted (with everything in it) when dropped.
+pub struct TestNamespace {
+    /// Its name.
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    /// Creates `prefix-<millis>`.
+    pub async fn create(client: &Client, prefix: &str) -> anyhow::Result<Self> {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis();
+        let name = format!("{prefix}-{}", millis % 1_000_000_000);
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("creating namespace {name}"))?;
+        Ok(TestNamespace {
+            name,
+            client: client.clone(),
+        })
+    }
+
+    /// The pods API of this namespace.
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let (client, name) = (self.client.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .map(|_| ())
+                    .map_err(anyhow::Error::from)
+            })
+        })
+        .join();
+    }
+}
+
+/// Polls pod `name` until `check` returns `Some`, or fails after `timeout` with the last
+/// status seen.
+pub async fn wait_pod<T>(
+    api: &Api<Pod>,
+    name: &str,
+    timeout: Duration,
+    mut check: impl FnMut(&Pod) -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        if let Some(pod) = api.get_opt(name).await? {
+            if let Some(v) = check(&pod) {
+                return Ok(v);
+            }
+            last = Some(pod.status);
+        }
+        if Instant::now() > deadline {
+            bail!("pod {name}: condition not met within {timeout:?}; last status: {last:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The waiting reason of the pod's first container.
+pub fn waiting_reason(pod: &Pod) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
+}
+
+/// The phase of the pod.
+pub fn phase(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref()?.phase.as_deref()
+}
