@@ -2,7 +2,7 @@
 //! metrics, and the little this controller remembers in memory (when each tag was last checked, which tags a
 //! registry push asked for).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use berth_api::image::{ImageStream, ImageStreamTag, SourceKind};
@@ -38,7 +38,7 @@ pub struct Context {
     /// Metrics.
     pub metrics: Metrics,
     checks: Mutex<HashMap<ObjectRef<ImageStreamTag>, LastCheck>>,
-    pushed: Mutex<HashSet<ObjectRef<ImageStreamTag>>>,
+    pushed: Mutex<HashMap<ObjectRef<ImageStreamTag>, Push>>,
 }
 
 impl Context {
@@ -103,17 +103,17 @@ impl Context {
         self.pushed.lock().expect("not poisoned").remove(tag);
     }
 
-    /// Marks `tag` for import because its registry reported a push.
-    pub fn request_push_import(&self, tag: ObjectRef<ImageStreamTag>) {
+    /// Marks `tag` for import because its registry reported a push of `push.digest`.
+    pub fn request_push_import(&self, tag: ObjectRef<ImageStreamTag>, push: Push) {
         let mut pushed = self.pushed.lock().expect("not poisoned");
-        pushed.insert(tag);
+        pushed.insert(tag, push);
         self.metrics
             .push_queue_depth
             .set(i64::try_from(pushed.len()).unwrap_or(i64::MAX));
     }
 
-    /// Whether a push asked for `tag`'s import; the request is taken.
-    pub fn take_push_request(&self, tag: &ObjectRef<ImageStreamTag>) -> bool {
+    /// The push that asked for `tag`'s import, if any; the request is taken.
+    pub fn take_push_request(&self, tag: &ObjectRef<ImageStreamTag>) -> Option<Push> {
         let mut pushed = self.pushed.lock().expect("not poisoned");
         let taken = pushed.remove(tag);
         self.metrics
@@ -167,6 +167,24 @@ impl Context {
             .collect()
     }
 }
+
+/// A registry push that asks for an import.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Push {
+    /// The digest the registry says it stored, when the notification carries one.
+    pub digest: Option<String>,
+    /// How many imports have not yet seen that digest.
+    pub attempts: u8,
+}
+
+impl Push {
+    /// The registry sends its notification before the tag points at the new manifest, so an import right
+    /// after it may still see the old digest: look again this many times, [`PUSH_RECHECK`] apart.
+    pub const MAX_ATTEMPTS: u8 = 5;
+}
+
+/// The pause before looking again for a pushed digest.
+pub const PUSH_RECHECK: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// A snapshot of the tag cache, as the alias logic reads it (a scan: the cache holds Arcs, so the snapshot is
 /// cheap to take).

@@ -16,7 +16,7 @@ use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::context::Context;
+use crate::context::{Context, Push};
 use crate::error::{Error, Result};
 use crate::import::schedule::Pacing;
 use crate::metrics::Metrics;
@@ -200,8 +200,8 @@ pub async fn run(config: Config) -> Result<()> {
             let hook = Webhook {
                 token,
                 tags: tags.clone(),
-                on_push: Arc::new(move |tag| {
-                    ctx.request_push_import(tag.clone());
+                on_push: Arc::new(move |tag, digest| {
+                    ctx.request_push_import(tag.clone(), Push { digest, attempts: 0 });
                     let _ = push_tx.unbounded_send(tag);
                 }),
                 metrics: metrics.clone(),

@@ -52,6 +52,9 @@ pub struct Target {
     /// The tag, for a manifest pushed by tag.
     #[serde(default)]
     pub tag: Option<String>,
+    /// The digest of what was pushed.
+    #[serde(default)]
+    pub digest: Option<String>,
 }
 
 /// The request of an event.
@@ -62,8 +65,11 @@ pub struct Request {
     pub host: Option<String>,
 }
 
-/// The tags that follow a pushed `REPO:TAG` of the envelope's events.
-pub fn matching_tags(envelope: &Envelope, tags: &[Arc<ImageStreamTag>]) -> Vec<ObjectRef<ImageStreamTag>> {
+/// The tags that follow a pushed `REPO:TAG` of the envelope's events, with the digest pushed.
+pub fn matching_tags(
+    envelope: &Envelope,
+    tags: &[Arc<ImageStreamTag>],
+) -> Vec<(ObjectRef<ImageStreamTag>, Option<String>)> {
     let pushes: Vec<_> = envelope
         .events
         .iter()
@@ -74,22 +80,26 @@ pub fn matching_tags(envelope: &Envelope, tags: &[Arc<ImageStreamTag>]) -> Vec<O
                 .as_ref()
                 .and_then(|r| r.host.as_deref())
                 .filter(|h| !h.is_empty());
-            Some((host, e.target.repository.as_str(), e.target.tag.as_deref()?))
+            Some((
+                host,
+                e.target.repository.as_str(),
+                e.target.tag.as_deref()?,
+                e.target.digest.clone(),
+            ))
         })
         .collect();
     tags.iter()
         .filter(|t| t.spec.from.kind == SourceKind::DockerImage)
-        .filter(|t| {
-            let Ok(reference) = ImageReference::parse(&t.spec.from.name) else {
-                return false;
-            };
-            pushes.iter().any(|(host, repository, tag)| {
+        .filter_map(|t| {
+            let reference = ImageReference::parse(&t.spec.from.name).ok()?;
+            // The last push of the tag in the envelope wins.
+            let (.., digest) = pushes.iter().rev().find(|(host, repository, tag, _)| {
                 reference.repository() == *repository
                     && reference.tag() == Some(*tag)
                     && host.is_none_or(|h| h == reference.registry())
-            })
+            })?;
+            Some((ObjectRef::from_obj(t.as_ref()), digest.clone()))
         })
-        .map(|t| ObjectRef::from_obj(t.as_ref()))
         .collect()
 }
 
@@ -100,8 +110,8 @@ pub struct Webhook {
     pub token: Arc<str>,
     /// The tag cache.
     pub tags: Store<ImageStreamTag>,
-    /// Called with every tag a push asks to import.
-    pub on_push: Arc<dyn Fn(ObjectRef<ImageStreamTag>) + Send + Sync>,
+    /// Called with every tag a push asks to import, and the digest pushed.
+    pub on_push: Arc<dyn Fn(ObjectRef<ImageStreamTag>, Option<String>) + Send + Sync>,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -156,8 +166,8 @@ async fn notify(State(hook): State<Webhook>, headers: HeaderMap, body: Bytes) ->
         "registry notification"
     );
     let count = matched.len();
-    for tag in matched {
-        (hook.on_push)(tag);
+    for (tag, digest) in matched {
+        (hook.on_push)(tag, digest);
     }
     (StatusCode::OK, format!("{{\"matched\":{count}}}\n"))
 }
@@ -218,8 +228,11 @@ mod tests {
     #[test]
     fn only_tags_following_the_pushed_repository_and_tag_match() {
         let e: Envelope = serde_json::from_str(&envelope("10.213.0.1:5000", "berth/demo", "v2")).unwrap();
-        let names: Vec<_> = matching_tags(&e, &tags()).into_iter().map(|r| r.name).collect();
-        assert_eq!(names, vec!["a"]);
+        let matched: Vec<_> = matching_tags(&e, &tags())
+            .into_iter()
+            .map(|(r, d)| (r.name, d))
+            .collect();
+        assert_eq!(matched, vec![("a".to_owned(), Some("sha256:11".to_owned()))]);
     }
 
     fn webhook() -> (Router, Arc<Mutex<Vec<String>>>) {
@@ -235,7 +248,7 @@ mod tests {
         let hook = Webhook {
             token: "s3cret".into(),
             tags: store,
-            on_push: Arc::new(move |r| sink.lock().unwrap().push(r.name)),
+            on_push: Arc::new(move |r, _| sink.lock().unwrap().push(r.name)),
             metrics: Metrics::default(),
         };
         (hook.router(), seen)

@@ -1,4 +1,6 @@
 //! Shared helpers for the end-to-end scenarios.
 
+pub mod api;
 pub mod cluster;
 pub mod http;
+pub mod k8s;

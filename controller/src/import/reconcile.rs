@@ -15,7 +15,7 @@ use tracing::{debug, info, instrument, warn};
 use super::schedule::{self, Plan};
 use super::source::{self, Source};
 use super::status::{self, Decision, ImportEvent, Outcome};
-use crate::context::{Context, FIELD_MANAGER, TagSnapshot};
+use crate::context::{Context, FIELD_MANAGER, PUSH_RECHECK, Push, TagSnapshot};
 use crate::error::{Error, Result};
 use crate::metrics::ImportLabels;
 use crate::registry::{ImageReference, ResolveRequest};
@@ -29,7 +29,7 @@ pub async fn reconcile(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Ac
     let pushed = ctx.take_push_request(&key);
     let source = source::source_of(&tag, &namespace, &TagSnapshot(ctx.tags.state()));
     let due = schedule::reason_to_import(&tag, ctx.last_check(&key), ctx.pacing, now.as_second());
-    let trigger = match (&source, pushed, due) {
+    let trigger = match (&source, pushed.is_some(), due) {
         (_, true, _) => "registry push",
         (_, false, Some(reason)) => reason,
         // What needs no registry (aliases, pinned digests) is looked at whenever its tag or the tag it
@@ -78,6 +78,21 @@ pub async fn reconcile(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Ac
     );
     debug!(trigger, changed = decision.changed, "imported");
     write(&tag, &namespace, &decision, &ctx).await?;
+
+    // The registry notifies before its tag points at the pushed manifest: until an import sees the pushed
+    // digest, look again shortly (a few times: an index imported in Legacy mode never shows it).
+    if let Some(push) = pushed.filter(|p| p.digest.is_some() && p.digest != decision.status.digest) {
+        if push.attempts + 1 < Push::MAX_ATTEMPTS {
+            ctx.request_push_import(
+                key,
+                Push {
+                    attempts: push.attempts + 1,
+                    ..push
+                },
+            );
+            return Ok(Action::requeue(PUSH_RECHECK));
+        }
+    }
 
     let mut updated = (*tag).clone();
     updated.status = Some(decision.status);

@@ -1,0 +1,148 @@
+//! The API server side of the scenarios: a client for the local cluster, a namespace per test that is removed
+//! again, waiting with a deadline that says what was still missing, and moving registry tags.
+
+use std::future::Future;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::cluster::LocalCluster;
+
+/// A client with the cluster's admin identity.
+pub async fn admin_client(cluster: &LocalCluster) -> anyhow::Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig)
+        .with_context(|| format!("reading {}", cluster.kubeconfig.display()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// A namespace of one test, deleted when dropped (also when the test fails).
+pub struct TestNamespace {
+    /// Its name.
+    pub name: String,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl TestNamespace {
+    /// Creates `e2e-<prefix>-<random>`.
+    pub async fn create(client: &Client, cluster: &LocalCluster, prefix: &str) -> anyhow::Result<Self> {
+        let name = format!("e2e-{prefix}-{}", unique());
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
+        Ok(Self {
+            name,
+            kubeconfig: cluster.kubeconfig.clone(),
+        })
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if std::env::var("BERTH_E2E_KEEP").is_ok_and(|v| v == "1") {
+            eprintln!("BERTH_E2E_KEEP=1: leaving namespace {}", self.name);
+            return;
+        }
+        // Drop cannot await: kubectl deletes it, and the controller-manager removes what is inside.
+        let _ = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args([
+                "delete",
+                "namespace",
+                &self.name,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
+            .output();
+    }
+}
+
+/// A short random suffix for names.
+pub fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    format!("{:x}{:04x}", std::process::id() % 0xfff, nanos % 0xffff)
+}
+
+/// Polls `check` until it returns `Some`, at most `timeout`; fails naming `what` and the last state seen.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Result<T, String>>>,
+{
+    let start = Instant::now();
+    let mut last = String::from("nothing observed yet");
+    while start.elapsed() < timeout {
+        match check().await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(state)) => last = state,
+            Err(e) => last = format!("error: {e:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("timed out after {timeout:?} waiting for {what}; last seen: {last}")
+}
+
+/// Copies `registry/src` to `registry/dest` (repository:tag each) with skopeo: a push, as far as the registry
+/// and its notifications are concerned.
+pub fn copy_image(registry: &str, src: &str, dest: &str) -> anyhow::Result<()> {
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("docker://{registry}/{src}"))
+        .arg(format!("docker://{registry}/{dest}"))
+        .output()
+        .context("running skopeo (Debian package skopeo; hack/deps.sh installs it)")?;
+    if !out.status.success() {
+        bail!(
+            "skopeo copy {src} {dest}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Applies a manifest with kubectl as a person would, returning kubectl's output or its error message.
+pub fn kubectl_apply(cluster: &LocalCluster, namespace: &str, manifest: &str) -> Result<String, String> {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args(["apply", "-n", namespace, "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run kubectl: {e}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(manifest.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
