@@ -52,10 +52,8 @@ finish() {
 trap finish EXIT
 
 step "local cluster (hack/up.sh)"
-if "$REPO/hack/status.sh" >/dev/null 2>&1; then
-	echo "a local cluster is already running: restarting it with this build"
-	"$REPO/hack/down.sh"
-fi
+# Always a fresh cluster running this build (down is a no-op when nothing runs).
+"$REPO/hack/down.sh" >/dev/null
 cluster_started=1
 "$REPO/hack/up.sh"
 
