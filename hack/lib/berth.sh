@@ -10,6 +10,9 @@ berth_agent_bin() { echo "$BERTH_BIN_DIR/berth-agent"; }
 
 # berth_start_controller: in the root namespace; the registry's notifications
 # arrive at its webhook on 127.0.0.1:8085. NO_COLOR: logs go to files.
+# BERTH_IMPORT_INTERVAL (scheduled re-imports) is passed through from up.sh's
+# environment, 30s by default here (the controller's own default is 15m), so a
+# scheduled tag moves within half a minute on the local cluster.
 berth_start_controller() {
 	local bin holder
 	bin="$(berth_controller_bin)"
@@ -28,9 +31,10 @@ berth_start_controller() {
 		KUBECONFIG="$CONTROLLER_KUBECONFIG" \
 		BERTH_WEBHOOK_ADDR="$WEBHOOK_ADDR" \
 		BERTH_WEBHOOK_TOKEN_FILE="$WEBHOOK_TOKEN_FILE" \
+		BERTH_IMPORT_INTERVAL="${BERTH_IMPORT_INTERVAL:-30s}" \
 		RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
 		"$bin"
-	log "started berth-controller (log: $LOG_DIR/berth-controller.log)"
+	log "started berth-controller (import interval ${BERTH_IMPORT_INTERVAL:-30s}; log: $LOG_DIR/berth-controller.log)"
 }
 
 # berth_start_agent NODE: inside the host's network namespace, with its own
