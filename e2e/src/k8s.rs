@@ -112,3 +112,17 @@ pub fn waiting_reason(pod: &Pod) -> Option<String> {
 pub fn phase(pod: &Pod) -> Option<&str> {
     pod.status.as_ref()?.phase.as_deref()
 }
+
+/// Creates `pod`, retrying while a new namespace's service account is not ready yet.
+pub async fn create_pod(api: &Api<Pod>, pod: &Pod) -> anyhow::Result<Pod> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match api.create(&PostParams::default(), pod).await {
+            Ok(p) => return Ok(p),
+            Err(kube::Error::Api(e)) if e.code == 500 && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

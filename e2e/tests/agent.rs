@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use berth_e2e::cluster::{LocalCluster, ipv4_in_cidr};
 use berth_e2e::http;
-use berth_e2e::k8s::{TestNamespace, admin_client, phase, wait_pod, waiting_reason};
+use berth_e2e::k8s::{TestNamespace, admin_client, create_pod, phase, wait_pod, waiting_reason};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, LogParams, PostParams};
+use kube::api::{Api, DeleteParams, LogParams};
 
 fn pod(name: &str, node: &str, image: &str, command: Option<&str>, grace: i64) -> anyhow::Result<Pod> {
     let mut container =
@@ -20,7 +20,7 @@ fn pod(name: &str, node: &str, image: &str, command: Option<&str>, grace: i64) -
     }
     Ok(serde_json::from_value(serde_json::json!({
         "metadata": {"name": name},
-        "spec": {"nodeName": node, "terminationGracePeriodSeconds": grace, "containers": [container]}
+        "spec": {"nodeName": node, "automountServiceAccountToken": false, "terminationGracePeriodSeconds": grace, "containers": [container]}
     }))?)
 }
 
@@ -62,8 +62,7 @@ async fn e2e_agent_runs_a_pod_on_every_host_answering_http_and_logs() -> anyhow:
     for node in &cluster.nodes {
         let name = format!("demo-{}", node.name);
         let t = Instant::now();
-        api.create(&PostParams::default(), &pod(&name, &node.name, &image, None, 5)?)
-            .await?;
+        create_pod(&api, &pod(&name, &node.name, &image, None, 5)?).await?;
         let ip = wait_pod(&api, &name, Duration::from_secs(60), |p| {
             (phase(p) == Some("Running"))
                 .then(|| p.status.as_ref()?.pod_ip.clone())
@@ -105,11 +104,7 @@ async fn e2e_agent_crash_back_off_grows() -> anyhow::Result<()> {
     let api = ns.pods();
     let image = format!("{}/berth/demo:v1", cluster.registry);
     let node = &cluster.nodes[0].name;
-    api.create(
-        &PostParams::default(),
-        &pod("crash", node, &image, Some("echo boom; exit 3"), 1)?,
-    )
-    .await?;
+    create_pod(&api, &pod("crash", node, &image, Some("echo boom; exit 3"), 1)?).await?;
     let restarts = |p: &Pod| {
         p.status
             .as_ref()?
@@ -165,11 +160,7 @@ async fn e2e_agent_missing_image_err_image_pull_then_back_off() -> anyhow::Resul
     };
     let api = ns.pods();
     let image = format!("{}/berth/does-not-exist:v1", cluster.registry);
-    api.create(
-        &PostParams::default(),
-        &pod("nopull", &cluster.nodes[1].name, &image, None, 1)?,
-    )
-    .await?;
+    create_pod(&api, &pod("nopull", &cluster.nodes[1].name, &image, None, 1)?).await?;
     wait_pod(&api, "nopull", Duration::from_secs(30), |p| {
         (waiting_reason(p).as_deref() == Some("ErrImagePull")).then_some(())
     })
@@ -191,8 +182,8 @@ async fn e2e_agent_deletion_honours_grace_period() -> anyhow::Result<()> {
     let image = format!("{}/berth/demo:v1", cluster.registry);
     // Ignores SIGTERM: must be killed when the 3 s grace period ends.
     let cmd = "trap '' TERM; while true; do sleep 1; done";
-    api.create(
-        &PostParams::default(),
+    create_pod(
+        &api,
         &pod("stubborn", &cluster.nodes[2].name, &image, Some(cmd), 3)?,
     )
     .await?;
