@@ -2,5 +2,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod controller;
 pub mod http;
 pub mod k8s;
+pub mod registry;

@@ -1,0 +1,631 @@
+//! Image import in operation, against the local cluster: scheduled re-imports, a registry that goes away
+//! and comes back, leader election between two controller replicas, and the controller's metrics.
+//!
+//! Scheduled imports and outages use a private `docker-registry` on 127.0.0.1 (no push notifications, so
+//! only the controller's schedule or an explicit request can move a tag); it is killed when the test ends.
+//!
+//! Run: `cargo test -p berth-e2e --test import_ops -- --nocapture`. The takeover scenario kills the
+//! cluster's berth-controller for about half a minute (and restarts it with `hack/up.sh`): it is ignored
+//! unless asked for, `cargo test -p berth-e2e --test import_ops -- --ignored --nocapture takeover`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use berth_api::image::{IMPORT_REQUESTED_ANNOTATION, IMPORT_SUCCESS, ImageStreamTag};
+use berth_e2e::api::{TestNamespace, admin_client, kubectl_apply, unique, wait_for};
+use berth_e2e::cluster::LocalCluster;
+use berth_e2e::controller::{ClusterController, Replica, metric_sum, readyz, scrape};
+use berth_e2e::http::{self, registry_digest};
+use berth_e2e::registry::PrivateRegistry;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long after its slot a scheduled import may take to show in status (reconcile, resolve, write, watch).
+const SCHEDULE_SLACK: Duration = Duration::from_secs(15);
+
+/// The controller's Lease lasts this long without renewal (`berth_controller::leader::LEASE_SECONDS`).
+const LEASE: Duration = Duration::from_secs(15);
+
+/// The tag's `ImportSuccess` condition as `(status, reason, message)`, once it has one.
+fn import_condition(tag: &ImageStreamTag) -> Option<(String, String, String)> {
+    let c = tag
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == IMPORT_SUCCESS)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn digest(tag: &ImageStreamTag) -> Option<&str> {
+    tag.status.as_ref()?.digest.as_deref()
+}
+
+fn history(tag: &ImageStreamTag) -> Vec<String> {
+    tag.status
+        .as_ref()
+        .map(|s| s.history.iter().map(|h| h.digest.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Waits at most `timeout` until the tag `name` satisfies `ok`, describing what it saw otherwise.
+async fn wait_tag(
+    api: &Api<ImageStreamTag>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&ImageStreamTag) -> bool,
+) -> anyhow::Result<ImageStreamTag> {
+    wait_for(&format!("{name}: {what}"), timeout, || async {
+        Ok(match api.get_opt(name).await? {
+            Some(t) if ok(&t) => Ok(t),
+            Some(t) => Err(format!(
+                "condition {:?}, digest {:?}, history {:?}",
+                import_condition(&t),
+                digest(&t),
+                history(&t)
+            )),
+            None => Err("no such ImageStreamTag".to_owned()),
+        })
+    })
+    .await
+}
+
+fn tag_manifest(name: &str, from: &str, scheduled: bool) -> String {
+    let (stream, tag) = name.split_once('.').expect("stream.tag");
+    format!(
+        "apiVersion: image.berth.dev/v1alpha1\nkind: ImageStreamTag\nmetadata: {{name: {name}}}\nspec:\n  stream: {stream}\n  tag: {tag}\n  from: {{kind: DockerImage, name: \"{from}\"}}\n  importPolicy: {{scheduled: {scheduled}, insecure: true}}\n"
+    )
+}
+
+/// Asks for an import of `name` with the annotation's new `value`.
+async fn request_import(api: &Api<ImageStreamTag>, name: &str, value: &str) -> anyhow::Result<()> {
+    let patch = serde_json::json!({"metadata": {"annotations": {IMPORT_REQUESTED_ANNOTATION: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// The Events about `name` in `ns`: (reason, note, reporting instance).
+async fn events_for(client: &Client, ns: &str, name: &str) -> anyhow::Result<Vec<(String, String, String)>> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    Ok(events
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| {
+            (
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+                e.reporting_instance.unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+fn reasons(events: &[(String, String, String)]) -> Vec<&str> {
+    events.iter().map(|(r, ..)| r.as_str()).collect()
+}
+
+/// The cluster's controller, with a short enough import interval for scheduled scenarios.
+fn scheduling_controller(cluster: &LocalCluster) -> anyhow::Result<(ClusterController, Duration)> {
+    let controller = ClusterController::find(cluster)?;
+    let interval = controller.import_interval()?;
+    ensure!(
+        interval <= Duration::from_secs(120),
+        "the cluster's berth-controller re-imports every {interval:?}, too rarely for this test: restart it \
+         with the local default (BERTH_IMPORT_INTERVAL=30s): kill $(cut -d' ' -f1 \
+         $BERTH_STATE/pids/berth-controller.pid); sleep 1; hack/up.sh"
+    );
+    Ok((controller, interval))
+}
+
+#[tokio::test]
+async fn e2e_a_scheduled_tag_picks_up_a_registry_change_within_its_interval() -> anyhow::Result<()> {
+    let Some(cluster) = LocalCluster::require() else {
+        return Ok(());
+    };
+    let (_, interval) = scheduling_controller(&cluster)?;
+    let client = admin_client(&cluster).await?;
+    let ns = TestNamespace::create(&client, &cluster, "sched").await?;
+    let registry = PrivateRegistry::start().await?;
+    registry.copy_from(&cluster.registry, "berth/demo:v1", "e2e/demo:live")?;
+    let v1 = registry.digest("e2e/demo", "live").await?;
+
+    let from = format!("{}/e2e/demo:live", registry.addr);
+    kubectl_apply(&cluster, &ns.name, &tag_manifest("app.live", &from, true)).map_err(anyhow::Error::msg)?;
+    let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), &ns.name);
+    wait_tag(&api, "app.live", "imported at v1", TIMEOUT, |t| {
+        digest(t) == Some(v1.as_str())
+    })
+    .await?;
+
+    // Move the private registry's tag: it sends no notification, so only the schedule can see it.
+    let moved_at = Instant::now();
+    registry.copy_from(&cluster.registry, "berth/demo:v2", "e2e/demo:live")?;
+    let v2 = registry.digest("e2e/demo", "live").await?;
+    assert_ne!(v1, v2, "demo:v1 and demo:v2 have the same digest");
+    let bound = interval + SCHEDULE_SLACK;
+    let moved = wait_tag(
+        &api,
+        "app.live",
+        &format!("moved to v2 by the schedule (interval {interval:?})"),
+        bound,
+        |t| digest(t) == Some(v2.as_str()),
+    )
+    .await?;
+    eprintln!(
+        "scheduled pickup: the tag showed the new digest {:?} after the registry's tag moved \
+         (interval {interval:?}, bound {bound:?})",
+        moved_at.elapsed()
+    );
+    assert_eq!(history(&moved), vec![v2.clone(), v1.clone()], "newest first");
+    let (status, reason, _) = import_condition(&moved).expect("a condition");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Imported"));
+
+    // The next scheduled import finds nothing new: it writes nothing and says nothing.
+    tokio::time::sleep(interval + Duration::from_secs(3)).await;
+    let idle = api.get("app.live").await?;
+    assert_eq!(
+        idle.resource_version(),
+        moved.resource_version(),
+        "a scheduled re-import without a change wrote the tag"
+    );
+    let events = events_for(&client, &ns.name, "app.live").await?;
+    assert_eq!(reasons(&events), vec!["Imported", "TagUpdated"], "{events:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn e2e_a_stopped_registry_is_reported_and_the_tag_recovers_with_its_history() -> anyhow::Result<()> {
+    let Some(cluster) = LocalCluster::require() else {
+        return Ok(());
+    };
+    let client = admin_client(&cluster).await?;
+    let ns = TestNamespace::create(&client, &cluster, "outage").await?;
+    let mut registry = PrivateRegistry::start().await?;
+    registry.copy_from(&cluster.registry, "berth/demo:v1", "e2e/demo:live")?;
+    let v1 = registry.digest("e2e/demo", "live").await?;
+    let from = format!("{}/e2e/demo:live", registry.addr);
+    kubectl_apply(&cluster, &ns.name, &tag_manifest("app.live", &from, false)).map_err(anyhow::Error::msg)?;
+    let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), &ns.name);
+    wait_tag(&api, "app.live", "imported at v1", TIMEOUT, |t| {
+        digest(t) == Some(v1.as_str())
+    })
+    .await?;
+    registry.copy_from(&cluster.registry, "berth/demo:v2", "e2e/demo:live")?;
+    let v2 = registry.digest("e2e/demo", "live").await?;
+    request_import(&api, "app.live", "moved").await?;
+    let before = wait_tag(&api, "app.live", "moved to v2 on request", TIMEOUT, |t| {
+        digest(t) == Some(v2.as_str())
+    })
+    .await?;
+    let history_before = before.status.as_ref().expect("status").history.clone();
+    assert_eq!(history(&before), vec![v2.clone(), v1.clone()]);
+
+    // The registry goes away; an import is asked for.
+    registry.stop();
+    request_import(&api, "app.live", "while-down").await?;
+    let failed = wait_tag(
+        &api,
+        "app.live",
+        "ImportSuccess=False after the registry stopped",
+        TIMEOUT,
+        |t| {
+            import_condition(t).is_some_and(|c| c.0 == "False")
+                && t.status
+                    .as_ref()
+                    .and_then(|s| s.observed_import_request.as_deref())
+                    == Some("while-down")
+        },
+    )
+    .await?;
+    let (_, reason, message) = import_condition(&failed).expect("a condition");
+    assert_eq!(reason, "RegistryUnavailable", "{message}");
+    assert!(
+        message.contains(&registry.addr),
+        "the message names the registry: {message}"
+    );
+    assert_eq!(digest(&failed), Some(v2.as_str()), "a failure keeps the digest");
+    assert_eq!(
+        failed.status.as_ref().expect("status").history,
+        history_before,
+        "a failure keeps the history"
+    );
+    wait_for("an ImportFailed Event", TIMEOUT, || async {
+        let events = events_for(&client, &ns.name, "app.live").await?;
+        Ok(
+            if events
+                .iter()
+                .any(|(r, note, _)| r == "ImportFailed" && note.contains("RegistryUnavailable"))
+            {
+                Ok(())
+            } else {
+                Err(format!("{events:?}"))
+            },
+        )
+    })
+    .await?;
+
+    // Back on the same port and storage: the controller's retry finds it, no new request needed.
+    registry.resume().await?;
+    let resumed = Instant::now();
+    let recovered = wait_tag(
+        &api,
+        "app.live",
+        "ImportSuccess=True again",
+        Duration::from_secs(120),
+        |t| import_condition(t).is_some_and(|c| c.0 == "True"),
+    )
+    .await?;
+    eprintln!(
+        "the tag recovered {:?} after the registry came back",
+        resumed.elapsed()
+    );
+    assert_eq!(digest(&recovered), Some(v2.as_str()));
+    assert_eq!(
+        recovered.status.as_ref().expect("status").history,
+        history_before,
+        "recovering to the same digest keeps the history as it was"
+    );
+    let events = events_for(&client, &ns.name, "app.live").await?;
+    let failures = events.iter().filter(|(r, ..)| r == "ImportFailed").count();
+    assert_eq!(failures, 1, "one ImportFailed Event per outage: {events:?}");
+    assert_eq!(
+        events.iter().filter(|(r, ..)| r == "TagUpdated").count(),
+        1,
+        "the outage moved nothing: {events:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn e2e_a_second_replica_stays_standby_and_writes_nothing() -> anyhow::Result<()> {
+    let Some(cluster) = LocalCluster::require() else {
+        return Ok(());
+    };
+    let leader = ClusterController::find(&cluster)?;
+    ensure!(
+        readyz(&leader.metrics_addr()).await? == 200,
+        "the cluster's berth-controller is not ready (not leading?)"
+    );
+    let client = admin_client(&cluster).await?;
+    let identity = format!("e2e-standby-{}", unique());
+    let interval = leader
+        .env
+        .get("BERTH_IMPORT_INTERVAL")
+        .cloned()
+        .unwrap_or_else(|| "15m".into());
+    let mut standby = Replica::start(&cluster, &identity, &[("BERTH_IMPORT_INTERVAL", &interval)])?;
+    let started = Instant::now();
+    wait_for("the standby to wait for the Lease", TIMEOUT, || {
+        let log = standby.log_text();
+        let exited = standby.exited();
+        async move {
+            if let Some(status) = exited {
+                anyhow::bail!("the standby exited ({status}): {log}");
+            }
+            Ok(if log.contains("waiting to lead") {
+                Ok(())
+            } else {
+                Err(log)
+            })
+        }
+    })
+    .await?;
+    assert_eq!(
+        readyz(&standby.metrics_addr).await?,
+        503,
+        "a standby is not ready"
+    );
+
+    // The leader imports while the standby watches.
+    let ns = TestNamespace::create(&client, &cluster, "standby").await?;
+    let v1 = registry_digest(&cluster.registry, "berth/demo", "v1").await?;
+    let from = format!("{}/berth/demo:v1", cluster.registry);
+    kubectl_apply(&cluster, &ns.name, &tag_manifest("app.v1", &from, false)).map_err(anyhow::Error::msg)?;
+    let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), &ns.name);
+    wait_tag(&api, "app.v1", "imported by the leader", TIMEOUT, |t| {
+        digest(t) == Some(v1.as_str())
+    })
+    .await?;
+
+    // Longer than a Lease lasts: a healthy leader keeps it.
+    let hold = LEASE + Duration::from_secs(5);
+    if let Some(left) = hold.checked_sub(started.elapsed()) {
+        tokio::time::sleep(left).await;
+    }
+    assert!(
+        standby.exited().is_none(),
+        "the standby exited: {}",
+        standby.log_text()
+    );
+    assert_eq!(readyz(&standby.metrics_addr).await?, 503);
+    let log = standby.log_text();
+    assert!(
+        !log.contains("berth_controller::leader: leading"),
+        "the standby took the Lease from a healthy leader: {log}"
+    );
+    let holder = Api::<Lease>::namespaced(client.clone(), "berth-system")
+        .get("berth-controller")
+        .await?
+        .spec
+        .and_then(|s| s.holder_identity);
+    assert_ne!(holder.as_deref(), Some(identity.as_str()));
+    let metrics = scrape(&standby.metrics_addr).await?;
+    for name in [
+        "berth_status_writes_total",
+        "berth_imports_total",
+        "berth_registry_request_duration_seconds_count",
+    ] {
+        assert_eq!(
+            metric_sum(&metrics, name, &[]),
+            None,
+            "the standby shows {name}:\n{metrics}"
+        );
+    }
+    let from_standby: Vec<_> = Api::<Event>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|e| e.reporting_instance.as_deref() == Some(identity.as_str()))
+        .map(|e| e.reason.unwrap_or_default())
+        .collect();
+    assert!(
+        from_standby.is_empty(),
+        "the standby published Events: {from_standby:?}"
+    );
+    let events = events_for(&client, &ns.name, "app.v1").await?;
+    assert_eq!(reasons(&events), vec!["Imported"], "imported once: {events:?}");
+    eprintln!(
+        "standby {identity} (pid {}) waited {:?} without leading, importing or writing",
+        standby.pid(),
+        started.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn e2e_the_leader_is_ready_and_measures_imports_and_registries() -> anyhow::Result<()> {
+    let Some(cluster) = LocalCluster::require() else {
+        return Ok(());
+    };
+    let leader = ClusterController::find(&cluster)?;
+    let addr = leader.metrics_addr();
+    assert_eq!(readyz(&addr).await?, 200, "/readyz of the leader");
+    assert_eq!(
+        http::get(&addr, "/healthz", Duration::from_secs(5)).await?.status,
+        200
+    );
+    let imported = [("trigger", "never imported"), ("result", "Imported")];
+    let resolved = [("registry", cluster.registry.as_str()), ("outcome", "Resolved")];
+    let before = scrape(&addr).await?;
+    let imports_before = metric_sum(&before, "berth_imports_total", &imported).unwrap_or(0.0);
+    let resolves_before = metric_sum(
+        &before,
+        "berth_registry_request_duration_seconds_count",
+        &resolved,
+    )
+    .unwrap_or(0.0);
+
+    let client = admin_client(&cluster).await?;
+    let ns = TestNamespace::create(&client, &cluster, "metrics").await?;
+    let v1 = registry_digest(&cluster.registry, "berth/demo", "v1").await?;
+    let from = format!("{}/berth/demo:v1", cluster.registry);
+    kubectl_apply(&cluster, &ns.name, &tag_manifest("app.v1", &from, false)).map_err(anyhow::Error::msg)?;
+    let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), &ns.name);
+    wait_tag(&api, "app.v1", "imported", TIMEOUT, |t| {
+        digest(t) == Some(v1.as_str())
+    })
+    .await?;
+
+    let after = scrape(&addr).await?;
+    let imports = metric_sum(&after, "berth_imports_total", &imported).unwrap_or(0.0);
+    assert!(
+        imports > imports_before,
+        "berth_imports_total{{trigger=\"never imported\",result=\"Imported\"}} went from {imports_before} to {imports}"
+    );
+    let resolves =
+        metric_sum(&after, "berth_registry_request_duration_seconds_count", &resolved).unwrap_or(0.0);
+    assert!(
+        resolves > resolves_before,
+        "registry latency samples for {} went from {resolves_before} to {resolves}",
+        cluster.registry
+    );
+    assert!(
+        after.contains("# TYPE berth_registry_request_duration_seconds histogram")
+            && metric_sum(
+                &after,
+                "berth_registry_request_duration_seconds_bucket",
+                &resolved
+            )
+            .is_some(),
+        "no histogram buckets:\n{after}"
+    );
+    assert!(
+        metric_sum(
+            &after,
+            "berth_status_writes_total",
+            &[("result", "ImageStreamTag")]
+        )
+        .is_some_and(|w| w >= 1.0),
+        "{after}"
+    );
+    Ok(())
+}
+
+/// Restarts the cluster's berth-controller with `hack/up.sh` (with the settings it had) when dropped, unless
+/// that was done already.
+struct RestoreClusterController {
+    state: std::path::PathBuf,
+    env: Vec<(String, String)>,
+    metrics_addr: String,
+    restored: bool,
+}
+
+impl RestoreClusterController {
+    fn restore(&mut self) -> anyhow::Result<()> {
+        self.restored = true;
+        let up = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/up.sh");
+        let out = std::process::Command::new(&up)
+            .env("BERTH_STATE", &self.state)
+            .env_remove("BERTH_LOCK_HELD")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .with_context(|| format!("running {}", up.display()))?;
+        ensure!(
+            out.status.success(),
+            "{} failed: {}",
+            up.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The Lease of the replica that was killed runs out first.
+        let deadline = Instant::now() + LEASE * 4;
+        while Instant::now() < deadline {
+            if blocking_status(&self.metrics_addr, "/readyz") == Some(200) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        anyhow::bail!(
+            "the restarted berth-controller is not ready after {:?}",
+            LEASE * 4
+        )
+    }
+}
+
+impl Drop for RestoreClusterController {
+    fn drop(&mut self) {
+        if !self.restored
+            && let Err(e) = self.restore()
+        {
+            eprintln!("could not restore the cluster's berth-controller: {e:#}; run hack/up.sh");
+        }
+    }
+}
+
+/// The status code of `GET path` without an async runtime (for Drop).
+fn blocking_status(addr: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    http::parse_response(&raw).ok().map(|r| r.status)
+}
+
+#[tokio::test]
+#[ignore = "kills the cluster's berth-controller for about half a minute; run it alone with --ignored takeover"]
+async fn e2e_takeover_a_standby_leads_and_imports_when_the_leader_dies() -> anyhow::Result<()> {
+    let Some(cluster) = LocalCluster::require() else {
+        return Ok(());
+    };
+    let leader = ClusterController::find(&cluster)?;
+    ensure!(
+        readyz(&leader.metrics_addr()).await? == 200,
+        "the cluster's berth-controller is not ready (not leading?)"
+    );
+    let kept: Vec<(String, String)> = ["BERTH_IMPORT_INTERVAL", "RUST_LOG", "BERTH_BIN_DIR"]
+        .iter()
+        .filter_map(|k| leader.env.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+        .collect();
+    let mut restore = RestoreClusterController {
+        state: cluster.state.clone(),
+        env: kept.clone(),
+        metrics_addr: leader.metrics_addr(),
+        restored: false,
+    };
+    let identity = format!("e2e-takeover-{}", unique());
+    let extra: Vec<(&str, &str)> = kept
+        .iter()
+        .filter(|(k, _)| k == "BERTH_IMPORT_INTERVAL")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let standby = Replica::start(&cluster, &identity, &extra)?;
+    wait_for("the standby to wait for the Lease", TIMEOUT, || {
+        let log = standby.log_text();
+        async move {
+            Ok(if log.contains("waiting to lead") {
+                Ok(())
+            } else {
+                Err(log)
+            })
+        }
+    })
+    .await?;
+
+    // Kill the leader (by its recorded pid, checked against its start time): it cannot hand the Lease over.
+    ensure!(leader.alive(), "the leader exited by itself");
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &leader.pid.to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -KILL {} failed", leader.pid);
+    let killed = Instant::now();
+    let bound = LEASE * 2 + Duration::from_secs(10);
+    wait_for("the standby to lead", bound, || {
+        let addr = standby.metrics_addr.clone();
+        async move {
+            Ok(match readyz(&addr).await? {
+                200 => Ok(()),
+                other => Err(format!("/readyz {other}")),
+            })
+        }
+    })
+    .await?;
+    let takeover = killed.elapsed();
+    eprintln!("takeover: the standby was ready {takeover:?} after the leader was killed (Lease {LEASE:?})");
+
+    let client = admin_client(&cluster).await?;
+    let ns = TestNamespace::create(&client, &cluster, "takeover").await?;
+    let v1 = registry_digest(&cluster.registry, "berth/demo", "v1").await?;
+    let from = format!("{}/berth/demo:v1", cluster.registry);
+    kubectl_apply(&cluster, &ns.name, &tag_manifest("app.v1", &from, false)).map_err(anyhow::Error::msg)?;
+    let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), &ns.name);
+    wait_tag(&api, "app.v1", "imported by the new leader", TIMEOUT, |t| {
+        digest(t) == Some(v1.as_str())
+    })
+    .await?;
+    let metrics = scrape(&standby.metrics_addr).await?;
+    assert!(
+        metric_sum(&metrics, "berth_imports_total", &[("result", "Imported")]).is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    let events = events_for(&client, &ns.name, "app.v1").await?;
+    assert!(
+        events.iter().any(|(r, _, by)| r == "Imported" && *by == identity),
+        "the new leader published the Imported Event: {events:?}"
+    );
+    let holder = Api::<Lease>::namespaced(client.clone(), "berth-system")
+        .get("berth-controller")
+        .await?
+        .spec
+        .and_then(|s| s.holder_identity);
+    assert_eq!(holder.as_deref(), Some(identity.as_str()));
+
+    drop(standby);
+    let restarted = Instant::now();
+    restore.restore()?;
+    let back = ClusterController::find(&cluster)?;
+    eprintln!(
+        "the cluster's berth-controller (pid {}) leads again {:?} after the replica stopped",
+        back.pid,
+        restarted.elapsed()
+    );
+    assert_eq!(
+        back.env.get("BERTH_IMPORT_INTERVAL"),
+        leader.env.get("BERTH_IMPORT_INTERVAL"),
+        "restored with the same settings"
+    );
+    Ok(())
+}
