@@ -51,6 +51,10 @@ pub struct Config {
     #[arg(long, env = "BERTH_REGISTRY_CA_FILE")]
     pub registry_ca_file: Option<PathBuf>,
 
+    /// How long a node's agent may miss renewing its Lease before the node's Workload pods are replaced.
+    #[arg(long, env = "BERTH_NODE_GRACE", default_value = "40s", value_parser = humantime::parse_duration)]
+    pub node_grace: Duration,
+
     /// The namespace of the leader-election Lease.
     #[arg(long, env = "BERTH_LEASE_NAMESPACE", default_value = "berth-system")]
     pub lease_namespace: String,

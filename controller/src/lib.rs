@@ -14,3 +14,4 @@ pub mod registry;
 pub mod run;
 pub mod streams;
 pub mod webhook;
+pub mod workloads;

@@ -154,7 +154,19 @@ pub async fn run(config: Config) -> Result<()> {
         _ = tokio::signal::ctrl_c() => return Ok(()),
     };
 
-    let (tags, mut tag_subs, tags_watch) = shared_watch::<ImageStreamTag>(&client, 3);
+    let (tags, tag_subs, tags_watch) = shared_watch::<ImageStreamTag>(&client, 4);
+    // One subscriber of the shared tag watch per consumer.
+    let Ok(
+        [
+            tags_for_import,
+            tags_for_followers,
+            tags_for_streams,
+            tags_for_workloads,
+        ],
+    ) = <[_; 4]>::try_from(tag_subs)
+    else {
+        unreachable!("shared_watch made 4 subscribers")
+    };
     let (streams_store, mut stream_subs, streams_watch) = shared_watch::<ImageStream>(&client, 1);
     let (json_secrets, json_watch) = pull_secret_watch(&client, "kubernetes.io/dockerconfigjson");
     let (cfg_secrets, cfg_watch) = pull_secret_watch(&client, "kubernetes.io/dockercfg");
@@ -218,8 +230,8 @@ pub async fn run(config: Config) -> Result<()> {
     };
 
     let follow_ctx = ctx.clone();
-    let importer = Controller::for_shared_stream(tag_subs.pop().expect("3"), tags.clone())
-        .watches_shared_stream(tag_subs.pop().expect("2"), move |tag: Arc<ImageStreamTag>| {
+    let importer = Controller::for_shared_stream(tags_for_import, tags.clone())
+        .watches_shared_stream(tags_for_followers, move |tag: Arc<ImageStreamTag>| {
             follow_ctx.followers(&tag)
         })
         .reconcile_on(push_rx)
@@ -231,12 +243,14 @@ pub async fn run(config: Config) -> Result<()> {
         .for_each(|_| ready(()));
     let stream_reconciler =
         Controller::for_shared_stream(stream_subs.pop().expect("1"), streams_store.clone())
-            .watches_shared_stream(tag_subs.pop().expect("1"), |tag: Arc<ImageStreamTag>| {
+            .watches_shared_stream(tags_for_streams, |tag: Arc<ImageStreamTag>| {
                 tag.namespace()
                     .map(|ns| ObjectRef::new(&tag.spec.stream).within(&ns))
             })
             .run(streams::reconcile, streams::error_policy, ctx.clone())
             .for_each(|_| ready(()));
+
+    let workloads = crate::workloads::run(ctx.clone(), tags_for_workloads, config.node_grace);
 
     let ready_when_synced = {
         let metrics = metrics.clone();
@@ -263,6 +277,7 @@ pub async fn run(config: Config) -> Result<()> {
         () = cfg_watch => Ok(()),
         () = importer => Ok(()),
         () = stream_reconciler => Ok(()),
+        () = workloads => Ok(()),
         () = ready_when_synced => Ok(()),
         served = webhook => served.map_err(|source| Error::Listen { addr: config.webhook_addr, source }),
         lost = leader::lost(leading) => Err(lost),

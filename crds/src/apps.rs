@@ -24,6 +24,12 @@ pub const WORKLOAD_LABEL: &str = "berth.dev/workload";
 /// Label on every Pod of a Workload: the hash of the revision it runs.
 pub const REVISION_LABEL: &str = "berth.dev/revision";
 
+/// Label and `NoSchedule` taint of every node a Berth agent serves; Workload pods tolerate it.
+pub const AGENT_KEY: &str = "berth.dev/agent";
+
+/// `spec.schedulerName` of Workload pods: Berth binds them, other schedulers leave them alone.
+pub const SCHEDULER_NAME: &str = "berth-scheduler";
+
 /// How many Pods of which template to run, and how to roll out a new revision.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(

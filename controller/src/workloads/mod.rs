@@ -1,0 +1,113 @@
+//! Workloads: which images they run (`images`), their revisions and Pods (`pods`), rolling updates
+//! (`rollout`), node choice (`scheduler`), status and Events (`status`), and the reconciler around them.
+
+pub mod images;
+pub mod pods;
+pub mod reconcile;
+pub mod rollout;
+pub mod scheduler;
+pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::apps::{WORKLOAD_LABEL, Workload};
+use berth_api::image::ImageStreamTag;
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+
+use crate::context::Context;
+use reconcile::WorkloadContext;
+
+/// A plain watch of every `K` into a store, with managed fields stripped.
+fn cache<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, impl Future<Output = ()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let driver = watcher(api, config)
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .for_each(|_| std::future::ready(()));
+    (reader, driver)
+}
+
+/// The Workload controller, with the caches it needs: runs until the process stops.
+pub async fn run(ctx: Arc<Context>, tags: ReflectHandle<ImageStreamTag>, node_grace: Duration) {
+    let client: Client = ctx.client.clone();
+    let (pods, pods_watch) = cache(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let (nodes, nodes_watch) = cache(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let (leases, leases_watch) = cache(
+        Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
+        watcher::Config::default().any_semantic(),
+    );
+    let wctx = Arc::new(WorkloadContext {
+        ctx,
+        pods,
+        nodes,
+        leases,
+        node_grace,
+        assumed: Default::default(),
+    });
+
+    let controller = Controller::new(
+        Api::<Workload>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let workloads = controller.store();
+    let follows = move |tag: Arc<ImageStreamTag>| {
+        let ns = tag.namespace().unwrap_or_default();
+        let key = format!("{}:{}", tag.spec.stream, tag.spec.tag);
+        workloads
+            .state()
+            .iter()
+            .filter(|w| {
+                let wl_ns = w.namespace().unwrap_or_default();
+                w.spec
+                    .template
+                    .spec
+                    .containers
+                    .iter()
+                    .any(|c| match (&c.image_from, &c.image) {
+                        (Some(from), _) => {
+                            from.name == key && from.namespace.as_deref().unwrap_or(&wl_ns) == ns
+                        }
+                        (None, Some(image)) => *image == key && wl_ns == ns,
+                        (None, None) => false,
+                    })
+            })
+            .map(|w| ObjectRef::from_obj(w.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let pod_config = watcher::Config::default().labels(WORKLOAD_LABEL).any_semantic();
+    let reconciler = controller
+        .owns(Api::<Pod>::all(client), pod_config)
+        .watches_shared_stream(tags, follows)
+        .run(reconcile::reconcile, reconcile::error_policy, wctx)
+        .for_each(|_| std::future::ready(()));
+    tokio::select! {
+        () = pods_watch => {}
+        () = nodes_watch => {}
+        () = leases_watch => {}
+        () = reconciler => {}
+    }
+}
