@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod registry;
 pub mod run;
 pub mod streams;
+pub mod triggers;
 pub mod webhook;
 pub mod workloads;

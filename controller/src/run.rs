@@ -154,7 +154,7 @@ pub async fn run(config: Config) -> Result<()> {
         _ = tokio::signal::ctrl_c() => return Ok(()),
     };
 
-    let (tags, tag_subs, tags_watch) = shared_watch::<ImageStreamTag>(&client, 4);
+    let (tags, tag_subs, tags_watch) = shared_watch::<ImageStreamTag>(&client, 5);
     // One subscriber of the shared tag watch per consumer.
     let Ok(
         [
@@ -162,10 +162,11 @@ pub async fn run(config: Config) -> Result<()> {
             tags_for_followers,
             tags_for_streams,
             tags_for_workloads,
+            tags_for_triggers,
         ],
-    ) = <[_; 4]>::try_from(tag_subs)
+    ) = <[_; 5]>::try_from(tag_subs)
     else {
-        unreachable!("shared_watch made 4 subscribers")
+        unreachable!("shared_watch made 5 subscribers")
     };
     let (streams_store, mut stream_subs, streams_watch) = shared_watch::<ImageStream>(&client, 1);
     let (json_secrets, json_watch) = pull_secret_watch(&client, "kubernetes.io/dockerconfigjson");
@@ -251,6 +252,8 @@ pub async fn run(config: Config) -> Result<()> {
             .for_each(|_| ready(()));
 
     let workloads = crate::workloads::run(ctx.clone(), tags_for_workloads, config.node_grace);
+    let annotation_triggers =
+        crate::triggers::controller::run(client.clone(), tags_for_triggers, ctx.clone());
 
     let ready_when_synced = {
         let metrics = metrics.clone();
@@ -278,6 +281,7 @@ pub async fn run(config: Config) -> Result<()> {
         () = importer => Ok(()),
         () = stream_reconciler => Ok(()),
         () = workloads => Ok(()),
+        () = annotation_triggers => Ok(()),
         () = ready_when_synced => Ok(()),
         served = webhook => served.map_err(|source| Error::Listen { addr: config.webhook_addr, source }),
         lost = leader::lost(leading) => Err(lost),

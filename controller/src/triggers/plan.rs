@@ -1,0 +1,298 @@
+//! What a trigger annotation asks of its object now: for each trigger, the tag's current pull spec against the
+//! container's image; the change is the containers whose image differs.
+
+use serde_json::{Map, Value, json};
+
+use super::annotation::{TagKey, Trigger, TriggerError};
+use super::target::{ContainerList, ContainerRef, TargetKind};
+use crate::import::source::TagLookup;
+
+/// One container image to set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageChange {
+    /// The container.
+    pub container: ContainerRef,
+    /// Its image now (empty when it has none).
+    pub from: String,
+    /// The tag's pull spec.
+    pub to: String,
+    /// The tag that moved.
+    pub tag: TagKey,
+}
+
+/// The pull spec `tag` resolves to now, if it exists and has been imported.
+pub fn pull_spec<'a>(tag: &TagKey, tags: &'a impl TagLookup) -> Option<&'a str> {
+    tags.tag(&tag.namespace, &tag.stream, &tag.tag)?
+        .status
+        .as_ref()?
+        .pull_spec
+        .as_deref()
+}
+
+/// The image changes that `triggers` ask of `object` (of `kind`), given the tags as `tags` has them.
+///
+/// Every trigger must name a container of the pod template (paused ones too: they are there to be resumed);
+/// paused triggers and tags not found or not yet imported change nothing; a container that already runs the
+/// pull spec changes nothing.
+pub fn plan(
+    kind: TargetKind,
+    object: &Value,
+    triggers: &[Trigger],
+    tags: &impl TagLookup,
+) -> Result<Vec<ImageChange>, TriggerError> {
+    let mut changes = Vec::new();
+    for (index, trigger) in triggers.iter().enumerate() {
+        let container =
+            trigger
+                .container
+                .find(kind, object)
+                .ok_or_else(|| TriggerError::NoSuchContainer {
+                    index,
+                    container: trigger.container.clone(),
+                })?;
+        if trigger.paused {
+            continue;
+        }
+        let Some(to) = pull_spec(&trigger.from, tags) else {
+            continue;
+        };
+        let from = container.get("image").and_then(Value::as_str).unwrap_or_default();
+        if from != to {
+            changes.push(ImageChange {
+                container: trigger.container.clone(),
+                from: from.to_owned(),
+                to: to.to_owned(),
+                tag: trigger.from.clone(),
+            });
+        }
+    }
+    Ok(changes)
+}
+
+/// A strategic merge patch that sets exactly the changed containers' images (containers merge by name), with
+/// `resource_version` as a precondition: the server refuses it (409 Conflict) when the object changed since
+/// the version the decision read, so a container renamed or removed meanwhile is never re-created by the patch.
+pub fn patch(kind: TargetKind, resource_version: &str, changes: &[ImageChange]) -> Value {
+    let mut pod_spec = Map::new();
+    for list in [ContainerList::Containers, ContainerList::InitContainers] {
+        let entries: Vec<Value> = changes
+            .iter()
+            .filter(|c| c.container.list == list)
+            .map(|c| json!({"name": c.container.name, "image": c.to}))
+            .collect();
+        if !entries.is_empty() {
+            pod_spec.insert(list.key().to_owned(), Value::Array(entries));
+        }
+    }
+    let mut body = Value::Object(pod_spec);
+    for key in kind.pod_spec_keys().iter().rev() {
+        body = json!({ *key: body });
+    }
+    body["metadata"] = json!({"resourceVersion": resource_version});
+    body
+}
+
+/// The note of the `Triggered` Event: what moved where.
+pub fn note(changes: &[ImageChange]) -> String {
+    changes
+        .iter()
+        .map(|c| format!("{} set to {} (tag {})", c.container, c.to, c.tag))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::TagSnapshot;
+    use crate::triggers::annotation::{OPENSHIFT_TRIGGERS, parse};
+    use berth_api::image::{ImageStreamTag, ImageStreamTagSpec, ImageStreamTagStatus};
+    use std::sync::Arc;
+
+    fn tag(ns: &str, stream: &str, name: &str, pull_spec: Option<&str>) -> Arc<ImageStreamTag> {
+        let mut t = ImageStreamTag::new(
+            &format!("{stream}.{name}"),
+            ImageStreamTagSpec {
+                stream: stream.into(),
+                tag: name.into(),
+                ..Default::default()
+            },
+        );
+        t.metadata.namespace = Some(ns.into());
+        t.status = pull_spec.map(|p| ImageStreamTagStatus {
+            pull_spec: Some(p.into()),
+            ..Default::default()
+        });
+        Arc::new(t)
+    }
+
+    fn cache() -> TagSnapshot {
+        TagSnapshot(vec![
+            tag("ns", "app", "live", Some("reg/app@sha256:2")),
+            tag("ns", "app", "pending", None),
+            tag("shared", "base", "v1", Some("reg/base@sha256:b")),
+            tag("ns", "sidecar", "v1", Some("reg/sidecar@sha256:s")),
+        ])
+    }
+
+    fn deployment(containers: &[(&str, &str)], init: &[(&str, &str)]) -> Value {
+        let list = |l: &[(&str, &str)]| -> Vec<Value> {
+            l.iter().map(|(n, i)| json!({"name": n, "image": i})).collect()
+        };
+        json!({"spec": {"template": {"spec": {"containers": list(containers), "initContainers": list(init)}}}})
+    }
+
+    fn triggers(kind: TargetKind, list: &[(&str, &str, bool)]) -> Vec<Trigger> {
+        let value: Vec<Value> = list
+            .iter()
+            .map(|(from, path, paused)| {
+                let (name, ns) = from
+                    .split_once('@')
+                    .map_or((*from, None), |(n, ns)| (n, Some(ns)));
+                json!({"from": {"kind": "ImageStreamTag", "name": name, "namespace": ns},
+                       "fieldPath": path, "paused": paused})
+            })
+            .collect();
+        parse(OPENSHIFT_TRIGGERS, &Value::Array(value).to_string(), "ns", kind).unwrap()
+    }
+
+    const WEB: &str = r#"spec.template.spec.containers[?(@.name=="web")].image"#;
+    const SIDE: &str = r#"spec.template.spec.containers[?(@.name="side")].image"#;
+    const INIT: &str = r#"spec.template.spec.initContainers[?(@.name=="init")].image"#;
+
+    #[test]
+    fn a_moved_tag_changes_its_container_only() {
+        let obj = deployment(&[("web", "reg/app:old"), ("side", "reg/sidecar@sha256:s")], &[]);
+        let t = triggers(
+            TargetKind::Deployment,
+            &[("app:live", WEB, false), ("sidecar:v1", SIDE, false)],
+        );
+        let changes = plan(TargetKind::Deployment, &obj, &t, &cache()).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            (
+                changes[0].container.name.as_str(),
+                changes[0].from.as_str(),
+                changes[0].to.as_str()
+            ),
+            ("web", "reg/app:old", "reg/app@sha256:2")
+        );
+    }
+
+    #[test]
+    fn nothing_changes_when_the_image_is_already_the_pull_spec() {
+        let obj = deployment(&[("web", "reg/app@sha256:2")], &[]);
+        let t = triggers(TargetKind::Deployment, &[("app:live", WEB, false)]);
+        assert_eq!(plan(TargetKind::Deployment, &obj, &t, &cache()), Ok(vec![]));
+    }
+
+    #[test]
+    fn paused_missing_and_unimported_tags_change_nothing() {
+        let obj = deployment(&[("web", "x"), ("side", "y")], &[("init", "z")]);
+        for t in [
+            triggers(TargetKind::Deployment, &[("app:live", WEB, true)]),
+            triggers(TargetKind::Deployment, &[("app:pending", WEB, false)]),
+            triggers(TargetKind::Deployment, &[("app:gone", WEB, false)]),
+            triggers(TargetKind::Deployment, &[("nostream:v1", SIDE, false)]),
+            // The tag exists, but in another namespace than the object's.
+            triggers(TargetKind::Deployment, &[("base:v1", INIT, false)]),
+        ] {
+            assert_eq!(
+                plan(TargetKind::Deployment, &obj, &t, &cache()),
+                Ok(vec![]),
+                "{t:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_namespace_and_init_containers() {
+        let obj = deployment(&[("web", "x")], &[("init", "old")]);
+        let t = triggers(TargetKind::Deployment, &[("base:v1@shared", INIT, false)]);
+        let changes = plan(TargetKind::Deployment, &obj, &t, &cache()).unwrap();
+        assert_eq!(changes[0].to, "reg/base@sha256:b");
+        assert_eq!(changes[0].container.list, ContainerList::InitContainers);
+        assert_eq!(changes[0].tag.to_string(), "shared/base:v1");
+    }
+
+    #[test]
+    fn a_container_without_image_gets_one() {
+        let obj = json!({"spec": {"template": {"spec": {"containers": [{"name": "web"}]}}}});
+        let t = triggers(TargetKind::StatefulSet, &[("app:live", WEB, false)]);
+        let changes = plan(TargetKind::StatefulSet, &obj, &t, &cache()).unwrap();
+        assert_eq!(
+            (changes[0].from.as_str(), changes[0].to.as_str()),
+            ("", "reg/app@sha256:2")
+        );
+    }
+
+    #[test]
+    fn a_trigger_naming_no_container_is_an_error_paused_or_not() {
+        let obj = deployment(&[("other", "x")], &[("web", "y")]);
+        for paused in [false, true] {
+            let t = triggers(TargetKind::DaemonSet, &[("app:live", WEB, paused)]);
+            let e = plan(TargetKind::DaemonSet, &obj, &t, &cache()).unwrap_err();
+            assert!(matches!(e, TriggerError::NoSuchContainer { index: 0, .. }), "{e}");
+            assert_eq!(
+                e.to_string(),
+                "triggers[0]: the pod template has no container \"web\""
+            );
+        }
+    }
+
+    #[test]
+    fn cronjobs_change_their_job_template() {
+        let path = r#"spec.jobTemplate.spec.template.spec.containers[?(@.name=="job")].image"#;
+        let obj = json!({"spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "containers": [{"name": "job", "image": "old"}]}}}}}});
+        let t = triggers(TargetKind::CronJob, &[("app:live", path, false)]);
+        let changes = plan(TargetKind::CronJob, &obj, &t, &cache()).unwrap();
+        assert_eq!(changes[0].to, "reg/app@sha256:2");
+        let body = patch(TargetKind::CronJob, "42", &changes);
+        assert_eq!(
+            body,
+            json!({"metadata": {"resourceVersion": "42"}, "spec": {"jobTemplate": {"spec": {"template": {"spec": {
+                "containers": [{"name": "job", "image": "reg/app@sha256:2"}]}}}}}})
+        );
+    }
+
+    #[test]
+    fn the_patch_names_exactly_the_changed_containers() {
+        let obj = deployment(&[("web", "a"), ("side", "b"), ("other", "c")], &[("init", "d")]);
+        let t = triggers(
+            TargetKind::Deployment,
+            &[
+                ("app:live", WEB, false),
+                ("sidecar:v1", SIDE, false),
+                ("base:v1@shared", INIT, false),
+            ],
+        );
+        let changes = plan(TargetKind::Deployment, &obj, &t, &cache()).unwrap();
+        let body = patch(TargetKind::Deployment, "7", &changes);
+        assert_eq!(
+            body,
+            json!({"metadata": {"resourceVersion": "7"}, "spec": {"template": {"spec": {
+                "containers": [{"name": "web", "image": "reg/app@sha256:2"},
+                               {"name": "side", "image": "reg/sidecar@sha256:s"}],
+                "initContainers": [{"name": "init", "image": "reg/base@sha256:b"}]}}}})
+        );
+        assert_eq!(
+            note(&changes[..1]),
+            "container \"web\" set to reg/app@sha256:2 (tag ns/app:live)"
+        );
+    }
+
+    #[test]
+    fn the_decision_follows_the_tag_to_its_latest_digest() {
+        // Several moves before the object is looked at: one change, to the last digest.
+        let obj = deployment(&[("web", "reg/app@sha256:1")], &[]);
+        let t = triggers(TargetKind::Deployment, &[("app:live", WEB, false)]);
+        let moved = TagSnapshot(vec![tag("ns", "app", "live", Some("reg/app@sha256:3"))]);
+        let changes = plan(TargetKind::Deployment, &obj, &t, &moved).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].to, "reg/app@sha256:3");
+        // After the write, the same decision changes nothing.
+        let written = deployment(&[("web", "reg/app@sha256:3")], &[]);
+        assert_eq!(plan(TargetKind::Deployment, &written, &t, &moved), Ok(vec![]));
+    }
+}
