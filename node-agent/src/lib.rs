@@ -1,7 +1,7 @@
 //! Berth's node agent: registers its Node, renews its Lease, and runs the Pods bound to its
 //! node through the Container Runtime Interface.
 //!
-//! Decisions are pure functions ([`lifecycle`], [`status`], [`images`], [`backoff`]); the
+//! Decisions are pure functions ([`lifecycle`], [`status`], [`probe`], [`images`], [`backoff`]); the
 //! modules that talk to the API server and the runtime are thin around them.
 
 pub mod agent;
@@ -17,6 +17,9 @@ pub mod node;
 pub mod observe;
 pub mod pods;
 pub mod podspec;
+pub mod probe;
+pub mod prober;
+pub mod pull;
 pub mod server;
 pub mod status;
 pub mod sync;

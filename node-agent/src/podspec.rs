@@ -220,6 +220,16 @@ fn is_service_account_volume(name: &str) -> bool {
     name.starts_with("kube-api-access-") || name.contains("-token-")
 }
 
+/// True for probes the agent cannot run (gRPC, HTTPS): they fail every period.
+fn unsupported_probe(p: &k8s_openapi::api::core::v1::Probe) -> bool {
+    p.grpc.is_some()
+        || p.http_get.as_ref().is_some_and(|h| {
+            h.scheme
+                .as_deref()
+                .is_some_and(|s| !s.eq_ignore_ascii_case("HTTP"))
+        })
+}
+
 /// The pod's fields the agent ignores, as JSON paths (for an Event and a condition).
 pub fn unsupported_fields(pod: &Pod) -> Vec<String> {
     let Some(spec) = pod.spec.as_ref() else {
@@ -264,9 +274,18 @@ pub fn unsupported_fields(pod: &Pod) -> Vec<String> {
             }
         }
         for (set, name) in [
-            (c.liveness_probe.is_some(), "livenessProbe"),
-            (c.readiness_probe.is_some(), "readinessProbe"),
-            (c.startup_probe.is_some(), "startupProbe"),
+            (
+                c.liveness_probe.as_ref().is_some_and(unsupported_probe),
+                "livenessProbe",
+            ),
+            (
+                c.readiness_probe.as_ref().is_some_and(unsupported_probe),
+                "readinessProbe",
+            ),
+            (
+                c.startup_probe.as_ref().is_some_and(unsupported_probe),
+                "startupProbe",
+            ),
             (c.lifecycle.is_some(), "lifecycle"),
             (c.security_context.is_some(), "securityContext"),
         ] {

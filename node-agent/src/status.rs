@@ -12,6 +12,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::lifecycle::{self, PullFailure, Restart};
 use crate::observe::{Container, Observed, State};
+use crate::probe::{self, Kind};
+use crate::prober::Probes;
 
 /// The condition type the agent sets when a pod uses fields it does not implement.
 pub const UNSUPPORTED_CONDITION: &str = "berth.dev/UnsupportedFields";
@@ -29,6 +31,8 @@ pub struct Context<'a> {
     pub image_ids: Option<&'a HashMap<String, String>>,
     /// Fields of the pod the agent ignores (for the `UnsupportedFields` condition).
     pub unsupported: Vec<String>,
+    /// Probe results of running containers (readiness, startup gate).
+    pub probes: Option<&'a Probes>,
     /// Now, Unix nanoseconds.
     pub now: i64,
 }
@@ -99,8 +103,17 @@ fn container_status(
     let mut last = previous.map(|c| terminated(c, &ctx.runtime_name));
     let state = match (latest, pull) {
         (Some(c), _) if c.state == State::Running => {
-            status.ready = true;
-            status.started = Some(true);
+            let spec = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.iter().find(|x| x.name == name));
+            let tracker = |k: Kind| ctx.probes.and_then(|p| p.get(&(c.id.clone(), k)));
+            let has_startup = spec.is_some_and(|s| s.startup_probe.is_some());
+            let has_readiness = spec.is_some_and(|s| s.readiness_probe.is_some());
+            let started = probe::started(has_startup, tracker(Kind::Startup));
+            status.ready =
+                probe::container_ready(true, started, has_readiness.then(|| tracker(Kind::Readiness)));
+            status.started = Some(started);
             ContainerState {
                 running: Some(ContainerStateRunning {
                     started_at: time(c.started_at),

@@ -13,6 +13,7 @@ fn ctx<'a>(pulls: Option<&'a HashMap<String, PullFailure>>, now: i64) -> Context
         pulls,
         image_ids: None,
         unsupported: vec![],
+        probes: None,
         now,
     }
 }
@@ -139,4 +140,44 @@ fn unchanged_status_is_not_rewritten_and_transition_times_stay() {
             .iter()
             .any(|c| c.type_ == UNSUPPORTED_CONDITION)
     );
+}
+
+#[test]
+fn readiness_probe_drives_ready_and_conditions() {
+    let mut p = pod("Always");
+    if let Some(spec) = p.spec.as_mut() {
+        spec.containers[0].readiness_probe =
+            Some(serde_json::from_value(serde_json::json!({"exec": {"command": ["true"]}})).expect("probe"));
+    }
+    let obs = Observed {
+        sandboxes: vec![ready_sandbox()],
+        containers: vec![container("c1", 0, State::Running, 0, 100)],
+    };
+    let cond = |s: &PodStatus, t: &str| {
+        s.conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == t)
+            .map(|c| c.status.clone())
+    };
+    let mut probes = crate::prober::Probes::new();
+    for ok in [false, true] {
+        probes.insert(
+            ("c1".into(), Kind::Readiness),
+            crate::probe::Tracker::new(Kind::Readiness, ok),
+        );
+        let mut c = ctx(None, 101 * SEC);
+        c.probes = Some(&probes);
+        let s = compute(&p, &obs, &c);
+        let cs = &s.container_statuses.as_ref().expect("statuses")[0];
+        assert_eq!(cs.ready, ok);
+        assert_eq!(cs.started, Some(true));
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        let want = if ok { "True" } else { "False" };
+        assert_eq!(cond(&s, "Ready").as_deref(), Some(want));
+        assert_eq!(cond(&s, "ContainersReady").as_deref(), Some(want));
+    }
+    // Without probe results yet (fresh worker, no status): not ready.
+    let s = compute(&p, &obs, &ctx(None, 101 * SEC));
+    assert!(!s.container_statuses.expect("statuses")[0].ready);
 }

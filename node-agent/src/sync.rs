@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource};
@@ -20,7 +20,8 @@ use crate::lifecycle::{self, Action, PullFailure};
 use crate::metrics::Metrics;
 use crate::observe::{self, Observed};
 use crate::podspec::{self, NodeFacts};
-use crate::status;
+use crate::prober::{self, Probes};
+use crate::{probe, status};
 
 /// The field manager of everything the agent writes.
 pub const FIELD_MANAGER: &str = "berth-agent";
@@ -45,11 +46,15 @@ pub struct Shared {
 
 /// What a worker remembers between rounds (lost on restart, rebuilt from the runtime).
 #[derive(Default)]
-struct Memory {
-    pulls: HashMap<String, PullFailure>,
-    image_ids: HashMap<String, String>,
+pub(crate) struct Memory {
+    /// Pull failures by container name.
+    pub(crate) pulls: HashMap<String, PullFailure>,
+    /// `imageID` by container name (and `<name>#key` for what it was computed from).
+    pub(crate) image_ids: HashMap<String, String>,
     /// Events already published: (reason, key) so each transition is reported once.
     published: std::collections::HashSet<(String, String)>,
+    /// Probe state of the running containers.
+    probes: Probes,
 }
 
 /// Unix time in nanoseconds.
@@ -124,7 +129,8 @@ async fn sync_pod(shared: &Shared, pod: &Pod, mem: &mut Memory) -> Result<Option
     if acted {
         obs = observe::observe(&shared.cri, &uid).await?;
     }
-    refresh_image_ids(shared, pod, &obs, mem).await;
+    let next_probe = run_probes(shared, pod, &mut obs, mem).await?;
+    crate::pull::refresh_image_ids(shared, pod, &obs, mem).await;
     let unsupported = podspec::unsupported_fields(pod);
     if !unsupported.is_empty() {
         publish_once(
@@ -142,6 +148,7 @@ async fn sync_pod(shared: &Shared, pod: &Pod, mem: &mut Memory) -> Result<Option
         runtime_name: shared.runtime_name.clone(),
         pulls: Some(&mem.pulls),
         image_ids: Some(&mem.image_ids),
+        probes: Some(&mem.probes),
         unsupported,
         now: now_nanos(),
     };
@@ -159,7 +166,52 @@ async fn sync_pod(shared: &Shared, pod: &Pod, mem: &mut Memory) -> Result<Option
     if status::changed(pod, &new) {
         write_status(shared, pod, new).await?;
     }
-    Ok(Some(plan.requeue.unwrap_or(lifecycle::RESYNC)))
+    let requeue = plan.requeue.unwrap_or(lifecycle::RESYNC);
+    Ok(Some(next_probe.map_or(requeue, |p| p.min(requeue))))
+}
+
+/// Runs the probes that are due, reports failures (`Unhealthy`, once per message), kills the
+/// containers that failed their liveness or startup probe (they restart per the restart
+/// policy, with back-off) and re-observes then; returns when the next probe is due.
+async fn run_probes(
+    shared: &Shared,
+    pod: &Pod,
+    obs: &mut Observed,
+    mem: &mut Memory,
+) -> Result<Option<Duration>> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Ok(None);
+    }
+    let now = now_nanos();
+    let (due, next) = prober::due(pod, obs, &mut mem.probes, now);
+    let next = next.map(|at| Duration::from_nanos(u64::try_from(at - now).unwrap_or(0)));
+    if due.is_empty() {
+        return Ok(next);
+    }
+    let outcomes = futures::future::join_all(due.iter().map(|d| prober::run(&shared.cri, d))).await;
+    for (d, o) in due.iter().zip(&outcomes) {
+        if let probe::Outcome::Failure(m) = o {
+            debug!(container = %d.name, probe = d.spec.kind.title(), message = %m, "probe failed");
+            let note = format!("{} probe failed: {m}", d.spec.kind.title());
+            publish_once(shared, pod, mem, EventType::Warning, "Unhealthy", note).await;
+        }
+    }
+    let (transitions, kills) =
+        prober::record(pod, &mut mem.probes, due.into_iter().zip(outcomes).collect(), now);
+    for t in &transitions {
+        info!(container = %t.name, probe = t.kind.title(), ok = t.ok, message = ?t.message, "probe result changed");
+    }
+    for k in &kills {
+        let what = k.kind.title().to_lowercase();
+        info!(container = %k.name, probe = %what, "killing a container that failed its probe");
+        let note = format!("Container {} failed {what} probe, will be restarted", k.name);
+        publish(shared, pod, EventType::Normal, "Killing", note).await;
+        shared.cri.stop_container(&k.id, k.grace).await?;
+    }
+    if !kills.is_empty() {
+        *obs = observe::observe(&shared.cri, pod.metadata.uid.as_deref().unwrap_or_default()).await?;
+    }
+    Ok(next)
 }
 
 async fn execute(shared: &Shared, pod: &Pod, obs: &Observed, mem: &mut Memory, action: Action) -> Result<()> {
@@ -223,7 +275,7 @@ async fn start_container(
     let policy = images::pull_policy(&image, spec.image_pull_policy.as_deref());
     let present = shared.cri.image_status(&image).await?;
     if images::needs_pull(policy, present.is_some()) {
-        let auth = pull_credentials(shared, pod, &image).await;
+        let auth = crate::pull::pull_credentials(shared, pod, &image).await;
         let t = std::time::Instant::now();
         match shared.cri.pull_image(&image, auth, None).await {
             Ok(_) => {
@@ -314,59 +366,6 @@ async fn start_container(
     };
     publish(shared, pod, EventType::Normal, "Started", note).await;
     Ok(())
-}
-
-/// Credentials for `image` from the pod's `imagePullSecrets` (unreadable secrets are skipped).
-async fn pull_credentials(shared: &Shared, pod: &Pod, image: &str) -> Option<crate::cri::api::AuthConfig> {
-    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let names: Vec<String> = pod
-        .spec
-        .as_ref()?
-        .image_pull_secrets
-        .iter()
-        .flatten()
-        .map(|r| r.name.clone())
-        .collect();
-    if names.is_empty() {
-        return None;
-    }
-    let api: Api<Secret> = Api::namespaced(shared.client.clone(), ns);
-    let mut secrets = Vec::new();
-    for name in names {
-        match api.get_opt(&name).await {
-            Ok(Some(s)) => {
-                let kind = s.type_.clone().unwrap_or_default();
-                let key = if kind == "kubernetes.io/dockercfg" {
-                    ".dockercfg"
-                } else {
-                    ".dockerconfigjson"
-                };
-                if let Some(data) = s.data.as_ref().and_then(|d| d.get(key)) {
-                    secrets.push((kind, data.0.clone()));
-                }
-            }
-            Ok(None) => warn!(secret = %name, "image pull secret not found"),
-            Err(e) => warn!(secret = %name, error = %e, "reading image pull secret"),
-        }
-    }
-    images::credentials_for(image, &secrets)
-}
-
-/// Fills `imageID`s (the digest reference) for containers whose image changed.
-async fn refresh_image_ids(shared: &Shared, pod: &Pod, obs: &Observed, mem: &mut Memory) {
-    for (name, image) in lifecycle::spec_containers(pod) {
-        let Some(c) = obs.latest(name) else { continue };
-        let key = format!("{}|{}", c.image_ref, image);
-        if mem.image_ids.get(&format!("{name}#key")) == Some(&key) {
-            continue;
-        }
-        if let Ok(Some(img)) = shared.cri.image_status(&c.image_ref).await
-            && let Some(id) = images::digest_reference(image, &img.repo_digests)
-        {
-            mem.image_ids.insert(name.to_string(), id);
-            mem.image_ids.insert(format!("{name}#key"), key);
-        }
-    }
 }
 
 async fn write_status(

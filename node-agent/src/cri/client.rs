@@ -322,6 +322,28 @@ impl CriClient {
     }
 }
 
+impl CriClient {
+    /// Runs `cmd` in container `id` and waits for it (CRI `ExecSync`), at most `timeout`;
+    /// returns the exit code and the combined output.
+    pub async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> Result<(i32, String)> {
+        let req = api::ExecSyncRequest {
+            container_id: id.to_string(),
+            cmd,
+            timeout: i64::try_from(timeout.as_secs().max(1)).unwrap_or(i64::MAX),
+        };
+        let resp = self
+            .runtime
+            .clone()
+            .exec_sync(request(req, timeout + Duration::from_secs(5)))
+            .await
+            .map_err(|s| Error::cri("ExecSync", s))?
+            .into_inner();
+        let mut out = String::from_utf8_lossy(&resp.stdout).into_owned();
+        out.push_str(&String::from_utf8_lossy(&resp.stderr));
+        Ok((resp.exit_code, out))
+    }
+}
+
 /// An image spec naming `image`.
 fn image_spec(image: &str) -> ImageSpec {
     ImageSpec {

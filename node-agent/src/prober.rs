@@ -1,0 +1,249 @@
+//! Running the probes of a pod's containers: which are due (pure, [`due`]), the checks
+//! themselves (HTTP GET and TCP from the agent, which shares the host's network namespace and
+//! reaches pod IPs; exec through CRI `ExecSync`), and what the outcomes mean ([`record`]).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::cri::CriClient;
+use crate::lifecycle;
+use crate::observe::{Observed, State};
+use crate::probe::{self, Check, Kind, Outcome, ProbeSpec, Tracker};
+
+/// The probe state of a pod's containers, by (container id, kind).
+pub type Probes = HashMap<(String, Kind), Tracker>;
+
+/// A probe to run now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Due {
+    /// The container's runtime id.
+    pub id: String,
+    /// Its name in the spec.
+    pub name: String,
+    /// The probe.
+    pub spec: ProbeSpec,
+    /// The pod's IP (the default host of HTTP and TCP checks).
+    pub pod_ip: String,
+}
+
+/// A container to kill because it failed its liveness or startup probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kill {
+    /// Runtime id.
+    pub id: String,
+    /// Name in the spec.
+    pub name: String,
+    /// Grace period: the probe's, else the pod's.
+    pub grace: Duration,
+    /// Which probe failed.
+    pub kind: Kind,
+}
+
+/// A probe whose result changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// Which probe.
+    pub kind: Kind,
+    /// Container name.
+    pub name: String,
+    /// The new result.
+    pub ok: bool,
+    /// The last failure's message.
+    pub message: Option<String>,
+}
+
+/// Decides which probes are due at `now` (creating trackers for new containers and dropping
+/// those of containers that no longer run), and when the next one is due.
+pub fn due(pod: &Pod, obs: &Observed, probes: &mut Probes, now: i64) -> (Vec<Due>, Option<i64>) {
+    let Some(sandbox) = obs.ready_sandbox() else {
+        probes.clear();
+        return (vec![], None);
+    };
+    let pod_ip = sandbox.ip.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    let mut next: Option<i64> = None;
+    let mut live = std::collections::HashSet::new();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    for spec_c in containers {
+        let Some(c) = obs
+            .latest(&spec_c.name)
+            .filter(|c| c.state == State::Running && c.sandbox_id == sandbox.id)
+        else {
+            continue;
+        };
+        let has_startup = spec_c.startup_probe.is_some();
+        for kind in Kind::ALL {
+            let Some(spec) = probe::probe_spec(spec_c, kind) else {
+                continue;
+            };
+            let key = (c.id.clone(), kind);
+            live.insert(key.clone());
+            probes
+                .entry(key.clone())
+                .or_insert_with(|| Tracker::new(kind, probe::reported_ok(pod, &c.name, &c.id, kind)));
+            let startup = probes.get(&(c.id.clone(), Kind::Startup));
+            if kind != Kind::Startup && !probe::started(has_startup, startup) {
+                continue;
+            }
+            let Some(at) = probe::next_run(&spec, &probes[&key], c.started_at) else {
+                continue;
+            };
+            if at <= now {
+                out.push(Due {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    spec: spec.clone(),
+                    pod_ip: pod_ip.clone(),
+                });
+                let after = now.saturating_add(i64::try_from(spec.period.as_nanos()).unwrap_or(i64::MAX));
+                next = Some(next.map_or(after, |n| n.min(after)));
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+    }
+    probes.retain(|k, _| live.contains(k));
+    (out, next)
+}
+
+/// Records the outcomes of the probes run this round; returns the result changes and the
+/// containers to kill.
+pub fn record(
+    pod: &Pod,
+    probes: &mut Probes,
+    ran: Vec<(Due, Outcome)>,
+    now: i64,
+) -> (Vec<Transition>, Vec<Kill>) {
+    let mut transitions = Vec::new();
+    let mut kills = Vec::new();
+    for (d, outcome) in ran {
+        let Some(t) = probes.get_mut(&(d.id.clone(), d.spec.kind)) else {
+            continue;
+        };
+        if t.record(&d.spec, outcome, now) {
+            transitions.push(Transition {
+                kind: d.spec.kind,
+                name: d.name.clone(),
+                ok: t.result,
+                message: t.last_message.clone(),
+            });
+        }
+        if t.kills(&d.spec) {
+            kills.push(Kill {
+                id: d.id.clone(),
+                name: d.name.clone(),
+                grace: d.spec.grace.unwrap_or_else(|| lifecycle::grace_period(pod)),
+                kind: d.spec.kind,
+            });
+        }
+    }
+    (transitions, kills)
+}
+
+/// Runs one check.
+pub async fn run(cri: &CriClient, d: &Due) -> Outcome {
+    let timeout = d.spec.timeout;
+    let check = match &d.spec.check {
+        Ok(c) => c,
+        Err(why) => return Outcome::Failure(why.clone()),
+    };
+    match check {
+        Check::Exec { command } => match cri.exec_sync(&d.id, command.clone(), timeout).await {
+            Ok((0, _)) => Outcome::Success,
+            Ok((code, out)) => Outcome::Failure(format!(
+                "command {command:?} exited with {code}: {}",
+                out.trim().chars().take(200).collect::<String>()
+            )),
+            Err(e) => Outcome::Failure(format!("command {command:?} failed: {e}")),
+        },
+        Check::Tcp { host, port } => {
+            let host = host.as_deref().unwrap_or(&d.pod_ip);
+            match tokio::time::timeout(timeout, TcpStream::connect((host, *port))).await {
+                Ok(Ok(_)) => Outcome::Success,
+                Ok(Err(e)) => Outcome::Failure(format!("dial tcp {host}:{port}: {e}")),
+                Err(_) => Outcome::Failure(format!("dial tcp {host}:{port}: timeout after {timeout:?}")),
+            }
+        }
+        Check::Http {
+            scheme,
+            host,
+            port,
+            path,
+            headers,
+        } => {
+            if scheme != "HTTP" {
+                return Outcome::Failure(format!("{scheme} probes are not supported by berth-agent"));
+            }
+            let host = host.as_deref().unwrap_or(&d.pod_ip);
+            let url = format!("http://{host}:{port}{path}");
+            match tokio::time::timeout(timeout, http_status(host, *port, path, headers)).await {
+                Ok(Ok(code)) if (200..400).contains(&code) => Outcome::Success,
+                Ok(Ok(code)) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
+                Ok(Err(e)) => Outcome::Failure(format!("Get {url:?}: {e}")),
+                Err(_) => Outcome::Failure(format!("Get {url:?}: timeout after {timeout:?}")),
+            }
+        }
+    }
+}
+
+/// The request an HTTP probe sends (HTTP/1.1, `Connection: close`).
+pub fn http_request(host: &str, port: u16, path: &str, headers: &[(String, String)]) -> String {
+    let has = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    if !has("host") {
+        req.push_str(&format!("Host: {host}:{port}\r\n"));
+    }
+    if !has("user-agent") {
+        req.push_str("User-Agent: kube-probe/berth\r\n");
+    }
+    if !has("accept") {
+        req.push_str("Accept: */*\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    req
+}
+
+/// The status code of an HTTP/1.x status line (`HTTP/1.1 200 OK`).
+pub fn parse_status_line(head: &str) -> Option<u16> {
+    let line = head.lines().next()?;
+    let mut parts = line.split_whitespace();
+    parts.next().filter(|v| v.starts_with("HTTP/"))?;
+    parts.next()?.parse().ok()
+}
+
+async fn http_status(
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+) -> std::io::Result<u16> {
+    let mut s = TcpStream::connect((host, port)).await?;
+    s.write_all(http_request(host, port, path, headers).as_bytes())
+        .await?;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    while !buf.contains(&b'\n') && buf.len() < 4096 {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    parse_status_line(&String::from_utf8_lossy(&buf))
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response"))
+}
+
+#[cfg(test)]
+#[path = "prober_tests.rs"]
+mod tests;
