@@ -39,7 +39,15 @@ pub struct WorkloadContext {
     /// How long a node's Lease may go unrenewed before its Pods are replaced elsewhere.
     pub node_grace: Duration,
     /// Bindings made but not yet seen in the Pod cache, so that two reconciles never overfill a node.
-    pub assumed: Mutex<HashMap<String, (String, Resources)>>,
+    pub assumed: Mutex<HashMap<String, Assumed>>,
+}
+
+/// A binding not yet seen in the Pod cache.
+#[derive(Clone, Debug)]
+pub struct Assumed {
+    node: String,
+    revision: String,
+    requests: Resources,
 }
 
 impl StreamLookup for Store<ImageStream> {
@@ -233,7 +241,8 @@ async fn bind_pending(wctx: &WorkloadContext, workload: &Workload, namespace: &s
             .any(|p| p.name_any() == *pod && p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
     });
     let mut used: HashMap<String, Resources> = HashMap::new();
-    let mut same: HashMap<String, usize> = HashMap::new();
+    // Replicas spread by revision: during a rollout the old Pods are on their way out.
+    let mut same: HashMap<(String, String), usize> = HashMap::new();
     for p in all.iter().filter(|p| {
         p.status
             .as_ref()
@@ -245,20 +254,28 @@ async fn bind_pending(wctx: &WorkloadContext, workload: &Workload, namespace: &s
         };
         if p.labels().get(WORKLOAD_LABEL) == Some(&workload.name_any())
             && p.namespace().as_deref() == Some(namespace)
+            && p.metadata.deletion_timestamp.is_none()
         {
-            *same.entry(node.clone()).or_default() += 1;
+            let revision = p.labels().get(REVISION_LABEL).cloned().unwrap_or_default();
+            *same.entry((node.clone(), revision)).or_default() += 1;
         }
         *used.entry(node).or_default() += scheduler::requests(p);
     }
-    for (node, resources) in assumed.values() {
-        *used.entry(node.clone()).or_default() += *resources;
-        *same.entry(node.clone()).or_default() += 1;
+    for a in assumed.values() {
+        *used.entry(a.node.clone()).or_default() += a.requests;
+        *same.entry((a.node.clone(), a.revision.clone())).or_default() += 1;
     }
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let mut unschedulable = false;
     for p in pending {
         let pod_name = p.name_any();
-        match scheduler::choose(&p, &nodes, &used, &same) {
+        let revision = p.labels().get(REVISION_LABEL).cloned().unwrap_or_default();
+        let spread: HashMap<String, usize> = same
+            .iter()
+            .filter(|((_, r), _)| *r == revision)
+            .map(|((n, _), c)| (n.clone(), *c))
+            .collect();
+        match scheduler::choose(&p, &nodes, &used, &spread) {
             Ok(node) => {
                 let binding = serde_json::json!({
                     "apiVersion": "v1", "kind": "Binding",
@@ -281,8 +298,15 @@ async fn bind_pending(wctx: &WorkloadContext, workload: &Workload, namespace: &s
                 info!(pod = pod_name, node, "bound");
                 let requests = scheduler::requests(&p);
                 *used.entry(node.clone()).or_default() += requests;
-                *same.entry(node.clone()).or_default() += 1;
-                assumed.insert(pod_name, (node, requests));
+                *same.entry((node.clone(), revision.clone())).or_default() += 1;
+                assumed.insert(
+                    pod_name,
+                    Assumed {
+                        node,
+                        revision,
+                        requests,
+                    },
+                );
             }
             Err(why) => {
                 unschedulable = true;
