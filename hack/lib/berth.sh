@@ -38,7 +38,9 @@ berth_start_controller() {
 }
 
 # berth_start_agent NODE: inside the host's network namespace, with its own
-# identity, CRI socket, pod CIDR and serving cert for :10250 (logs).
+# identity, CRI socket, pod CIDR and serving cert for :10250 (logs), which
+# only accepts clients with a certificate of the cluster CA (the API server's
+# kubelet client cert, for kubectl logs).
 berth_start_agent() {
 	local node="$1" bin dir
 	bin="$(berth_agent_bin)"
@@ -52,6 +54,7 @@ berth_start_agent() {
 		BERTH_POD_CIDR="$(node_pod_cidr "$node")" \
 		BERTH_TLS_CERT="$PKI_DIR/node-$node.crt" \
 		BERTH_TLS_KEY="$PKI_DIR/node-$node.key" \
+		BERTH_CLIENT_CA="$PKI_DIR/ca.crt" \
 		BERTH_POD_LOG_DIR="$dir/logs" \
 		RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
 		"$bin"

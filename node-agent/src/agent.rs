@@ -53,7 +53,10 @@ async fn connect_api() -> Result<Client> {
 pub async fn run(cfg: Config) -> Result<()> {
     let cri = CriClient::connect(&cfg.cri_endpoint).await?;
     let version = cri.version().await?;
-    let tls = server::tls_config(&cfg.tls_cert, &cfg.tls_key)?;
+    let tls = server::tls_config(&cfg.tls_cert, &cfg.tls_key, cfg.client_ca.as_deref())?;
+    if cfg.client_ca.is_none() {
+        warn!(addr = %cfg.listen_addr, "no --client-ca: any client may read container logs on the HTTPS port");
+    }
     let client = connect_api().await?;
     let https = server::bind(cfg.listen_addr).await?;
     let plain = server::bind(cfg.health_addr).await?;

@@ -40,6 +40,12 @@ pub struct Config {
     #[arg(long, env = "BERTH_TLS_KEY")]
     pub tls_key: PathBuf,
 
+    /// PEM bundle of the CAs whose client certificates may use the HTTPS port (the cluster
+    /// CA that signed the API server's kubelet client certificate). Without it, any client
+    /// may read container logs: set it everywhere but in tests.
+    #[arg(long, env = "BERTH_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+
     /// Directory under which each pod's container logs are written (`<dir>/<ns>_<pod>_<uid>/`).
     #[arg(long, env = "BERTH_POD_LOG_DIR", default_value = "/var/log/pods")]
     pub pod_log_dir: PathBuf,
@@ -106,8 +112,10 @@ mod tests {
             "--pod-cidr=10.214.1.0/24",
             "--tls-cert=/c.crt",
             "--tls-key=/c.key",
+            "--client-ca=/ca.crt",
         ])
         .expect("parses");
+        assert_eq!(c.client_ca.as_deref(), Some(std::path::Path::new("/ca.crt")));
         assert_eq!(c.node_name, "berth-1");
         assert_eq!(c.node_ip.to_string(), "10.213.0.11");
         assert_eq!(c.listen_addr.port(), 10250);

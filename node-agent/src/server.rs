@@ -188,18 +188,47 @@ fn follow_stream(
     )
 }
 
-/// Loads the TLS server configuration from PEM files.
-pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|i| i.collect::<std::result::Result<_, _>>())
-        .map_err(|e| Error::Tls(format!("reading certificate {}: {e}", cert.display())))?;
+        .map_err(|e| Error::Tls(format!("reading {what} {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Tls(format!(
+            "{what} {} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// Loads the TLS server configuration from PEM files. With `client_ca`, every client must
+/// present a certificate signed by one of its CAs (the API server presents its kubelet
+/// client certificate); without it, any client may connect.
+pub fn tls_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<rustls::ServerConfig> {
+    let certs = read_certs(cert, "certificate")?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| Error::Tls(format!("reading key {}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in read_certs(ca, "client CA bundle")? {
+                roots
+                    .add(c)
+                    .map_err(|e| Error::Tls(format!("client CA bundle {}: {e}", ca.display())))?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .map_err(|e| Error::Tls(format!("client CA bundle {}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    builder
         .with_single_cert(certs, key)
         .map(|mut c| {
             c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -235,6 +264,7 @@ pub async fn serve_tls(listener: TcpListener, tls: rustls::ServerConfig, router:
             async move {
                 let tls = match acceptor.accept(tcp).await {
                     Ok(t) => t,
+                    // Clients without a valid certificate end here (refused in the handshake).
                     Err(e) => return debug!(error = %e, "TLS handshake failed"),
                 };
                 if let Err(e) = auto::Builder::new(TokioExecutor::new())
@@ -270,5 +300,18 @@ mod tests {
         assert_eq!(render(text, Some(1)), "three\n");
         assert_eq!(render(text, Some(10)), "one\npartial\nthree\n");
         assert_eq!(render(text, Some(0)), "");
+    }
+
+    #[test]
+    fn unreadable_or_empty_client_ca_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("berth-agent-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").expect("write");
+        let e = read_certs(&empty, "client CA bundle").expect_err("empty bundle");
+        assert!(e.to_string().contains("holds no certificate"), "{e}");
+        let e = read_certs(&dir.join("missing.pem"), "client CA bundle").expect_err("missing");
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
