@@ -109,6 +109,18 @@ async fn counters(addr: &str) -> anyhow::Result<Counters> {
     })
 }
 
+/// The controller's RSS, failing clearly when it is not the same process any more (others restart the
+/// cluster's controller with `hack/up.sh`; its counters then start again from zero).
+fn rss(controller: &ClusterController) -> anyhow::Result<u64> {
+    anyhow::ensure!(
+        controller.alive(),
+        "berth-controller pid {} exited or was restarted during the run (hack/up.sh?); the figures would mix \
+         two processes: run the bench again",
+        controller.pid
+    );
+    controller.rss_kib()
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -122,7 +134,7 @@ async fn run(cluster: LocalCluster, settings: Settings) -> anyhow::Result<()> {
         "import_idle: {} tags (scheduled: {}), idle {:?}; berth-controller pid {}, import interval {interval:?}",
         settings.tags, settings.scheduled, settings.idle, controller.pid
     );
-    let rss_start = controller.rss_kib()?;
+    let rss_start = rss(&controller)?;
     let ns = TestNamespace::create(&client, &cluster, "bench").await?;
     let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), &ns.name);
 
@@ -167,7 +179,7 @@ async fn run(cluster: LocalCluster, settings: Settings) -> anyhow::Result<()> {
         last_done = done;
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let rss_imported = controller.rss_kib()?;
+    let rss_imported = rss(&controller)?;
     println!(
         "created {} tags in {created:.2?}; all imported {all_imported:.2?} after the first create ({:.1} tags/s)",
         settings.tags,
@@ -183,7 +195,7 @@ async fn run(cluster: LocalCluster, settings: Settings) -> anyhow::Result<()> {
     let (versions_after, done_after) = snapshot(&api).await?;
     let events_after = event_count(&client, &ns.name).await?;
     let after = counters(&addr).await?;
-    let rss_idle = controller.rss_kib()?;
+    let rss_idle = rss(&controller)?;
     let rewritten = versions_before
         .iter()
         .filter(|(name, rv)| versions_after.get(*name) != Some(rv))
