@@ -30,6 +30,7 @@ use super::plan::{self, ImageChange};
 use super::target::TargetKind;
 use crate::context::{Context, FIELD_MANAGER, TagSnapshot};
 use crate::error::{Error, Result};
+use crate::import::source::TagLookup;
 
 /// Requests for one object that come closer together than this make one reconcile: several moves of a tag
 /// in a short time end in one write, of the last digest.
@@ -247,28 +248,45 @@ async fn reconcile(object: Arc<DynamicObject>, cx: Arc<KindContext>) -> Result<A
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
         Err(e) => return Err(e.into()),
     }
-    publish_triggered(&object, &changes, &cx).await;
+    publish_triggered(&object, &changes, &tags, &cx).await;
     Ok(Action::await_change())
 }
 
-async fn publish_triggered(object: &DynamicObject, changes: &[ImageChange], cx: &KindContext) {
+async fn publish_triggered(
+    object: &DynamicObject,
+    changes: &[ImageChange],
+    tags: &TagSnapshot,
+    cx: &KindContext,
+) {
     let note = plan::note(changes);
     info!(note, "triggered");
+    // The tag that moved, at the version that moved it.
+    let related = changes.first().and_then(|c| {
+        tags.tag(&c.tag.namespace, &c.tag.stream, &c.tag.tag)
+            .map(|t| t.object_ref(&()))
+    });
     let event = Event {
         type_: EventType::Normal,
         reason: "Triggered".to_owned(),
         note: Some(note),
         action: "Trigger".to_owned(),
-        secondary: None,
+        secondary: related,
     };
-    if let Err(e) = cx
-        .shared
-        .ctx
-        .recorder
-        .publish(&event, &object.object_ref(&cx.resource))
-        .await
-    {
-        warn!(error = %e, "cannot publish an Event");
+    publish(&event, object, cx).await;
+}
+
+/// Publishes `event` about `object`. The reference names the object's version: kube's Recorder folds Events
+/// with the same reason about the same reference into one series that keeps the first note, and each Event
+/// here says something new (another digest, another error).
+async fn publish(event: &Event, object: &DynamicObject, cx: &KindContext) -> bool {
+    let mut regarding = object.object_ref(&cx.resource);
+    regarding.resource_version = object.resource_version();
+    match cx.shared.ctx.recorder.publish(event, &regarding).await {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(error = %e, "cannot publish an Event");
+            false
+        }
     }
 }
 
@@ -286,14 +304,7 @@ async fn report_invalid(object: &DynamicObject, key: &ObjectKey, error: &Trigger
         action: "Trigger".to_owned(),
         secondary: None,
     };
-    if let Err(e) = cx
-        .shared
-        .ctx
-        .recorder
-        .publish(&event, &object.object_ref(&cx.resource))
-        .await
-    {
-        warn!(error = %e, "cannot publish an Event");
+    if !publish(&event, object, cx).await {
         // Try again at the next reconcile.
         cx.shared.forget_report(key);
     }
