@@ -11,7 +11,7 @@ use berth_e2e::http::registry_digest;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
