@@ -77,8 +77,13 @@ async fn e2e_agent_exec_readiness_probe_gates_ready_until_a_file_exists() -> any
     }
     wait_pod(&api, "gated", Duration::from_secs(30), |p| ready(p).then_some(())).await?;
     let ready_after = t.elapsed();
-    eprintln!("exec readiness: Running after {running_after:?}, Ready after {ready_after:?} (file made at ~6 s)");
-    ensure!(ready_after >= Duration::from_secs(6), "Ready too early: {ready_after:?}");
+    eprintln!(
+        "exec readiness: Running after {running_after:?}, Ready after {ready_after:?} (file made at ~6 s)"
+    );
+    ensure!(
+        ready_after >= Duration::from_secs(6),
+        "Ready too early: {ready_after:?}"
+    );
     let restarts = first_status(&api.get("gated").await?).map_or(-1, |c| c.restart_count);
     ensure!(restarts == 0, "restartCount {restarts}");
     Ok(())
@@ -106,7 +111,10 @@ async fn e2e_agent_http_readiness_and_healthy_liveness() -> anyhow::Result<()> {
     let p = api.get("web").await?;
     ensure!(ready(&p), "no longer ready: {:?}", p.status);
     let restarts = first_status(&p).map_or(-1, |c| c.restart_count);
-    ensure!(restarts == 0, "healthy container restarted: restartCount {restarts}");
+    ensure!(
+        restarts == 0,
+        "healthy container restarted: restartCount {restarts}"
+    );
     Ok(())
 }
 
@@ -132,7 +140,10 @@ async fn e2e_agent_liveness_probe_on_a_wrong_port_restarts_the_container() -> an
         (c.restart_count >= 1).then(|| c.last_state.clone())
     })
     .await?;
-    eprintln!("liveness on a wrong port: first restart {:?} after creation", t.elapsed());
+    eprintln!(
+        "liveness on a wrong port: first restart {:?} after creation",
+        t.elapsed()
+    );
     ensure!(
         last.and_then(|s| s.terminated).is_some(),
         "lastState.terminated missing after a liveness kill"

@@ -1,0 +1,293 @@
+//! The agent's pod worker (the real sync loop: observe, plan, act, probe, report) against
+//! [`FakeCri`](fake_cri::FakeCri), an in-process CRI server, and a fake API server that
+//! records what the agent writes. No containerd, no cluster.
+//!
+//! Scenarios: pull then sandbox then start; restart after an exit (new attempt, same
+//! sandbox); readiness from an exec probe; a liveness failure kills and restarts; deletion
+//! stops and removes everything and deletes the Pod object; a vanished pod is cleaned up.
+
+mod fake_cri;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_agent::cri::CriClient;
+use berth_agent::cri::api::ContainerState;
+use berth_agent::metrics::Metrics;
+use berth_agent::podspec::NodeFacts;
+use berth_agent::sync::{self, Shared};
+use fake_cri::FakeCri;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::events::{Recorder, Reporter};
+
+const RUNNING: i32 = ContainerState::ContainerRunning as i32;
+const EXITED: i32 = ContainerState::ContainerExited as i32;
+
+/// One request the agent sent to the API server: method, path and query, body.
+type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// A kube client whose "API server" records every request and answers with a plausible body:
+/// the request body itself for writes, a minimal Pod otherwise, 404 for secrets.
+fn fake_api() -> (kube::Client, Seen) {
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+        let log = log.clone();
+        async move {
+            let method = req.method().to_string();
+            let path = req.uri().to_string();
+            let body = req.into_body().collect_bytes().await.unwrap_or_default();
+            let body = String::from_utf8_lossy(&body).into_owned();
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((method.clone(), path.clone(), body.clone()));
+            let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default"}}"#;
+            let (code, answer) = if path.contains("/secrets/") {
+                (404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_string())
+            } else if method == "POST" && path.contains("/events") {
+                (201, body)
+            } else {
+                (200, pod.to_string())
+            };
+            let resp = http::Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(answer.into_bytes()))
+                .expect("response");
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    (kube::Client::new(service, "default"), seen)
+}
+
+struct Harness {
+    fake: FakeCri,
+    shared: Arc<Shared>,
+    seen: Seen,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (fake, endpoint) = FakeCri::start(dir.path()).await;
+    let cri = CriClient::connect(&endpoint)
+        .await
+        .expect("connecting to FakeCri");
+    let (client, seen) = fake_api();
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        cri,
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "berth-agent".into(),
+                instance: Some("node-1".into()),
+            },
+        ),
+        facts: NodeFacts {
+            node_name: "node-1".into(),
+            host_ip: "192.0.2.1".into(),
+        },
+        runtime_name: "fake".into(),
+        log_root: dir.path().join("logs"),
+        metrics: Metrics::new(),
+    });
+    Harness {
+        fake,
+        shared,
+        seen,
+        _dir: dir,
+    }
+}
+
+fn pod(uid: &str, container: serde_json::Value) -> Pod {
+    let mut c = serde_json::json!({"name": "app", "image": "registry.test/demo:v1"});
+    if let (Some(c), Some(extra)) = (c.as_object_mut(), container.as_object()) {
+        c.extend(extra.clone());
+    }
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web", "namespace": "default", "uid": uid},
+        "spec": {"nodeName": "node-1", "terminationGracePeriodSeconds": 1, "containers": [c]}
+    }))
+    .expect("pod")
+}
+
+/// Waits until `check` holds, at most `secs`.
+async fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The last status the agent wrote (server-side apply body of `.../pods/web/status`).
+fn last_status(seen: &Seen) -> Option<serde_json::Value> {
+    let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    seen.iter()
+        .rev()
+        .find(|(m, p, _)| m == "PATCH" && p.contains("/pods/web/status"))
+        .and_then(|(_, _, b)| serde_json::from_str::<serde_json::Value>(b).ok())
+        .map(|v| v["status"].clone())
+}
+
+fn running_attempt(fake: &FakeCri, uid: &str, attempt: u32) -> Option<String> {
+    fake.containers_of(uid)
+        .into_iter()
+        .find(|(_, name, a, st)| name == "app" && *a == attempt && *st == RUNNING)
+        .map(|(id, ..)| id)
+}
+
+#[tokio::test]
+async fn pulls_then_runs_the_sandbox_then_starts_and_reports_running() {
+    let h = harness().await;
+    let _tx = sync::spawn_worker(h.shared.clone(), Arc::new(pod("u1", serde_json::json!({}))));
+    until("container running", 10, || {
+        running_attempt(&h.fake, "u1", 0).is_some()
+    })
+    .await;
+    let calls = h.fake.calls();
+    let idx = |prefix: &str| {
+        calls
+            .iter()
+            .position(|c| c.starts_with(prefix))
+            .unwrap_or(usize::MAX)
+    };
+    assert!(idx("RunPodSandbox") < idx("PullImage"), "{calls:?}");
+    assert!(idx("PullImage") < idx("CreateContainer"), "{calls:?}");
+    assert!(idx("CreateContainer") < idx("StartContainer"), "{calls:?}");
+    until("Running status written", 10, || {
+        last_status(&h.seen)
+            .is_some_and(|s| s["phase"] == "Running" && s["containerStatuses"][0]["ready"] == true)
+    })
+    .await;
+    let s = last_status(&h.seen).expect("status");
+    assert_eq!(s["hostIP"], "192.0.2.1");
+    assert!(s["podIP"].as_str().is_some_and(|ip| ip.starts_with("10.0.0.")));
+    assert!(
+        s["containerStatuses"][0]["imageID"]
+            .as_str()
+            .is_some_and(|i| i.contains("@sha256:"))
+    );
+    assert_eq!(h.fake.sandboxes_of("u1"), 1);
+}
+
+#[tokio::test]
+async fn an_exited_container_restarts_as_the_next_attempt_in_the_same_sandbox() {
+    let h = harness().await;
+    let _tx = sync::spawn_worker(h.shared.clone(), Arc::new(pod("u2", serde_json::json!({}))));
+    until("first attempt running", 10, || {
+        running_attempt(&h.fake, "u2", 0).is_some()
+    })
+    .await;
+    let first = running_attempt(&h.fake, "u2", 0).expect("running");
+    // Ran 5 s, ended 15 s ago: past the first back-off (10 s), so it restarts at once.
+    h.fake.exit(&first, 2, 5, 15);
+    until("second attempt running", 10, || {
+        running_attempt(&h.fake, "u2", 1).is_some()
+    })
+    .await;
+    assert_eq!(h.fake.sandboxes_of("u2"), 1, "the sandbox is kept");
+    let pulls = h
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("PullImage"))
+        .count();
+    assert_eq!(pulls, 1, "IfNotPresent: the image is pulled once");
+    until("restartCount 1 reported", 10, || {
+        last_status(&h.seen).is_some_and(|s| {
+            s["containerStatuses"][0]["restartCount"] == 1
+                && s["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 2
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn readiness_from_an_exec_probe_and_a_liveness_kill() {
+    let h = harness().await;
+    let probes = serde_json::json!({
+        "readinessProbe": {"exec": {"command": ["test", "-f", "/ready"]}, "periodSeconds": 1},
+        "livenessProbe": {"exec": {"command": ["alive"]}, "periodSeconds": 1, "failureThreshold": 2},
+    });
+    h.fake.exec_succeeds("alive");
+    let _tx = sync::spawn_worker(h.shared.clone(), Arc::new(pod("u3", probes)));
+    until("container running", 10, || {
+        running_attempt(&h.fake, "u3", 0).is_some()
+    })
+    .await;
+    until("Running, not ready", 10, || {
+        last_status(&h.seen)
+            .is_some_and(|s| s["phase"] == "Running" && s["containerStatuses"][0]["ready"] == false)
+    })
+    .await;
+    h.fake.exec_succeeds("test -f /ready");
+    until("ready", 10, || {
+        last_status(&h.seen).is_some_and(|s| {
+            s["containerStatuses"][0]["ready"] == true
+                && s["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+    })
+    .await;
+    // The liveness command starts failing: after 2 failures the container is stopped.
+    h.fake.exec_fails("alive");
+    let first = running_attempt(&h.fake, "u3", 0).expect("running");
+    until("killed by liveness", 10, || {
+        h.fake
+            .containers_of("u3")
+            .iter()
+            .any(|(id, _, _, st)| *id == first && *st == EXITED)
+    })
+    .await;
+    assert!(
+        h.fake
+            .calls()
+            .iter()
+            .any(|c| c == &format!("StopContainer {first}"))
+    );
+}
+
+#[tokio::test]
+async fn deletion_stops_removes_and_deletes_the_pod_object() {
+    let h = harness().await;
+    let p = pod("u4", serde_json::json!({}));
+    let tx = sync::spawn_worker(h.shared.clone(), Arc::new(p.clone()));
+    until("container running", 10, || {
+        running_attempt(&h.fake, "u4", 0).is_some()
+    })
+    .await;
+    let mut deleting = p.clone();
+    deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    deleting.metadata.deletion_grace_period_seconds = Some(1);
+    tx.send_replace(Some(Arc::new(deleting)));
+    until("everything removed", 10, || {
+        h.fake.containers_of("u4").is_empty() && h.fake.sandboxes_of("u4") == 0
+    })
+    .await;
+    until("Pod object deleted", 10, || {
+        let seen = h.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .any(|(m, p, b)| m == "DELETE" && p.contains("/pods/web") && b.contains("u4"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_vanished_pod_has_its_runtime_objects_removed() {
+    let h = harness().await;
+    let tx = sync::spawn_worker(h.shared.clone(), Arc::new(pod("u5", serde_json::json!({}))));
+    until("container running", 10, || {
+        running_attempt(&h.fake, "u5", 0).is_some()
+    })
+    .await;
+    tx.send_replace(None);
+    until("everything removed", 10, || {
+        h.fake.containers_of("u5").is_empty() && h.fake.sandboxes_of("u5") == 0
+    })
+    .await;
+}
