@@ -8,7 +8,7 @@ use std::time::Duration;
 use berth_api::apps::{REVISION_LABEL, SCHEDULER_NAME, WORKLOAD_LABEL, Workload};
 use berth_api::image::ImageStream;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -116,9 +116,11 @@ pub async fn reconcile(workload: Arc<Workload>, wctx: Arc<WorkloadContext>) -> R
             lost = true;
             warn!(pod = %p.name_any(), node, "node lost; replacing its pod");
             delete(&pods_api, &p.name_any(), Some(0)).await?;
+            let revision = workload.status.as_ref().map_or(0, |s| s.revision);
             publish(
                 ctx,
                 &workload,
+                (revision, Some(p.object_ref(&()))),
                 true,
                 "NodeLost",
                 format!("node {node} lost its lease; pod {} is replaced", p.name_any()),
@@ -192,7 +194,7 @@ pub async fn reconcile(workload: Arc<Workload>, wctx: Arc<WorkloadContext>) -> R
             .await?;
         ctx.metrics.status_written("Workload");
         for (warning, reason, note) in status::events(&old_status, &new_status) {
-            publish(ctx, &workload, warning, reason, note).await;
+            publish(ctx, &workload, (new_status.revision, None), warning, reason, note).await;
         }
     }
     // Node liveness is time, not an event: look again within the grace; sooner while something moves.
@@ -363,7 +365,16 @@ async fn delete(api: &Api<Pod>, name: &str, grace: Option<u32>) -> Result<()> {
     }
 }
 
-async fn publish(ctx: &Context, workload: &Workload, warning: bool, reason: &str, note: String) {
+/// Publishes an Event about `workload`. The action names the revision: the recorder folds repeats of one
+/// (object, reason, action) into a series that keeps its first note, and each revision's story is its own.
+async fn publish(
+    ctx: &Context,
+    workload: &Workload,
+    (revision, related): (i64, Option<ObjectReference>),
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
     info!(reason, note, "workload transition");
     let type_ = if warning {
         EventType::Warning
@@ -374,8 +385,8 @@ async fn publish(ctx: &Context, workload: &Workload, warning: bool, reason: &str
         type_,
         reason: reason.to_owned(),
         note: Some(note),
-        action: "Rollout".to_owned(),
-        secondary: None,
+        action: format!("Revision{revision}"),
+        secondary: related,
     };
     if let Err(e) = ctx.recorder.publish(&event, &workload.object_ref(&())).await {
         warn!(error = %e, "cannot publish an Event");
