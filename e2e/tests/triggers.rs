@@ -10,8 +10,8 @@ use berth_e2e::cluster::LocalCluster;
 use berth_e2e::http::registry_digest;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -395,6 +395,60 @@ async fn e2e_a_malformed_annotation_is_reported_once_per_error() -> anyhow::Resu
     assert!(
         both.iter().any(|n| n.contains("is not a JSON list of triggers")),
         "{both:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn e2e_several_quick_moves_end_in_one_write_of_the_last_digest() -> anyhow::Result<()> {
+    let Some(cluster) = LocalCluster::require() else {
+        return Ok(());
+    };
+    let client = admin_client(&cluster).await?;
+    let ns = TestNamespace::create(&client, &cluster, "trig-quick").await?;
+    // Pinned digests need no registry: the tag moves as fast as its spec is changed.
+    let pinned = |c: char| format!("example.invalid/app@sha256:{}", c.to_string().repeat(64));
+    let tag = |c: char| {
+        json!({
+            "apiVersion": "image.berth.dev/v1alpha1", "kind": "ImageStreamTag",
+            "metadata": {"name": "app.live"},
+            "spec": {"stream": "app", "tag": "live", "from": {"kind": "DockerImage", "name": pinned(c)}},
+        })
+    };
+    kubectl_apply(&cluster, &ns.name, &tag('a').to_string()).map_err(anyhow::Error::msg)?;
+    wait_pull_spec(&client, &ns.name, &pinned('a')).await?;
+    let spec = "spec.template.spec";
+    let triggers = json!([trigger("app:live", spec, "web", false)]).to_string();
+    let manifest = deployment(
+        "quick",
+        "image.berth.dev/triggers",
+        &triggers,
+        &[("web", "example.invalid/placeholder:1")],
+    );
+    kubectl_apply(&cluster, &ns.name, &manifest).map_err(anyhow::Error::msg)?;
+    let api = dynamic(&client, &ns.name, "apps", "v1", "Deployment");
+    let pointer = "/spec/template/spec";
+    let before = generation(&wait_image(&api, "quick", pointer, "web", &pinned('a')).await?);
+
+    let tags: Api<ImageStreamTag> = Api::namespaced(client.clone(), &ns.name);
+    for c in ['b', 'c', 'd'] {
+        let patch = json!({"spec": {"from": {"kind": "DockerImage", "name": pinned(c)}}});
+        tags.patch(
+            "app.live",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    let moved = wait_image(&api, "quick", pointer, "web", &pinned('d')).await?;
+    tokio::time::sleep(QUIET).await;
+    let settled = serde_json::to_value(api.get("quick").await?)?;
+    let history = tags.get("app.live").await?.status.map(|s| s.history.len());
+    eprintln!("the tag's history holds {history:?} digests (a, then the moves seen)");
+    assert_eq!(
+        (generation(&moved), generation(&settled)),
+        (before + 1, before + 1),
+        "one write, of the last digest (the tag's history holds {history:?} digests)"
     );
     Ok(())
 }
