@@ -1,0 +1,195 @@
+//! Lost hosts: a host stopped, and a host cut off the network. Its Workload pods come back on the other hosts
+//! once its Lease is older than the grace (40 s), and when it returns nothing stale keeps running.
+//!
+//! These scenarios stop parts of the shared local cluster; run them alone (`--test-threads=1`, as
+//! `hack/test.sh` does). A guard brings the host back also when a test fails.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_api::apps::WORKLOAD_LABEL;
+use berth_e2e::api::{TestNamespace, admin_client, kubectl_apply, wait_for};
+use berth_e2e::cluster::LocalCluster;
+use berth_e2e::http::get;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+
+/// The node grace of the local cluster's controller plus what it takes to notice, replace and start.
+const RECOVERY: Duration = Duration::from_secs(40 + 30);
+
+fn node_op(op: &str, node: &str) -> anyhow::Result<()> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/node.sh");
+    let out = Command::new(script).args([op, node]).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "hack/node.sh {op} {node}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Undoes an operation on a host when dropped.
+struct HostGuard {
+    undo: &'static str,
+    node: String,
+}
+
+impl Drop for HostGuard {
+    fn drop(&mut self) {
+        if let Err(e) = node_op(self.undo, &self.node) {
+            eprintln!("could not bring {} back: {e}", self.node);
+        }
+    }
+}
+
+const WORKLOAD: &str = r#"apiVersion: image.berth.dev/v1alpha1
+kind: ImageStreamTag
+metadata: {name: app.v1}
+spec:
+  stream: app
+  tag: v1
+  from: {kind: DockerImage, name: "REGISTRY/berth/demo:v1"}
+  importPolicy: {insecure: true}
+---
+apiVersion: apps.berth.dev/v1alpha1
+kind: Workload
+metadata: {name: web}
+spec:
+  replicas: 3
+  template:
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        imageFrom: {kind: ImageStreamTag, name: "app:v1"}
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+"#;
+
+/// `(name, node, ip, ready)` of the Workload's pods that are not being deleted.
+async fn live(pods: &Api<Pod>) -> anyhow::Result<Vec<(String, String, String, bool)>> {
+    let list = pods
+        .list(&ListParams::default().labels(&format!("{WORKLOAD_LABEL}=web")))
+        .await?;
+    Ok(list
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            let status = p.status.clone().unwrap_or_default();
+            let ready = status
+                .conditions
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            (
+                p.name_any(),
+                p.spec.and_then(|s| s.node_name).unwrap_or_default(),
+                status.pod_ip.unwrap_or_default(),
+                ready,
+            )
+        })
+        .collect())
+}
+
+async fn answers(ip: &str) -> bool {
+    get(&format!("{ip}:8080"), "/", Duration::from_secs(1))
+        .await
+        .is_ok_and(|r| r.body.contains("berth-demo"))
+}
+
+/// One host at a time: the scenarios of this file never overlap.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs the scenario: `lose` a host, see the pods replaced, `undo` it, see nothing stale.
+async fn scenario(prefix: &str, lose: &'static str, undo: &'static str) -> anyhow::Result<()> {
+    let Some(cluster) = LocalCluster::require() else {
+        return Ok(());
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let client = admin_client(&cluster).await?;
+    let ns = TestNamespace::create(&client, &cluster, prefix).await?;
+    kubectl_apply(
+        &cluster,
+        &ns.name,
+        &WORKLOAD.replace("REGISTRY", &cluster.registry),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let spread = wait_for("3 Ready pods on 3 hosts", Duration::from_secs(90), || async {
+        let pods = live(&pods).await?;
+        let hosts: BTreeSet<_> = pods.iter().map(|p| p.1.clone()).collect();
+        Ok(
+            if pods.len() == 3 && hosts.len() == 3 && pods.iter().all(|p| p.3) {
+                Ok(pods)
+            } else {
+                Err(format!("{pods:?}"))
+            },
+        )
+    })
+    .await?;
+    let victim = cluster.nodes.last().expect("hosts").name.clone();
+    let (stale_pod, _, stale_ip, _) = spread
+        .iter()
+        .find(|p| p.1 == victim)
+        .cloned()
+        .expect("a pod on every host");
+
+    node_op(lose, &victim)?;
+    let guard = HostGuard {
+        undo,
+        node: victim.clone(),
+    };
+    let lost_at = Instant::now();
+    let replaced = wait_for(&format!("3 Ready pods without {victim}"), RECOVERY, || async {
+        let pods = live(&pods).await?;
+        let ok = pods.len() == 3 && pods.iter().all(|p| p.3 && p.1 != victim);
+        Ok(if ok { Ok(pods) } else { Err(format!("{pods:?}")) })
+    })
+    .await?;
+    eprintln!(
+        "{lose} {victim}: 3 Ready pods on the other hosts after {:?}",
+        lost_at.elapsed()
+    );
+    for (name, _, ip, _) in &replaced {
+        assert!(answers(ip).await, "{name} at {ip} does not answer");
+    }
+    assert!(
+        pods.get_opt(&stale_pod).await?.is_none(),
+        "the pod of the lost host is still there"
+    );
+
+    drop(guard); // the host comes back
+    let back = Instant::now();
+    wait_for(
+        &format!("{victim} to stop serving the replaced pod {stale_pod} at {stale_ip}"),
+        Duration::from_secs(60),
+        || async {
+            Ok(if answers(&stale_ip).await {
+                Err("it still answers".to_owned())
+            } else {
+                Ok(())
+            })
+        },
+    )
+    .await?;
+    eprintln!(
+        "{undo} {victim}: its stale container was gone {:?} after it returned",
+        back.elapsed()
+    );
+    // The Workload never ends with more Ready pods than it asked for.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = live(&pods).await?;
+    assert_eq!(after.iter().filter(|p| p.3).count(), 3, "{after:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn e2e_a_stopped_host_is_replaced_and_cleaned_when_it_returns() -> anyhow::Result<()> {
+    scenario("stopped", "stop", "start").await
+}
+
+#[tokio::test]
+async fn e2e_a_host_cut_off_the_network_is_replaced_and_cleaned_when_it_returns() -> anyhow::Result<()> {
+    scenario("cut", "cut", "restore").await
+}
