@@ -81,17 +81,16 @@ pub async fn reconcile(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Ac
 
     // The registry notifies before its tag points at the pushed manifest: until an import sees the pushed
     // digest, look again shortly (a few times: an index imported in Legacy mode never shows it).
-    if let Some(push) = pushed.filter(|p| p.digest.is_some() && p.digest != decision.status.digest) {
-        if push.attempts + 1 < Push::MAX_ATTEMPTS {
-            ctx.request_push_import(
-                key,
-                Push {
-                    attempts: push.attempts + 1,
-                    ..push
-                },
-            );
-            return Ok(Action::requeue(PUSH_RECHECK));
-        }
+    let unseen = |p: &Push| p.digest.is_some() && p.digest != decision.status.digest;
+    if let Some(push) = pushed.filter(|p| unseen(p) && p.attempts + 1 < Push::MAX_ATTEMPTS) {
+        ctx.request_push_import(
+            key,
+            Push {
+                attempts: push.attempts + 1,
+                ..push
+            },
+        );
+        return Ok(Action::requeue(PUSH_RECHECK));
     }
 
     let mut updated = (*tag).clone();
