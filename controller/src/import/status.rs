@@ -136,7 +136,9 @@ pub fn decide(current: Option<&ImageStreamTagStatus>, import: Import<'_>) -> Dec
                 format!("recorded {pull_spec} as given, without importing"),
             )
         }
-        Outcome::Failed { reason, message } => condition("False", reason, message.clone()),
+        Outcome::Failed { reason, message } => {
+            condition("False", reason, lasting_message(&old, &import, reason, message))
+        }
     };
     let previous = conditions::find(&old.conditions, IMPORT_SUCCESS);
     if let (Outcome::Failed { reason, message }, true) =
@@ -157,6 +159,21 @@ pub fn decide(current: Option<&ImageStreamTagStatus>, import: Import<'_>) -> Dec
         status,
         changed,
         event,
+    }
+}
+
+/// The message of a failure: while the same failure lasts (same reason, same generation) the first message
+/// stays. Messages carry details that vary from one attempt to the next (the back-off's countdown, whether
+/// this attempt reached the registry or was held back because another tag's attempt failed); rewriting the
+/// status for them on every retry would be writes with no news, for every tag of a registry that is down.
+fn lasting_message(old: &ImageStreamTagStatus, import: &Import<'_>, reason: &str, message: &str) -> String {
+    match conditions::find(&old.conditions, IMPORT_SUCCESS) {
+        Some(p)
+            if p.status == "False" && p.reason == reason && p.observed_generation == import.generation =>
+        {
+            p.message.clone()
+        }
+        _ => message.to_owned(),
     }
 }
 
@@ -279,6 +296,46 @@ mod tests {
         assert_eq!(back.event, None, "recovering to the same digest is no move");
         assert_eq!(back.status.conditions[0].status, "True");
         assert_eq!(back.status.history.len(), 1);
+    }
+
+    #[test]
+    fn a_lasting_failure_keeps_its_first_message_and_is_not_rewritten() {
+        let good = decide(None, import(resolved(1), 0)).status;
+        let down = decide(
+            Some(&good),
+            import(
+                failed(
+                    "RegistryUnavailable",
+                    "connection refused; Berth will retry with back-off",
+                ),
+                10,
+            ),
+        )
+        .status;
+        for (at, message) in [
+            (
+                20,
+                "holding requests back after the registry failed; Berth will retry in 8s",
+            ),
+            (
+                40,
+                "holding requests back after the registry failed; Berth will retry in 16s",
+            ),
+            (70, "connection refused; Berth will retry with back-off"),
+        ] {
+            let d = decide(Some(&down), import(failed("RegistryUnavailable", message), at));
+            assert!(!d.changed, "rewritten at {at} for a new message alone");
+            assert_eq!(d.event, None);
+            assert_eq!(d.status, down);
+        }
+
+        // A new spec gets the message of its own failure.
+        let mut next = import(failed("RegistryUnavailable", "other.example is unavailable"), 80);
+        next.generation = Some(2);
+        let d = decide(Some(&down), next);
+        assert!(d.changed);
+        assert_eq!(d.status.conditions[0].message, "other.example is unavailable");
+        assert_eq!(d.event, None, "the same failure goes on: no new Event");
     }
 
     #[test]
