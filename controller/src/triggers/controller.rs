@@ -143,6 +143,13 @@ async fn run_kind(
             for object in gone {
                 index_shared.forget_report(&object);
             }
+            // An object whose annotation was removed is not reconciled again: forget what it was told.
+            if let watcher::Event::Apply(o) = event
+                && trigger_annotation(o.annotations()).is_none()
+                && let Some(key) = key_of(kind, o)
+            {
+                index_shared.forget_report(&key);
+            }
         })
         .inspect_err(|e| warn!(error = %e, "watch error; retrying"))
         .applied_objects()
@@ -213,6 +220,11 @@ async fn reconcile(object: Arc<DynamicObject>, cx: Arc<KindContext>) -> Result<A
         cx.shared.forget_report(&key);
         return Ok(Action::await_change());
     };
+    // A decision from a tag cache still filling would miss tags; the tag events that fill it come back here
+    // only for objects already indexed.
+    if cx.shared.ctx.tags.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let tags = TagSnapshot(cx.shared.ctx.tags.state());
     let changes = match parsed.and_then(|triggers| plan::plan(cx.kind, &object.data, &triggers, &tags)) {
         Ok(changes) => {

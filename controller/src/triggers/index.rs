@@ -60,20 +60,18 @@ impl TriggerIndex {
         }
     }
 
-    /// Replaces everything known of `kind` by `objects` (after a list of that kind).
-    pub fn replace_kind(&mut self, kind: TargetKind, objects: Vec<(ObjectKey, BTreeSet<TagKey>)>) {
+    /// Forgets every object of `kind` that is not in `keep` (after a list of that kind), returning them.
+    pub fn retain_kind(&mut self, kind: TargetKind, keep: &BTreeSet<ObjectKey>) -> Vec<ObjectKey> {
         let stale: Vec<ObjectKey> = self
             .by_object
             .keys()
-            .filter(|o| o.kind == kind)
+            .filter(|o| o.kind == kind && !keep.contains(*o))
             .cloned()
             .collect();
         for object in &stale {
             self.remove(object);
         }
-        for (object, tags) in objects {
-            self.set(object, tags);
-        }
+        stale
     }
 
     /// The objects that follow `tag`.
@@ -122,7 +120,8 @@ pub fn followed_tags(kind: TargetKind, object: &DynamicObject) -> BTreeSet<TagKe
 #[derive(Debug)]
 pub struct IndexFeed {
     kind: TargetKind,
-    listing: Option<Vec<(ObjectKey, BTreeSet<TagKey>)>>,
+    /// The objects seen since a (re)list began.
+    listing: Option<BTreeSet<ObjectKey>>,
 }
 
 impl IndexFeed {
@@ -131,8 +130,9 @@ impl IndexFeed {
         Self { kind, listing: None }
     }
 
-    /// Applies one watch event: objects seen are (re)indexed, deleted ones forgotten, and a (re)list replaces
-    /// all of the kind when it is complete. Returns the objects forgotten.
+    /// Applies one watch event: objects seen are (re)indexed at once, deleted ones forgotten, and when a
+    /// (re)list is complete the objects of the kind it did not list are forgotten. Returns the objects
+    /// forgotten.
     pub fn observe(
         &mut self,
         index: &mut TriggerIndex,
@@ -153,19 +153,19 @@ impl IndexFeed {
                 })
                 .unwrap_or_default(),
             watcher::Event::Init => {
-                self.listing = Some(Vec::new());
+                self.listing = Some(BTreeSet::new());
                 Vec::new()
             }
             watcher::Event::InitApply(o) => {
-                if let (Some(listing), Some(key)) = (self.listing.as_mut(), key_of(kind, o)) {
-                    listing.push((key, followed_tags(kind, o)));
+                if let Some(key) = key_of(kind, o) {
+                    index.set(key.clone(), followed_tags(kind, o));
+                    self.listing.get_or_insert_default().insert(key);
                 }
                 Vec::new()
             }
             watcher::Event::InitDone => {
                 let listed = self.listing.take().unwrap_or_default();
-                index.replace_kind(kind, listed);
-                Vec::new()
+                index.retain_kind(kind, &listed)
             }
         }
     }
@@ -269,9 +269,10 @@ mod tests {
             &mut index,
             &watcher::Event::InitApply(object("kept", &[("app:live", false)])),
         );
-        // Until the list is complete, the old entries still answer.
-        assert_eq!(index.followers(&tag("app", "live")).len(), 2);
-        feed.observe(&mut index, &watcher::Event::InitDone);
+        // Until the list is complete, the old entries still answer, and the listed ones already do.
+        assert_eq!(index.followers(&tag("app", "live")).len(), 3);
+        let gone = feed.observe(&mut index, &watcher::Event::InitDone);
+        assert_eq!(gone, vec![key("deleted-while-away")]);
         assert_eq!(index.followers(&tag("app", "live")), vec![key("kept"), sts]);
     }
 }
