@@ -329,6 +329,10 @@ fn error_policy(object: Arc<DynamicObject>, error: &Error, cx: Arc<KindContext>)
 }
 
 #[cfg(test)]
+#[path = "controller_tests.rs"]
+mod mocked;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::triggers::annotation::OPENSHIFT_TRIGGERS;
