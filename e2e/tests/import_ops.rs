@@ -252,6 +252,18 @@ async fn e2e_a_stopped_registry_is_reported_and_the_tag_recovers_with_its_histor
     })
     .await?;
 
+    // Retries while it stays down (the first comes 10 s after the failure) find the same failure: they
+    // write nothing, even though their messages differ in detail (which schemes were tried, the back-off).
+    let failed_rv = api.get("app.live").await?.resource_version();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let still = api.get("app.live").await?;
+    assert_eq!(
+        still.resource_version(),
+        failed_rv,
+        "a retry rewrote the tag while the same failure lasted: {:?}",
+        import_condition(&still)
+    );
+
     // Back on the same port and storage: the controller's retry finds it, no new request needed.
     registry.resume().await?;
     let resumed = Instant::now();
