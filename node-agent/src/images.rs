@@ -135,6 +135,18 @@ fn auth_key_host(key: &str) -> String {
     }
 }
 
+/// The `server_address` of CRI credentials for `registry`. containerd parses it as a URL and
+/// only uses the credentials for the host it names (`10.213.0.1:5002` alone does not parse:
+/// a scheme is needed). Docker Hub's pulls go to `registry-1.docker.io`, not `docker.io`:
+/// left empty there, the credentials apply to the pull's own hosts.
+pub fn server_address(registry: &str) -> String {
+    if registry == "docker.io" {
+        String::new()
+    } else {
+        format!("https://{registry}")
+    }
+}
+
 /// Credentials for `image` from the contents of pull secrets: each item is a secret's type and
 /// its `.dockerconfigjson` (or legacy `.dockercfg`) bytes. The first secret with an entry for
 /// the image's registry wins, as in the kubelet. Malformed secrets are skipped.
@@ -153,7 +165,7 @@ pub fn credentials_for(image: &str, secrets: &[(String, Vec<u8>)]) -> Option<Aut
                 username: a.username,
                 password: a.password,
                 auth: a.auth,
-                server_address: registry,
+                server_address: server_address(&registry),
                 identity_token: a.identity_token,
                 registry_token: a.registry_token,
             });
@@ -214,7 +226,8 @@ mod tests {
         let a = credentials_for("10.213.0.1:5000/berth/demo:v1", &secrets).expect("found");
         assert_eq!(a.username, "robot");
         assert_eq!(a.password, "s3cret");
-        assert_eq!(a.server_address, "10.213.0.1:5000");
+        assert_eq!(a.server_address, "https://10.213.0.1:5000");
+        assert_eq!(server_address("docker.io"), "", "Docker Hub: any host of the pull");
         assert!(credentials_for("quay.io/a/b:1", &secrets).is_none());
         let legacy = vec![(
             "kubernetes.io/dockercfg".to_string(),
