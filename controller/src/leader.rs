@@ -1,10 +1,13 @@
 //! Leader election over a `coordination.k8s.io/v1` Lease: only the leader imports, schedules and rolls out,
 //! so two replicas never import twice. A replica that loses the Lease exits and starts again as a standby.
 
+use std::time::Duration;
+
 use kube::Client;
-use kube_lease_manager::{LeaseCreateMode, LeaseManagerBuilder};
+use kube_lease_manager::{LeaseCreateMode, LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
-use tracing::info;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -12,8 +15,17 @@ use crate::error::{Error, Result};
 /// Seconds a leader's Lease lasts without renewal; a standby takes over within about this long.
 pub const LEASE_SECONDS: u64 = 15;
 
-/// Waits until this replica holds the Lease; the receiver then says whether it still does.
-pub async fn acquire(client: Client, config: &Config) -> Result<watch::Receiver<bool>> {
+/// How long a stopping leader waits for the API server to take its release of the Lease.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// This replica's hold on the Lease: whether it still leads, and the task that renews it.
+pub struct Leadership {
+    leading: watch::Receiver<bool>,
+    task: JoinHandle<kube_lease_manager::Result<LeaseManager>>,
+}
+
+/// Waits until this replica holds the Lease.
+pub async fn acquire(client: Client, config: &Config) -> Result<Leadership> {
     let identity = config.identity();
     let manager = LeaseManagerBuilder::new(client, &config.lease_name)
         .with_namespace(&config.lease_namespace)
@@ -24,20 +36,37 @@ pub async fn acquire(client: Client, config: &Config) -> Result<watch::Receiver<
         .with_field_manager(crate::context::FIELD_MANAGER)
         .build()
         .await?;
-    let (mut leading, _task) = manager.watch().await;
+    let (mut leading, task) = manager.watch().await;
     info!(identity, lease = %config.lease_name, namespace = %config.lease_namespace, "waiting to lead");
     while !*leading.borrow_and_update() {
         leading.changed().await.map_err(|_| Error::LostLeadership)?;
     }
     info!(identity, "leading");
-    Ok(leading)
+    Ok(Leadership { leading, task })
 }
 
-/// Resolves when the Lease is lost.
-pub async fn lost(mut leading: watch::Receiver<bool>) -> Error {
-    loop {
-        if leading.changed().await.is_err() || !*leading.borrow_and_update() {
-            return Error::LostLeadership;
+impl Leadership {
+    /// Resolves when the Lease is lost.
+    pub async fn lost(&mut self) -> Error {
+        loop {
+            if self.leading.changed().await.is_err() || !*self.leading.borrow_and_update() {
+                return Error::LostLeadership;
+            }
+        }
+    }
+
+    /// Gives the Lease up (the renewing task releases it once nobody watches its state), so that a standby
+    /// takes over at once rather than after [`LEASE_SECONDS`]; waits at most [`RELEASE_TIMEOUT`], after
+    /// which the Lease simply expires.
+    pub async fn release(self) {
+        drop(self.leading);
+        match tokio::time::timeout(RELEASE_TIMEOUT, self.task).await {
+            Ok(Ok(Ok(_))) => info!("released the Lease"),
+            Ok(Ok(Err(e))) => warn!(error = %e, "cannot release the Lease; it expires by itself"),
+            Ok(Err(e)) => warn!(error = %e, "the Lease task failed; the Lease expires by itself"),
+            Err(_) => {
+                warn!(timeout = ?RELEASE_TIMEOUT, "releasing the Lease takes too long; it expires by itself")
+            }
         }
     }
 }

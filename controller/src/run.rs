@@ -149,9 +149,10 @@ pub async fn run(config: Config) -> Result<()> {
     let health = tokio::spawn(health.into_future());
     info!(addr = %config.metrics_addr, "serving /metrics, /healthz and /readyz");
 
-    let leading = tokio::select! {
-        leading = leader::acquire(client.clone(), &config) => leading?,
-        _ = tokio::signal::ctrl_c() => return Ok(()),
+    let mut stop = std::pin::pin!(stop_signal());
+    let mut leadership = tokio::select! {
+        leadership = leader::acquire(client.clone(), &config) => leadership?,
+        signal = &mut stop => { info!(signal, "stopping"); return Ok(()) }
     };
 
     let (tags, tag_subs, tags_watch) = shared_watch::<ImageStreamTag>(&client, 5);
@@ -284,10 +285,56 @@ pub async fn run(config: Config) -> Result<()> {
         () = annotation_triggers => Ok(()),
         () = ready_when_synced => Ok(()),
         served = webhook => served.map_err(|source| Error::Listen { addr: config.webhook_addr, source }),
-        lost = leader::lost(leading) => Err(lost),
-        _ = tokio::signal::ctrl_c() => { info!("stopping"); Ok(()) }
+        lost = leadership.lost() => Err(lost),
+        signal = &mut stop => { info!(signal, "stopping"); Ok(()) }
     };
+    // Everything that imports or writes has stopped (dropped with the select): hand the Lease over.
     metrics.set_ready(false);
+    leadership.release().await;
     health.abort();
     result
+}
+
+/// Resolves with the signal's name on SIGINT or SIGTERM (what `kill`, `hack/down.sh` and the kubelet send):
+/// the controller then stops importing and releases its Lease instead of dying with it held. The SIGTERM
+/// handler is installed at once, not on first poll.
+fn stop_signal() -> impl std::future::Future<Output = &'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate())
+        .map_err(|e| warn!(error = %e, "cannot catch SIGTERM: it ends the controller with its Lease held"))
+        .ok();
+    async move {
+        let term = async {
+            match term {
+                Some(mut term) => {
+                    term.recv().await;
+                }
+                None => futures::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            () = term => "SIGTERM",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sigterm_asks_to_stop() {
+        let stop = stop_signal();
+        // The handler is in place: SIGTERM no longer ends this test process, it resolves `stop`.
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let signal = tokio::time::timeout(std::time::Duration::from_secs(5), stop)
+            .await
+            .expect("stop resolves after SIGTERM");
+        assert_eq!(signal, "SIGTERM");
+    }
 }
