@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::ensure;
 use berth_e2e::cluster::LocalCluster;
 use berth_e2e::k8s::{TestNamespace, admin_client, create_pod, phase, wait_pod};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::Api;
 
 async fn setup(prefix: &str) -> anyhow::Result<Option<(LocalCluster, TestNamespace)>> {
     let Some(cluster) = LocalCluster::require() else {
@@ -147,6 +148,27 @@ async fn e2e_agent_liveness_probe_on_a_wrong_port_restarts_the_container() -> an
     ensure!(
         last.and_then(|s| s.terminated).is_some(),
         "lastState.terminated missing after a liveness kill"
+    );
+    // Reported as Events: the first failure (Unhealthy) and the kill (Killing).
+    let events: Api<Event> = Api::namespaced(ns.pods().into_client(), &ns.name);
+    let reasons: Vec<(String, String)> = events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect();
+    ensure!(
+        reasons
+            .iter()
+            .any(|(r, m)| r == "Unhealthy" && m.starts_with("Liveness probe failed")),
+        "no Unhealthy event: {reasons:?}"
+    );
+    ensure!(
+        reasons
+            .iter()
+            .any(|(r, m)| r == "Killing" && m.contains("failed liveness probe")),
+        "no Killing event: {reasons:?}"
     );
     // The replacement runs again (and will be killed again, with growing back-off).
     wait_pod(&api, "sick", Duration::from_secs(30), |p| {

@@ -114,30 +114,40 @@ pub fn due(pod: &Pod, obs: &Observed, probes: &mut Probes, now: i64) -> (Vec<Due
     (out, next)
 }
 
-/// Records the outcomes of the probes run this round; returns the result changes and the
-/// containers to kill.
-pub fn record(
-    pod: &Pod,
-    probes: &mut Probes,
-    ran: Vec<(Due, Outcome)>,
-    now: i64,
-) -> (Vec<Transition>, Vec<Kill>) {
-    let mut transitions = Vec::new();
-    let mut kills = Vec::new();
+/// What the outcomes of one round mean.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Probes whose result changed.
+    pub transitions: Vec<Transition>,
+    /// Probes that started failing this round (the first failure after a success or since
+    /// the container started): reported once, not on every period.
+    pub first_failures: Vec<Transition>,
+    /// Containers to kill.
+    pub kills: Vec<Kill>,
+}
+
+/// Records the outcomes of the probes run this round.
+pub fn record(pod: &Pod, probes: &mut Probes, ran: Vec<(Due, Outcome)>, now: i64) -> Recorded {
+    let mut out = Recorded::default();
     for (d, outcome) in ran {
         let Some(t) = probes.get_mut(&(d.id.clone(), d.spec.kind)) else {
             continue;
         };
-        if t.record(&d.spec, outcome, now) {
-            transitions.push(Transition {
-                kind: d.spec.kind,
-                name: d.name.clone(),
-                ok: t.result,
-                message: t.last_message.clone(),
-            });
+        let changed = t.record(&d.spec, outcome, now);
+        let transition = Transition {
+            kind: d.spec.kind,
+            name: d.name.clone(),
+            ok: t.result,
+            message: t.last_message.clone(),
+        };
+        if t.failures == 1 {
+            out.first_failures.push(transition.clone());
+        }
+        if changed {
+            out.transitions.push(transition);
         }
         if t.kills(&d.spec) {
-            kills.push(Kill {
+            out.kills.push(Kill {
                 id: d.id.clone(),
                 name: d.name.clone(),
                 grace: d.spec.grace.unwrap_or_else(|| lifecycle::grace_period(pod)),
@@ -145,7 +155,7 @@ pub fn record(
             });
         }
     }
-    (transitions, kills)
+    out
 }
 
 /// Runs one check.

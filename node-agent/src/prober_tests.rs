@@ -48,9 +48,9 @@ fn probes_wait_for_the_initial_delay_then_run_every_period() {
     assert_eq!(d[0].pod_ip, "10.214.1.5");
     assert_eq!(next, Some(107 * SEC));
     let ran = d.into_iter().map(|d| (d, Outcome::Success)).collect();
-    let (t, kills) = record(&p, &mut probes, ran, 102 * SEC);
-    assert_eq!(t.len(), 1);
-    assert!(t[0].ok && kills.is_empty());
+    let r = record(&p, &mut probes, ran, 102 * SEC);
+    assert_eq!(r.transitions.len(), 1);
+    assert!(r.transitions[0].ok && r.kills.is_empty() && r.first_failures.is_empty());
     let (d, next) = due(&p, &obs, &mut probes, 103 * SEC);
     assert!(d.is_empty());
     assert_eq!(next, Some(107 * SEC));
@@ -69,7 +69,10 @@ fn liveness_failures_kill_with_the_pods_grace_period() {
             .into_iter()
             .map(|d| (d, Outcome::Failure("refused".into())))
             .collect();
-        let (_, kills) = record(&p, &mut probes, ran, i * SEC);
+        let r = record(&p, &mut probes, ran, i * SEC);
+        // Only the first failure of a run of failures is reported.
+        assert_eq!(r.first_failures.len(), usize::from(!expect_kill), "at {i}");
+        let kills = r.kills;
         assert_eq!(!kills.is_empty(), expect_kill, "at {i}");
         if expect_kill {
             assert_eq!(kills[0].grace, Duration::from_secs(7));

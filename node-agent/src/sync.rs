@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::observe::{self, Observed};
 use crate::podspec::{self, NodeFacts};
 use crate::prober::{self, Probes};
-use crate::{probe, status};
+use crate::status;
 
 /// The field manager of everything the agent writes.
 pub const FIELD_MANAGER: &str = "berth-agent";
@@ -189,15 +189,18 @@ async fn run_probes(
         return Ok(next);
     }
     let outcomes = futures::future::join_all(due.iter().map(|d| prober::run(&shared.cri, d))).await;
-    for (d, o) in due.iter().zip(&outcomes) {
-        if let probe::Outcome::Failure(m) = o {
-            debug!(container = %d.name, probe = d.spec.kind.title(), message = %m, "probe failed");
-            let note = format!("{} probe failed: {m}", d.spec.kind.title());
-            publish_once(shared, pod, mem, EventType::Warning, "Unhealthy", note).await;
-        }
+    let ran = due.into_iter().zip(outcomes).collect();
+    let prober::Recorded {
+        transitions,
+        first_failures,
+        kills,
+    } = prober::record(pod, &mut mem.probes, ran, now);
+    for t in &first_failures {
+        let message = t.message.as_deref().unwrap_or_default();
+        debug!(container = %t.name, probe = t.kind.title(), %message, "probe failed");
+        let note = format!("{} probe failed: {message}", t.kind.title());
+        publish(shared, pod, EventType::Warning, "Unhealthy", note).await;
     }
-    let (transitions, kills) =
-        prober::record(pod, &mut mem.probes, due.into_iter().zip(outcomes).collect(), now);
     for t in &transitions {
         info!(container = %t.name, probe = t.kind.title(), ok = t.ok, message = ?t.message, "probe result changed");
     }
