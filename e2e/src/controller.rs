@@ -264,6 +264,21 @@ impl Replica {
         self.child.id()
     }
 
+    /// Stops it with SIGTERM (as the kubelet would), waiting at most `grace` before SIGKILL.
+    pub fn terminate(mut self, grace: Duration) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Dropped: killed.
+    }
+
     /// `Some(status)` once it has exited.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
