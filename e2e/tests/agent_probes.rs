@@ -178,3 +178,22 @@ async fn e2e_agent_liveness_probe_on_a_wrong_port_restarts_the_container() -> an
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_agent_https_probe_does_not_verify_the_certificate() -> anyhow::Result<()> {
+    let Some((cluster, ns)) = setup("e2e-probe-https").await? else {
+        return Ok(());
+    };
+    let api = ns.pods();
+    let image = format!("{}/berth/demo:v1", cluster.registry);
+    // The API server's /healthz answers anonymous requests; its certificate is of a CA the
+    // agent does not trust: an HTTPS probe must pass anyway, as the kubelet's.
+    let container = serde_json::json!({
+        "name": "app", "image": image,
+        "readinessProbe": {"httpGet": {"scheme": "HTTPS", "host": "10.213.0.1", "port": 6443, "path": "/healthz"},
+                           "periodSeconds": 1},
+    });
+    create_pod(&api, &pod("tls", &cluster.nodes[0].name, container)?).await?;
+    wait_pod(&api, "tls", Duration::from_secs(60), |p| ready(p).then_some(())).await?;
+    Ok(())
+}

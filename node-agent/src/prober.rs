@@ -1,12 +1,15 @@
 //! Running the probes of a pod's containers: which are due (pure, [`due`]), the checks
 //! themselves (HTTP GET and TCP from the agent, which shares the host's network namespace and
-//! reaches pod IPs; exec through CRI `ExecSync`), and what the outcomes mean ([`record`]).
+//! reaches pod IPs; HTTPS without certificate verification, as the kubelet; exec through CRI
+//! `ExecSync`), and what the outcomes mean ([`record`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cri::CriClient;
@@ -189,12 +192,14 @@ pub async fn run(cri: &CriClient, d: &Due) -> Outcome {
             path,
             headers,
         } => {
-            if scheme != "HTTP" {
-                return Outcome::Failure(format!("{scheme} probes are not supported by berth-agent"));
-            }
+            let tls = match scheme.as_str() {
+                "HTTP" => false,
+                "HTTPS" => true,
+                other => return Outcome::Failure(format!("unknown probe scheme {other:?}")),
+            };
             let host = host.as_deref().unwrap_or(&d.pod_ip);
-            let url = format!("http://{host}:{port}{path}");
-            match tokio::time::timeout(timeout, http_status(host, *port, path, headers)).await {
+            let url = format!("{}://{host}:{port}{path}", scheme.to_lowercase());
+            match tokio::time::timeout(timeout, http_status(host, *port, path, headers, tls)).await {
                 Ok(Ok(code)) if (200..400).contains(&code) => Outcome::Success,
                 Ok(Ok(code)) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
                 Ok(Err(e)) => Outcome::Failure(format!("Get {url:?}: {e}")),
@@ -232,15 +237,28 @@ pub fn parse_status_line(head: &str) -> Option<u16> {
     parts.next()?.parse().ok()
 }
 
+/// Sends the probe's GET (over TLS when `tls`, without verifying the server's certificate,
+/// as the kubelet) and returns the response's status code.
 async fn http_status(
     host: &str,
     port: u16,
     path: &str,
     headers: &[(String, String)],
+    tls: bool,
 ) -> std::io::Result<u16> {
-    let mut s = TcpStream::connect((host, port)).await?;
-    s.write_all(http_request(host, port, path, headers).as_bytes())
-        .await?;
+    let tcp = TcpStream::connect((host, port)).await?;
+    let request = http_request(host, port, path, headers);
+    if !tls {
+        return exchange(tcp, &request).await;
+    }
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let connector = tokio_rustls::TlsConnector::from(insecure_tls()?);
+    exchange(connector.connect(name, tcp).await?, &request).await
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, request: &str) -> std::io::Result<u16> {
+    s.write_all(request.as_bytes()).await?;
     let mut buf = Vec::with_capacity(256);
     let mut chunk = [0u8; 256];
     while !buf.contains(&b'\n') && buf.len() < 4096 {
@@ -252,6 +270,58 @@ async fn http_status(
     }
     parse_status_line(&String::from_utf8_lossy(&buf))
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response"))
+}
+
+/// A TLS client that accepts any server certificate (HTTPS probes skip verification, as the
+/// kubelet's do); handshake signatures are still checked.
+fn insecure_tls() -> std::io::Result<Arc<rustls::ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The certificate verifier of HTTPS probes: any certificate.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 #[cfg(test)]
