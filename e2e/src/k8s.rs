@@ -1,23 +1,16 @@
-//! Kubernetes helpers for end-to-end tests: a client from the local cluster's admin
-//! kubeconfig, throw-away namespaces removed on drop, and waiting for pod conditions.
+//! Pod helpers for the agent's end-to-end tests: throw-away namespaces with their pods API
+//! (removed on drop through the API, kept with `BERTH_E2E_KEEP=1` as [`crate::api`]'s),
+//! creating pods while a new namespace's service account is not ready, and waiting for pod
+//! conditions. The client is [`crate::api::admin_client`], re-exported here.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 
-use crate::cluster::LocalCluster;
-
-/// A client with the cluster's admin credentials.
-pub async fn admin_client(cluster: &LocalCluster) -> anyhow::Result<Client> {
-    let kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig)
-        .with_context(|| format!("reading {}", cluster.kubeconfig.display()))?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(Client::try_from(config)?)
-}
+pub use crate::api::admin_client;
 
 /// A namespace created for one test and deleted (with everything in it) when dropped.
 pub struct TestNamespace {
@@ -27,12 +20,9 @@ pub struct TestNamespace {
 }
 
 impl TestNamespace {
-    /// Creates `prefix-<millis>`.
+    /// Creates `prefix-<random>`.
     pub async fn create(client: &Client, prefix: &str) -> anyhow::Result<Self> {
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis();
-        let name = format!("{prefix}-{}", millis % 1_000_000_000);
+        let name = format!("{prefix}-{}", crate::api::unique());
         let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &ns)
@@ -52,6 +42,10 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
+        if std::env::var("BERTH_E2E_KEEP").is_ok_and(|v| v == "1") {
+            eprintln!("BERTH_E2E_KEEP=1: leaving namespace {}", self.name);
+            return;
+        }
         let (client, name) = (self.client.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
