@@ -16,6 +16,13 @@ struct PullLabels {
     result: &'static str,
 }
 
+/// Labels of probe metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    probe: &'static str,
+    result: &'static str,
+}
+
 /// The agent's metrics; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -25,6 +32,7 @@ pub struct Metrics {
     containers_started: Counter,
     pods: Gauge,
     lease_renewals: Family<PullLabels, Counter>,
+    probes: Family<ProbeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -59,6 +67,12 @@ impl Metrics {
             "Lease renewals by result",
             lease_renewals.clone(),
         );
+        let probes = Family::<ProbeLabels, Counter>::default();
+        registry.register(
+            "probes",
+            "Container probe attempts by probe (startup, liveness, readiness) and result",
+            probes.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             pulls,
@@ -66,7 +80,14 @@ impl Metrics {
             containers_started,
             pods,
             lease_renewals,
+            probes,
         }
+    }
+
+    /// Records a probe attempt (`probe` is `startup`, `liveness` or `readiness`).
+    pub fn probed(&self, probe: &'static str, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.probes.get_or_create(&ProbeLabels { probe, result }).inc();
     }
 
     /// Records an image pull.
@@ -111,7 +132,12 @@ mod tests {
         let m = Metrics::new();
         m.observe_pull(Duration::from_millis(20), true);
         m.container_started();
+        m.probed("readiness", false);
         let text = m.encode();
+        assert!(
+            text.contains("berth_agent_probes_total{probe=\"readiness\",result=\"failure\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("berth_agent_image_pulls_total{result=\"success\"} 1"),
             "{text}"

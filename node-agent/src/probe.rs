@@ -36,6 +36,15 @@ impl Kind {
         }
     }
 
+    /// The lower-case name (metrics labels, log fields).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Startup => "startup",
+            Kind::Liveness => "liveness",
+            Kind::Readiness => "readiness",
+        }
+    }
+
     /// All kinds, in the order they are considered.
     pub const ALL: [Kind; 3] = [Kind::Startup, Kind::Liveness, Kind::Readiness];
 }

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::observe::{self, Observed};
 use crate::podspec::{self, NodeFacts};
 use crate::prober::{self, Probes};
-use crate::status;
+use crate::{probe, status};
 
 /// The field manager of everything the agent writes.
 pub const FIELD_MANAGER: &str = "berth-agent";
@@ -189,6 +189,11 @@ async fn run_probes(
         return Ok(next);
     }
     let outcomes = futures::future::join_all(due.iter().map(|d| prober::run(&shared.cri, d))).await;
+    for (d, o) in due.iter().zip(&outcomes) {
+        shared
+            .metrics
+            .probed(d.spec.kind.name(), *o == probe::Outcome::Success);
+    }
     let ran = due.into_iter().zip(outcomes).collect();
     let prober::Recorded {
         transitions,
@@ -205,7 +210,7 @@ async fn run_probes(
         info!(container = %t.name, probe = t.kind.title(), ok = t.ok, message = ?t.message, "probe result changed");
     }
     for k in &kills {
-        let what = k.kind.title().to_lowercase();
+        let what = k.kind.name();
         info!(container = %k.name, probe = %what, "killing a container that failed its probe");
         let note = format!("Container {} failed {what} probe, will be restarted", k.name);
         publish(shared, pod, EventType::Normal, "Killing", note).await;
