@@ -77,7 +77,7 @@ pub async fn pod_worker(shared: Arc<Shared>, uid: String, mut rx: watch::Receive
             }
             return;
         };
-        let requeue = match sync_pod(&shared, &pod, &mut memory).await {
+        let requeue = match sync_pod(&shared, &pod, &mut memory, rx.clone()).await {
             Ok(Some(d)) => d,
             Ok(None) => return, // deleted
             Err(e) => {
@@ -111,7 +111,13 @@ pub async fn remove_all(cri: &CriClient, uid: &str) -> Result<()> {
 }
 
 /// One round for one pod; `Ok(None)` once the pod object is deleted.
-async fn sync_pod(shared: &Shared, pod: &Pod, mem: &mut Memory) -> Result<Option<Duration>> {
+/// `updates` sees the pod's next versions (a deletion cuts a round of probes short).
+async fn sync_pod(
+    shared: &Shared,
+    pod: &Pod,
+    mem: &mut Memory,
+    updates: watch::Receiver<Option<Arc<Pod>>>,
+) -> Result<Option<Duration>> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let mut obs = observe::observe(&shared.cri, &uid).await?;
     let plan = lifecycle::plan(pod, &obs, &mem.pulls, now_nanos());
@@ -129,7 +135,7 @@ async fn sync_pod(shared: &Shared, pod: &Pod, mem: &mut Memory) -> Result<Option
     if acted {
         obs = observe::observe(&shared.cri, &uid).await?;
     }
-    let next_probe = run_probes(shared, pod, &mut obs, mem).await?;
+    let next_probe = run_probes(shared, pod, &mut obs, mem, updates).await?;
     crate::pull::refresh_image_ids(shared, pod, &obs, mem).await;
     let unsupported = podspec::unsupported_fields(pod);
     if !unsupported.is_empty() {
@@ -170,14 +176,16 @@ async fn sync_pod(shared: &Shared, pod: &Pod, mem: &mut Memory) -> Result<Option
     Ok(Some(next_probe.map_or(requeue, |p| p.min(requeue))))
 }
 
-/// Runs the probes that are due, reports failures (`Unhealthy`, once per message), kills the
-/// containers that failed their liveness or startup probe (they restart per the restart
-/// policy, with back-off) and re-observes then; returns when the next probe is due.
+/// Runs the probes that are due, reports failures (`Unhealthy`, on the first of a run), kills
+/// the containers that failed their liveness or startup probe (they restart per the restart
+/// policy, with back-off) and re-observes then; returns when the next probe is due. A deletion
+/// seen on `updates` abandons the round (its probes run again later if still wanted).
 async fn run_probes(
     shared: &Shared,
     pod: &Pod,
     obs: &mut Observed,
     mem: &mut Memory,
+    mut updates: watch::Receiver<Option<Arc<Pod>>>,
 ) -> Result<Option<Duration>> {
     if pod.metadata.deletion_timestamp.is_some() {
         return Ok(None);
@@ -188,7 +196,11 @@ async fn run_probes(
     if due.is_empty() {
         return Ok(next);
     }
-    let outcomes = futures::future::join_all(due.iter().map(|d| prober::run(&shared.cri, d))).await;
+    let deleted = updates.wait_for(|p| p.as_ref().is_none_or(|p| p.metadata.deletion_timestamp.is_some()));
+    let outcomes = tokio::select! {
+        o = futures::future::join_all(due.iter().map(|d| prober::run(&shared.cri, d))) => o,
+        _ = deleted => return Ok(Some(Duration::ZERO)),
+    };
     for (d, o) in due.iter().zip(&outcomes) {
         shared
             .metrics

@@ -4,7 +4,8 @@
 //!
 //! Scenarios: pull then sandbox then start; restart after an exit (new attempt, same
 //! sandbox); readiness from an exec probe; a liveness failure kills and restarts; deletion
-//! stops and removes everything and deletes the Pod object; a vanished pod is cleaned up.
+//! stops and removes everything and deletes the Pod object (also while a probe hangs); a
+//! vanished pod is cleaned up.
 
 mod fake_cri;
 
@@ -288,6 +289,29 @@ async fn a_vanished_pod_has_its_runtime_objects_removed() {
     tx.send_replace(None);
     until("everything removed", 10, || {
         h.fake.containers_of("u5").is_empty() && h.fake.sandboxes_of("u5") == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deletion_does_not_wait_for_a_hanging_probe() {
+    let h = harness().await;
+    let probe = serde_json::json!({
+        "readinessProbe": {"exec": {"command": ["hang"]}, "timeoutSeconds": 300}
+    });
+    let p = pod("u6", probe);
+    let tx = sync::spawn_worker(h.shared.clone(), Arc::new(p.clone()));
+    until("probe hanging", 10, || {
+        h.fake.calls().iter().any(|c| c.ends_with(" hang"))
+    })
+    .await;
+    let mut deleting = p.clone();
+    deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    tx.send_replace(Some(Arc::new(deleting)));
+    until("everything removed despite the hanging probe", 5, || {
+        h.fake.containers_of("u6").is_empty() && h.fake.sandboxes_of("u6") == 0
     })
     .await;
 }

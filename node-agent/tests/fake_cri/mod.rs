@@ -86,7 +86,7 @@ pub struct FakeState {
     pub images: BTreeSet<String>,
     /// The CRI calls received, in order (`PullImage 10.0.0.1/x:v1`, `StartContainer c3`, ...).
     pub calls: Vec<String>,
-    /// Commands that `ExecSync` answers with exit code 0; others exit 1.
+    /// Commands that `ExecSync` answers with exit code 0; others exit 1 (`hang` never ends).
     pub exec_ok: BTreeSet<String>,
 }
 
@@ -443,18 +443,24 @@ impl runtime_service_server::RuntimeService for FakeCri {
     async fn exec_sync(&self, r: Request<ExecSyncRequest>) -> R<ExecSyncResponse> {
         let r = r.into_inner();
         let cmd = r.cmd.join(" ");
-        let s = self.record(format!("ExecSync {} {cmd}", r.container_id));
-        let running = s
-            .containers
-            .get(&r.container_id)
-            .is_some_and(|c| c.state == ContainerState::ContainerRunning as i32);
-        if !running {
-            return Err(Status::not_found(format!(
-                "container {} is not running",
-                r.container_id
-            )));
+        let ok = {
+            let s = self.record(format!("ExecSync {} {cmd}", r.container_id));
+            let running = s
+                .containers
+                .get(&r.container_id)
+                .is_some_and(|c| c.state == ContainerState::ContainerRunning as i32);
+            if !running {
+                return Err(Status::not_found(format!(
+                    "container {} is not running",
+                    r.container_id
+                )));
+            }
+            s.exec_ok.contains(&cmd)
+        };
+        if cmd == "hang" {
+            // A command that outlives any test (as a probe stuck in the container).
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
         }
-        let ok = s.exec_ok.contains(&cmd);
         Ok(Response::new(ExecSyncResponse {
             stdout: Vec::new(),
             stderr: if ok { Vec::new() } else { b"fake: no".to_vec() },
