@@ -197,3 +197,42 @@ async fn e2e_agent_https_probe_does_not_verify_the_certificate() -> anyhow::Resu
     wait_pod(&api, "tls", Duration::from_secs(60), |p| ready(p).then_some(())).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_agent_startup_probe_holds_started_and_ready_until_it_passes() -> anyhow::Result<()> {
+    let Some((cluster, ns)) = setup("e2e-probe-startup").await? else {
+        return Ok(());
+    };
+    let api = ns.pods();
+    let image = format!("{}/berth/demo:v1", cluster.registry);
+    // No readiness probe: ready as soon as the startup probe passed (file made after 4 s).
+    let container = serde_json::json!({
+        "name": "app", "image": image,
+        "command": ["sh", "-c", "sleep 4; touch /tmp/started; while true; do sleep 1; done"],
+        "startupProbe": {"exec": {"command": ["cat", "/tmp/started"]}, "periodSeconds": 1, "failureThreshold": 30},
+    });
+    let t = Instant::now();
+    create_pod(&api, &pod("slow-start", &cluster.nodes[1].name, container)?).await?;
+    wait_pod(&api, "slow-start", Duration::from_secs(60), |p| {
+        (phase(p) == Some("Running")).then_some(())
+    })
+    .await?;
+    let p = api.get("slow-start").await?;
+    if t.elapsed() < Duration::from_secs(3) {
+        let c = first_status(&p);
+        ensure!(
+            c.is_some_and(|c| c.started == Some(false) && !c.ready),
+            "started or ready before the startup probe passed: {c:?}"
+        );
+    }
+    wait_pod(&api, "slow-start", Duration::from_secs(30), |p| {
+        (ready(p) && first_status(p)?.started == Some(true)).then_some(())
+    })
+    .await?;
+    eprintln!(
+        "startup probe: started and Ready {:?} after creation",
+        t.elapsed()
+    );
+    ensure!(t.elapsed() >= Duration::from_secs(4), "Ready too early");
+    Ok(())
+}
