@@ -227,7 +227,11 @@ mod tests {
         assert_eq!(a.username, "robot");
         assert_eq!(a.password, "s3cret");
         assert_eq!(a.server_address, "https://10.213.0.1:5000");
-        assert_eq!(server_address("docker.io"), "", "Docker Hub: any host of the pull");
+        assert_eq!(
+            server_address("docker.io"),
+            "",
+            "Docker Hub: any host of the pull"
+        );
         assert!(credentials_for("quay.io/a/b:1", &secrets).is_none());
         let legacy = vec![(
             "kubernetes.io/dockercfg".to_string(),
