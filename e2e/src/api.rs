@@ -146,3 +146,80 @@ pub fn kubectl_apply(cluster: &LocalCluster, namespace: &str, manifest: &str) ->
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
+
+/// An Event as the scenarios read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeenEvent {
+    /// `Normal` or `Warning`.
+    pub type_: String,
+    /// The reason, `Imported`, `Triggered`, ...
+    pub reason: String,
+    /// The note.
+    pub note: String,
+    /// The reporting controller's instance (a controller replica's identity).
+    pub instance: String,
+    /// How often it happened: a repeated Event is one object with a series count.
+    pub count: usize,
+}
+
+/// The Events (`events.k8s.io/v1`) of namespace `ns` about the object named `name`.
+pub async fn events_about(client: &Client, ns: &str, name: &str) -> anyhow::Result<Vec<SeenEvent>> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    Ok(events
+        .list(&Default::default())
+        .await?
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| SeenEvent {
+            type_: e.type_.unwrap_or_default(),
+            reason: e.reason.unwrap_or_default(),
+            note: e.note.unwrap_or_default(),
+            instance: e.reporting_instance.unwrap_or_default(),
+            count: e
+                .series
+                .as_ref()
+                .map_or(1, |s| usize::try_from(s.count.max(1)).unwrap_or(1)),
+        })
+        .collect())
+}
+
+/// A Pod of a Workload that is not being deleted, as the scenarios read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LivePod {
+    /// Its name.
+    pub name: String,
+    /// The node it is bound to (empty when unbound).
+    pub node: String,
+    /// Its IP (empty before it has one).
+    pub ip: String,
+    /// Whether it is Ready.
+    pub ready: bool,
+}
+
+/// The Pods of Workload `workload` that are not being deleted.
+pub async fn workload_pods(
+    pods: &Api<k8s_openapi::api::core::v1::Pod>,
+    workload: &str,
+) -> anyhow::Result<Vec<LivePod>> {
+    let selector = format!("{}={workload}", berth_api::apps::WORKLOAD_LABEL);
+    let list = pods
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await?;
+    Ok(list
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            let status = p.status.clone().unwrap_or_default();
+            LivePod {
+                name: p.metadata.name.clone().unwrap_or_default(),
+                node: p.spec.and_then(|s| s.node_name).unwrap_or_default(),
+                ip: status.pod_ip.unwrap_or_default(),
+                ready: status
+                    .conditions
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True"),
+            }
+        })
+        .collect())
+}

@@ -224,7 +224,7 @@ async fn smoke_host(cluster: &LocalCluster, node: &NodeEnv, digest: &str) -> any
     // 4. Its CRI log carries the start line.
     let log_file = log_dir.join("demo/0.log");
     ensure!(
-        cs.log_path.is_empty() || PathBuf::from(&cs.log_path) == log_file,
+        cs.log_path.is_empty() || std::path::Path::new(&cs.log_path) == log_file,
         "log path {} != {}",
         cs.log_path,
         log_file.display()

@@ -4,11 +4,12 @@
 use std::time::{Duration, Instant};
 
 use berth_api::image::{IMPORT_SUCCESS, ImageStream, ImageStreamTag};
-use berth_e2e::api::{TestNamespace, admin_client, copy_image, kubectl_apply, unique, wait_for};
+use berth_e2e::api::{
+    TestNamespace, admin_client, copy_image, events_about, kubectl_apply, unique, wait_for,
+};
 use berth_e2e::cluster::LocalCluster;
 use berth_e2e::http::registry_digest;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Client, ResourceExt};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -53,13 +54,10 @@ fn tag_manifest(name: &str, stream: &str, tag: &str, from: &str) -> String {
 }
 
 async fn events_for(client: &Client, ns: &str, name: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    Ok(events
-        .list(&ListParams::default())
+    Ok(events_about(client, ns, name)
         .await?
         .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .map(|e| (e.reason, e.note))
         .collect())
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use berth_api::image::{IMPORT_REQUESTED_ANNOTATION, IMPORT_SUCCESS, ImageStreamTag};
-use berth_e2e::api::{TestNamespace, admin_client, kubectl_apply, unique, wait_for};
+use berth_e2e::api::{TestNamespace, admin_client, events_about, kubectl_apply, unique, wait_for};
 use berth_e2e::cluster::LocalCluster;
 use berth_e2e::controller::{ClusterController, Replica, metric_sum, readyz, scrape};
 use berth_e2e::http::{self, registry_digest};
@@ -93,19 +93,10 @@ async fn request_import(api: &Api<ImageStreamTag>, name: &str, value: &str) -> a
 
 /// The Events about `name` in `ns`: (reason, note, reporting instance).
 async fn events_for(client: &Client, ns: &str, name: &str) -> anyhow::Result<Vec<(String, String, String)>> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    Ok(events
-        .list(&ListParams::default())
+    Ok(events_about(client, ns, name)
         .await?
         .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .map(|e| {
-            (
-                e.reason.unwrap_or_default(),
-                e.note.unwrap_or_default(),
-                e.reporting_instance.unwrap_or_default(),
-            )
-        })
+        .map(|e| (e.reason, e.note, e.instance))
         .collect())
 }
 

@@ -8,13 +8,11 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_api::apps::WORKLOAD_LABEL;
-use berth_e2e::api::{TestNamespace, admin_client, kubectl_apply, wait_for};
+use berth_e2e::api::{LivePod, TestNamespace, admin_client, kubectl_apply, wait_for, workload_pods};
 use berth_e2e::cluster::LocalCluster;
 use berth_e2e::http::get;
 use k8s_openapi::api::core::v1::Pod;
-use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 
 /// The node grace of the local cluster's controller plus what it takes to notice, replace and start.
 const RECOVERY: Duration = Duration::from_secs(40 + 30);
@@ -67,31 +65,6 @@ spec:
         readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
 "#;
 
-/// `(name, node, ip, ready)` of the Workload's pods that are not being deleted.
-async fn live(pods: &Api<Pod>) -> anyhow::Result<Vec<(String, String, String, bool)>> {
-    let list = pods
-        .list(&ListParams::default().labels(&format!("{WORKLOAD_LABEL}=web")))
-        .await?;
-    Ok(list
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| {
-            let status = p.status.clone().unwrap_or_default();
-            let ready = status
-                .conditions
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            (
-                p.name_any(),
-                p.spec.and_then(|s| s.node_name).unwrap_or_default(),
-                status.pod_ip.unwrap_or_default(),
-                ready,
-            )
-        })
-        .collect())
-}
-
 async fn answers(ip: &str) -> bool {
     get(&format!("{ip}:8080"), "/", Duration::from_secs(1))
         .await
@@ -117,10 +90,10 @@ async fn scenario(prefix: &str, lose: &'static str, undo: &'static str) -> anyho
     .map_err(anyhow::Error::msg)?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
     let spread = wait_for("3 Ready pods on 3 hosts", Duration::from_secs(90), || async {
-        let pods = live(&pods).await?;
-        let hosts: BTreeSet<_> = pods.iter().map(|p| p.1.clone()).collect();
+        let pods = workload_pods(&pods, "web").await?;
+        let hosts: BTreeSet<_> = pods.iter().map(|p| p.node.clone()).collect();
         Ok(
-            if pods.len() == 3 && hosts.len() == 3 && pods.iter().all(|p| p.3) {
+            if pods.len() == 3 && hosts.len() == 3 && pods.iter().all(|p| p.ready) {
                 Ok(pods)
             } else {
                 Err(format!("{pods:?}"))
@@ -129,9 +102,13 @@ async fn scenario(prefix: &str, lose: &'static str, undo: &'static str) -> anyho
     })
     .await?;
     let victim = cluster.nodes.last().expect("hosts").name.clone();
-    let (stale_pod, _, stale_ip, _) = spread
+    let LivePod {
+        name: stale_pod,
+        ip: stale_ip,
+        ..
+    } = spread
         .iter()
-        .find(|p| p.1 == victim)
+        .find(|p| p.node == victim)
         .cloned()
         .expect("a pod on every host");
 
@@ -142,8 +119,8 @@ async fn scenario(prefix: &str, lose: &'static str, undo: &'static str) -> anyho
     };
     let lost_at = Instant::now();
     let replaced = wait_for(&format!("3 Ready pods without {victim}"), RECOVERY, || async {
-        let pods = live(&pods).await?;
-        let ok = pods.len() == 3 && pods.iter().all(|p| p.3 && p.1 != victim);
+        let pods = workload_pods(&pods, "web").await?;
+        let ok = pods.len() == 3 && pods.iter().all(|p| p.ready && p.node != victim);
         Ok(if ok { Ok(pods) } else { Err(format!("{pods:?}")) })
     })
     .await?;
@@ -151,7 +128,7 @@ async fn scenario(prefix: &str, lose: &'static str, undo: &'static str) -> anyho
         "{lose} {victim}: 3 Ready pods on the other hosts after {:?}",
         lost_at.elapsed()
     );
-    for (name, _, ip, _) in &replaced {
+    for LivePod { name, ip, .. } in &replaced {
         assert!(answers(ip).await, "{name} at {ip} does not answer");
     }
     assert!(
@@ -179,8 +156,8 @@ async fn scenario(prefix: &str, lose: &'static str, undo: &'static str) -> anyho
     );
     // The Workload never ends with more Ready pods than it asked for.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = live(&pods).await?;
-    assert_eq!(after.iter().filter(|p| p.3).count(), 3, "{after:?}");
+    let after = workload_pods(&pods, "web").await?;
+    assert_eq!(after.iter().filter(|p| p.ready).count(), 3, "{after:?}");
     Ok(())
 }
 

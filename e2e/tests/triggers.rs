@@ -5,13 +5,14 @@
 use std::time::{Duration, Instant};
 
 use berth_api::image::ImageStreamTag;
-use berth_e2e::api::{TestNamespace, admin_client, copy_image, kubectl_apply, unique, wait_for};
+use berth_e2e::api::{
+    TestNamespace, admin_client, copy_image, events_about, kubectl_apply, unique, wait_for,
+};
 use berth_e2e::cluster::LocalCluster;
 use berth_e2e::http::registry_digest;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::events::v1::Event;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -129,20 +130,12 @@ fn generation(object: &Value) -> i64 {
     object["metadata"]["generation"].as_i64().unwrap_or_default()
 }
 
-/// `(reason, note)` of the Events about `name`.
+/// `(reason, note)` of the Events about `name`, once per time it happened.
 async fn events_for(client: &Client, ns: &str, name: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    Ok(events
-        .list(&ListParams::default())
+    Ok(events_about(client, ns, name)
         .await?
         .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .flat_map(|e| {
-            // A repeated Event is one object with a series count: count each time.
-            let times = e.series.as_ref().map_or(1, |s| s.count.max(1));
-            let entry = (e.reason.unwrap_or_default(), e.note.unwrap_or_default());
-            std::iter::repeat_n(entry, usize::try_from(times).unwrap_or(1))
-        })
+        .flat_map(|e| std::iter::repeat_n((e.reason, e.note), e.count))
         .collect())
 }
 

@@ -5,12 +5,14 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use berth_api::apps::{WORKLOAD_LABEL, Workload};
-use berth_e2e::api::{TestNamespace, admin_client, copy_image, kubectl_apply, unique, wait_for};
+use berth_api::apps::Workload;
+use berth_e2e::api::{
+    LivePod, TestNamespace, admin_client, copy_image, events_about, kubectl_apply, unique, wait_for,
+    workload_pods,
+};
 use berth_e2e::cluster::LocalCluster;
 use berth_e2e::http::{get, registry_digest};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
@@ -44,43 +46,18 @@ spec:
     )
 }
 
-/// The Workload's live pods: `(name, node, pod IP, ready)`.
-async fn live_pods(pods: &Api<Pod>) -> anyhow::Result<Vec<(String, String, String, bool)>> {
-    let list = pods
-        .list(&ListParams::default().labels(&format!("{WORKLOAD_LABEL}=web")))
-        .await?;
-    Ok(list
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| {
-            let status = p.status.clone().unwrap_or_default();
-            let ready = status
-                .conditions
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            (
-                p.name_any(),
-                p.spec.and_then(|s| s.node_name).unwrap_or_default(),
-                status.pod_ip.unwrap_or_default(),
-                ready,
-            )
-        })
-        .collect())
-}
-
 /// Waits until the Workload runs `replicas` Ready pods on as many hosts, each answering `berth-demo VERSION`.
 async fn wait_serving(pods: &Api<Pod>, replicas: usize, version: &str) -> anyhow::Result<()> {
     wait_for(
         &format!("{replicas} Ready pods on {replicas} hosts answering {version}"),
         TIMEOUT,
         || async {
-            let live = live_pods(pods).await?;
-            let nodes: BTreeSet<_> = live.iter().map(|p| p.1.clone()).collect();
-            if live.len() != replicas || nodes.len() != replicas || !live.iter().all(|p| p.3) {
+            let live = workload_pods(pods, "web").await?;
+            let nodes: BTreeSet<_> = live.iter().map(|p| p.node.clone()).collect();
+            if live.len() != replicas || nodes.len() != replicas || !live.iter().all(|p| p.ready) {
                 return Ok(Err(format!("{live:?}")));
             }
-            for (name, _, ip, _) in &live {
+            for LivePod { name, ip, .. } in &live {
                 let body = get(&format!("{ip}:8080"), "/", Duration::from_secs(2))
                     .await
                     .map(|r| r.body)
@@ -96,13 +73,10 @@ async fn wait_serving(pods: &Api<Pod>, replicas: usize, version: &str) -> anyhow
 }
 
 async fn reasons(client: &Client, ns: &str, name: &str) -> anyhow::Result<Vec<String>> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    Ok(events
-        .list(&ListParams::default())
+    Ok(events_about(client, ns, name)
         .await?
         .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter_map(|e| e.reason)
+        .map(|e| e.reason)
         .collect())
 }
 
@@ -141,8 +115,8 @@ async fn e2e_a_moved_tag_rolls_out_across_three_hosts_and_a_paused_trigger_holds
         tokio::spawn(async move {
             let (mut fewest_ready, mut most_live) = (usize::MAX, 0usize);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(live) = live_pods(&pods).await {
-                    fewest_ready = fewest_ready.min(live.iter().filter(|p| p.3).count());
+                if let Ok(live) = workload_pods(&pods, "web").await {
+                    fewest_ready = fewest_ready.min(live.iter().filter(|p| p.ready).count());
                     most_live = most_live.max(live.len());
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -225,7 +199,7 @@ async fn e2e_a_workload_naming_a_missing_tag_says_so_and_runs_nothing() -> anyho
     );
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
     assert!(
-        live_pods(&pods).await?.is_empty(),
+        workload_pods(&pods, "web").await?.is_empty(),
         "pods were created for an unresolvable image"
     );
     Ok(())
