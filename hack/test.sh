@@ -63,4 +63,5 @@ step "smoke test (hack/smoke.sh)"
 step "end-to-end tests (e2e/)"
 # shellcheck source=/dev/null
 source "${BERTH_STATE:-$HOME/.berth/local}/env"
-cargo test -p berth-e2e --locked -- --test-threads=1
+# One at a time, including the scenarios that stop parts of the cluster (ignored in casual parallel runs).
+cargo test -p berth-e2e --locked -- --test-threads=1 --include-ignored

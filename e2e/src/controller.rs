@@ -5,12 +5,15 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 
 use crate::cluster::LocalCluster;
 use crate::http;
+
+/// The leader-election Lease's duration (`berth_controller::leader::LEASE_SECONDS`).
+pub const LEASE: Duration = Duration::from_secs(15);
 
 /// The default of `--metrics-addr`.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9090";
@@ -330,4 +333,85 @@ mod tests {
         assert_eq!(metric_sum(text, "berth_imports_in_flight", &[]), Some(0.0));
         assert_eq!(metric_sum(text, "berth_status_writes_total", &[]), None);
     }
+}
+
+/// Restarts the cluster's berth-controller with `hack/up.sh` (with the settings it had) when dropped, unless
+/// that was done already.
+pub struct RestoreClusterController {
+    state: std::path::PathBuf,
+    /// The settings it is restored with.
+    pub env: Vec<(String, String)>,
+    metrics_addr: String,
+    restored: bool,
+}
+
+impl RestoreClusterController {
+    /// Restores `leader` as it runs now: same state dir, import interval and log level.
+    pub fn of(cluster: &LocalCluster, leader: &ClusterController) -> Self {
+        Self {
+            state: cluster.state.clone(),
+            env: ["BERTH_IMPORT_INTERVAL", "RUST_LOG"]
+                .iter()
+                .filter_map(|k| leader.env.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                .collect(),
+            metrics_addr: leader.metrics_addr(),
+            restored: false,
+        }
+    }
+
+    /// Runs `hack/up.sh` and waits until the controller is ready.
+    pub fn restore(&mut self) -> anyhow::Result<()> {
+        self.restored = true;
+        let up = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/up.sh");
+        let out = std::process::Command::new(&up)
+            .env("BERTH_STATE", &self.state)
+            .env_remove("BERTH_LOCK_HELD")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .with_context(|| format!("running {}", up.display()))?;
+        ensure!(
+            out.status.success(),
+            "{} failed: {}",
+            up.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The Lease of the replica that was killed runs out first.
+        let deadline = Instant::now() + LEASE * 4;
+        while Instant::now() < deadline {
+            if blocking_status(&self.metrics_addr, "/readyz") == Some(200) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        anyhow::bail!(
+            "the restarted berth-controller is not ready after {:?}",
+            LEASE * 4
+        )
+    }
+}
+
+impl Drop for RestoreClusterController {
+    fn drop(&mut self) {
+        if !self.restored
+            && let Err(e) = self.restore()
+        {
+            eprintln!("could not restore the cluster's berth-controller: {e:#}; run hack/up.sh");
+        }
+    }
+}
+
+/// The status code of `GET path` without an async runtime (for Drop).
+fn blocking_status(addr: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    http::parse_response(&raw).ok().map(|r| r.status)
 }

@@ -11,11 +11,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, ensure};
+use anyhow::ensure;
 use berth_api::image::{IMPORT_REQUESTED_ANNOTATION, IMPORT_SUCCESS, ImageStreamTag};
 use berth_e2e::api::{TestNamespace, admin_client, events_about, kubectl_apply, unique, wait_for};
 use berth_e2e::cluster::LocalCluster;
-use berth_e2e::controller::{ClusterController, Replica, metric_sum, readyz, scrape};
+use berth_e2e::controller::{
+    ClusterController, LEASE, Replica, RestoreClusterController, metric_sum, readyz, scrape,
+};
 use berth_e2e::http::{self, registry_digest};
 use berth_e2e::registry::PrivateRegistry;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -27,9 +29,6 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long after its slot a scheduled import may take to show in status (reconcile, resolve, write, watch).
 const SCHEDULE_SLACK: Duration = Duration::from_secs(15);
-
-/// The controller's Lease lasts this long without renewal (`berth_controller::leader::LEASE_SECONDS`).
-const LEASE: Duration = Duration::from_secs(15);
 
 /// The tag's `ImportSuccess` condition as `(status, reason, message)`, once it has one.
 fn import_condition(tag: &ImageStreamTag) -> Option<(String, String, String)> {
@@ -461,85 +460,6 @@ async fn e2e_the_leader_is_ready_and_measures_imports_and_registries() -> anyhow
         "{after}"
     );
     Ok(())
-}
-
-/// Restarts the cluster's berth-controller with `hack/up.sh` (with the settings it had) when dropped, unless
-/// that was done already.
-struct RestoreClusterController {
-    state: std::path::PathBuf,
-    env: Vec<(String, String)>,
-    metrics_addr: String,
-    restored: bool,
-}
-
-impl RestoreClusterController {
-    /// Restores `leader` as it runs now: same state dir, import interval and log level.
-    fn of(cluster: &LocalCluster, leader: &ClusterController) -> Self {
-        Self {
-            state: cluster.state.clone(),
-            env: ["BERTH_IMPORT_INTERVAL", "RUST_LOG"]
-                .iter()
-                .filter_map(|k| leader.env.get(*k).map(|v| ((*k).to_owned(), v.clone())))
-                .collect(),
-            metrics_addr: leader.metrics_addr(),
-            restored: false,
-        }
-    }
-
-    fn restore(&mut self) -> anyhow::Result<()> {
-        self.restored = true;
-        let up = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/up.sh");
-        let out = std::process::Command::new(&up)
-            .env("BERTH_STATE", &self.state)
-            .env_remove("BERTH_LOCK_HELD")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .with_context(|| format!("running {}", up.display()))?;
-        ensure!(
-            out.status.success(),
-            "{} failed: {}",
-            up.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // The Lease of the replica that was killed runs out first.
-        let deadline = Instant::now() + LEASE * 4;
-        while Instant::now() < deadline {
-            if blocking_status(&self.metrics_addr, "/readyz") == Some(200) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        anyhow::bail!(
-            "the restarted berth-controller is not ready after {:?}",
-            LEASE * 4
-        )
-    }
-}
-
-impl Drop for RestoreClusterController {
-    fn drop(&mut self) {
-        if !self.restored
-            && let Err(e) = self.restore()
-        {
-            eprintln!("could not restore the cluster's berth-controller: {e:#}; run hack/up.sh");
-        }
-    }
-}
-
-/// The status code of `GET path` without an async runtime (for Drop).
-fn blocking_status(addr: &str, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    http::parse_response(&raw).ok().map(|r| r.status)
 }
 
 #[tokio::test]
