@@ -300,41 +300,6 @@ impl Drop for Replica {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_in_humantime_shapes() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("").is_err());
-    }
-
-    #[test]
-    fn metric_samples_are_summed_by_labels() {
-        let text = "# HELP berth_imports Image imports\n# TYPE berth_imports counter\n\
-                    berth_imports_total{trigger=\"scheduled\",result=\"Imported\"} 3\n\
-                    berth_imports_total{trigger=\"never imported\",result=\"Imported\"} 2\n\
-                    berth_imports_total{trigger=\"scheduled\",result=\"NotFound\"} 1\n\
-                    berth_imports_in_flight 0\n";
-        assert_eq!(metric_sum(text, "berth_imports_total", &[]), Some(6.0));
-        assert_eq!(
-            metric_sum(text, "berth_imports_total", &[("trigger", "scheduled")]),
-            Some(4.0)
-        );
-        assert_eq!(
-            metric_sum(text, "berth_imports_total", &[("result", "Imported")]),
-            Some(5.0)
-        );
-        assert_eq!(metric_sum(text, "berth_imports_in_flight", &[]), Some(0.0));
-        assert_eq!(metric_sum(text, "berth_status_writes_total", &[]), None);
-    }
-}
-
 /// Restarts the cluster's berth-controller with `hack/up.sh` (with the settings it had) when dropped, unless
 /// that was done already.
 pub struct RestoreClusterController {
@@ -414,4 +379,39 @@ fn blocking_status(addr: &str, path: &str) -> Option<u16> {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
     http::parse_response(&raw).ok().map(|r| r.status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_humantime_shapes() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn metric_samples_are_summed_by_labels() {
+        let text = "# HELP berth_imports Image imports\n# TYPE berth_imports counter\n\
+                    berth_imports_total{trigger=\"scheduled\",result=\"Imported\"} 3\n\
+                    berth_imports_total{trigger=\"never imported\",result=\"Imported\"} 2\n\
+                    berth_imports_total{trigger=\"scheduled\",result=\"NotFound\"} 1\n\
+                    berth_imports_in_flight 0\n";
+        assert_eq!(metric_sum(text, "berth_imports_total", &[]), Some(6.0));
+        assert_eq!(
+            metric_sum(text, "berth_imports_total", &[("trigger", "scheduled")]),
+            Some(4.0)
+        );
+        assert_eq!(
+            metric_sum(text, "berth_imports_total", &[("result", "Imported")]),
+            Some(5.0)
+        );
+        assert_eq!(metric_sum(text, "berth_imports_in_flight", &[]), Some(0.0));
+        assert_eq!(metric_sum(text, "berth_status_writes_total", &[]), None);
+    }
 }
