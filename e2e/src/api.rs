@@ -223,3 +223,14 @@ pub async fn workload_pods(
         })
         .collect())
 }
+
+/// The tag's `ImportSuccess` condition as `(status, reason, message)`, once it has one.
+pub fn import_condition(tag: &berth_api::image::ImageStreamTag) -> Option<(String, String, String)> {
+    let c = tag
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == berth_api::image::IMPORT_SUCCESS)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}

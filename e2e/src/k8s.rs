@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Client;
+
+use crate::cluster::LocalCluster;
 use kube::api::{Api, DeleteParams, PostParams};
 
 pub use crate::api::admin_client;
@@ -119,4 +121,14 @@ pub async fn create_pod(api: &Api<Pod>, pod: &Pod) -> anyhow::Result<Pod> {
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The local cluster and a fresh namespace for one scenario; `None` only when `BERTH_E2E=skip`.
+pub async fn setup(prefix: &str) -> anyhow::Result<Option<(LocalCluster, TestNamespace)>> {
+    let Some(cluster) = LocalCluster::require() else {
+        return Ok(None);
+    };
+    let client = admin_client(&cluster).await?;
+    let ns = TestNamespace::create(&client, prefix).await?;
+    Ok(Some((cluster, ns)))
 }

@@ -8,17 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use berth_e2e::cluster::LocalCluster;
-use berth_e2e::k8s::{TestNamespace, admin_client, create_pod, phase, wait_pod};
+use berth_e2e::k8s::{create_pod, phase, setup, wait_pod};
 use k8s_openapi::api::core::v1::Pod;
-
-async fn setup(prefix: &str) -> anyhow::Result<Option<(LocalCluster, TestNamespace)>> {
-    let Some(cluster) = LocalCluster::require() else {
-        return Ok(None);
-    };
-    let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, prefix).await?;
-    Ok(Some((cluster, ns)))
-}
 
 fn kubectl(cluster: &LocalCluster, ns: &str) -> tokio::process::Command {
     let mut c = tokio::process::Command::new("kubectl");

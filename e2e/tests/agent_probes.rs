@@ -6,19 +6,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use berth_e2e::cluster::LocalCluster;
-use berth_e2e::k8s::{TestNamespace, admin_client, create_pod, phase, wait_pod};
+use berth_e2e::k8s::{create_pod, phase, setup, wait_pod};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::Api;
-
-async fn setup(prefix: &str) -> anyhow::Result<Option<(LocalCluster, TestNamespace)>> {
-    let Some(cluster) = LocalCluster::require() else {
-        return Ok(None);
-    };
-    let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, prefix).await?;
-    Ok(Some((cluster, ns)))
-}
 
 fn pod(name: &str, node: &str, container: serde_json::Value) -> anyhow::Result<Pod> {
     Ok(serde_json::from_value(serde_json::json!({

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use berth_api::image::{IMPORT_SUCCESS, ImageStream, ImageStreamTag};
+use berth_api::image::{ImageStream, ImageStreamTag};
 use berth_e2e::api::{
-    TestNamespace, admin_client, copy_image, events_about, kubectl_apply, unique, wait_for,
+    TestNamespace, admin_client, copy_image, events_about, import_condition, kubectl_apply, unique, wait_for,
 };
 use berth_e2e::cluster::LocalCluster;
 use berth_e2e::http::registry_digest;
@@ -13,17 +13,6 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Client, ResourceExt};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The tag's `ImportSuccess` condition as `(status, reason, message)`, once it has one.
-fn import_condition(tag: &ImageStreamTag) -> Option<(String, String, String)> {
-    let c = tag
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == IMPORT_SUCCESS)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
-}
 
 /// Waits until the tag `name` satisfies `ok`, describing what it saw otherwise.
 async fn wait_tag(

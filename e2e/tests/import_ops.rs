@@ -12,8 +12,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use berth_api::image::{IMPORT_REQUESTED_ANNOTATION, IMPORT_SUCCESS, ImageStreamTag};
-use berth_e2e::api::{TestNamespace, admin_client, events_about, kubectl_apply, unique, wait_for};
+use berth_api::image::{IMPORT_REQUESTED_ANNOTATION, ImageStreamTag};
+use berth_e2e::api::{
+    TestNamespace, admin_client, events_about, import_condition, kubectl_apply, unique, wait_for,
+};
 use berth_e2e::cluster::LocalCluster;
 use berth_e2e::controller::{
     ClusterController, LEASE, Replica, RestoreClusterController, metric_sum, readyz, scrape,
@@ -29,17 +31,6 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long after its slot a scheduled import may take to show in status (reconcile, resolve, write, watch).
 const SCHEDULE_SLACK: Duration = Duration::from_secs(15);
-
-/// The tag's `ImportSuccess` condition as `(status, reason, message)`, once it has one.
-fn import_condition(tag: &ImageStreamTag) -> Option<(String, String, String)> {
-    let c = tag
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == IMPORT_SUCCESS)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
-}
 
 fn digest(tag: &ImageStreamTag) -> Option<&str> {
     tag.status.as_ref()?.digest.as_deref()
