@@ -234,3 +234,45 @@ pub fn import_condition(tag: &berth_api::image::ImageStreamTag) -> Option<(Strin
         .find(|c| c.type_ == berth_api::image::IMPORT_SUCCESS)?;
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
+
+/// Waits until every host of the cluster is Ready and its agent renewed its Lease in the last 15 s, so that a
+/// scenario starting now can use all of them (a host that just came back is not schedulable until then).
+pub async fn wait_hosts_ready(
+    client: &Client,
+    cluster: &LocalCluster,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Node;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    wait_for("every host Ready with a fresh Lease", timeout, || async {
+        let mut missing = Vec::new();
+        for host in &cluster.nodes {
+            let ready = nodes
+                .get_opt(&host.name)
+                .await?
+                .and_then(|n| n.status)
+                .and_then(|s| s.conditions)
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            let renewed = leases
+                .get_opt(&host.name)
+                .await?
+                .and_then(|l| l.spec)
+                .and_then(|s| s.renew_time);
+            let fresh = renewed.is_some_and(|t| {
+                k8s_openapi::jiff::Timestamp::now().duration_since(t.0)
+                    < k8s_openapi::jiff::SignedDuration::from_secs(15)
+            });
+            if !(ready && fresh) {
+                missing.push(format!("{} (ready {ready}, fresh lease {fresh})", host.name));
+            }
+        }
+        Ok(if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join(", "))
+        })
+    })
+    .await
+}

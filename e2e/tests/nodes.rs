@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_e2e::api::{LivePod, TestNamespace, admin_client, kubectl_apply, wait_for, workload_pods};
+use berth_e2e::api::{
+    LivePod, TestNamespace, admin_client, kubectl_apply, wait_for, wait_hosts_ready, workload_pods,
+};
 use berth_e2e::cluster::LocalCluster;
 use berth_e2e::http::get;
 use k8s_openapi::api::core::v1::Pod;
@@ -81,6 +83,8 @@ async fn scenario(prefix: &str, lose: &'static str, undo: &'static str) -> anyho
     };
     let _turn = ONE_AT_A_TIME.lock().await;
     let client = admin_client(&cluster).await?;
+    // A host that an earlier scenario brought back must be schedulable again first.
+    wait_hosts_ready(&client, &cluster, Duration::from_secs(60)).await?;
     let ns = TestNamespace::create(&client, &cluster, prefix).await?;
     kubectl_apply(
         &cluster,
@@ -158,6 +162,8 @@ async fn scenario(prefix: &str, lose: &'static str, undo: &'static str) -> anyho
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = workload_pods(&pods, "web").await?;
     assert_eq!(after.iter().filter(|p| p.ready).count(), 3, "{after:?}");
+    // Leave the cluster whole for what runs next.
+    wait_hosts_ready(&client, &cluster, Duration::from_secs(60)).await?;
     Ok(())
 }
 
