@@ -153,12 +153,20 @@ async fn e2e_takeover_a_standby_finishes_a_rollout_the_killed_leader_began() -> 
     new_names.sort();
     let expected: Vec<_> = (0..3).map(|i| format!("web-{new_hash}-{i}")).collect();
     assert_eq!(new_names, expected, "pods of revision 2");
-    let s = workloads.get("web").await?.status.unwrap_or_default();
-    assert_eq!(
-        (s.revision, s.replicas, s.updated_replicas, s.available_replicas),
-        (2, 3, 3, 3),
-        "{s:?}"
-    );
+    wait_for(
+        "status: revision 2 with 3 of 3 pods updated and available",
+        TIMEOUT,
+        || async {
+            let s = workloads.get("web").await?.status.unwrap_or_default();
+            let counts = (s.revision, s.replicas, s.updated_replicas, s.available_replicas);
+            Ok(if counts == (2, 3, 3, 3) {
+                Ok(())
+            } else {
+                Err(format!("{counts:?}"))
+            })
+        },
+    )
+    .await?;
 
     standby.terminate(Duration::from_secs(10));
     restore.restore()?;
