@@ -95,12 +95,10 @@ impl Context {
                 retry_after,
             },
         );
-    }
-
-    /// Forgets a deleted tag.
-    pub fn forget(&self, tag: &ObjectRef<ImageStreamTag>) {
-        self.checks.lock().expect("not poisoned").remove(tag);
-        self.pushed.lock().expect("not poisoned").remove(tag);
+        // Deleted tags are not reconciled again: now and then, drop what is remembered of them.
+        if checks.len() % 1024 == 0 {
+            checks.retain(|tag, _| self.tags.get(tag).is_some());
+        }
     }
 
     /// Marks `tag` for import because its registry reported a push of `push.digest`.
