@@ -96,7 +96,7 @@ impl Context {
             },
         );
         // Deleted tags are not reconciled again: now and then, drop what is remembered of them.
-        if checks.len() % 1024 == 0 {
+        if checks.len().is_multiple_of(1024) {
             checks.retain(|tag, _| self.tags.get(tag).is_some());
         }
     }
