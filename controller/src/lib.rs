@@ -3,6 +3,7 @@
 //! Decisions are pure functions (`import::status`, `import::schedule`, `import::source`, `streams::plan_tags`,
 //! `webhook::matching_tags`); the reconcilers around them are thin; `run` wires it all.
 
+pub mod caches;
 pub mod conditions;
 pub mod config;
 pub mod context;

@@ -10,11 +10,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
+use crate::caches;
 use crate::config::Config;
 use crate::context::{Context, Push};
 use crate::error::{Error, Result};
@@ -88,55 +89,12 @@ fn read_token(config: &Config) -> Result<Option<Arc<str>>> {
     Ok(config.webhook_token.as_deref().map(|t| t.trim().into()))
 }
 
-/// A shared watch of every `K`, with managed fields stripped: the reader, the writer's subscribers, and the
-/// future that drives it.
-fn shared_watch<K>(
-    client: &Client,
-    subscribers: usize,
-) -> (
-    Store<K>,
-    Vec<reflector::ReflectHandle<K>>,
-    impl std::future::Future<Output = ()>,
-)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store_shared::<K>(1024);
-    let subs = (0..subscribers)
-        .map(|_| writer.subscribe().expect("a shared store"))
-        .collect();
-    let driver = watcher(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
+/// A cache of the pull secrets of one type.
+fn pull_secrets(client: &Client, type_: &str) -> (Store<Secret>, impl std::future::Future<Output = ()>) {
+    caches::cache(
+        Api::all(client.clone()),
+        watcher::Config::default().fields(&format!("type={type_}")),
     )
-    .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
-    .reflect_shared(writer)
-    .for_each(|event| {
-        if let Err(e) = event {
-            warn!(error = %e, kind = %K::kind(&()), "watch error; retrying");
-        }
-        ready(())
-    });
-    (reader, subs, driver)
-}
-
-/// A watch of the pull secrets of one type.
-fn pull_secret_watch(client: &Client, type_: &str) -> (Store<Secret>, impl std::future::Future<Output = ()>) {
-    let (reader, writer) = reflector::store();
-    let config = watcher::Config::default().fields(&format!("type={type_}"));
-    let driver = watcher(Api::<Secret>::all(client.clone()), config)
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(writer)
-        .for_each(|_| ready(()));
-    (reader, driver)
 }
 
 /// Runs the controller until it fails, loses the lease, or is asked to stop.
@@ -155,7 +113,7 @@ pub async fn run(config: Config) -> Result<()> {
         signal = &mut stop => { info!(signal, "stopping"); return Ok(()) }
     };
 
-    let (tags, tag_subs, tags_watch) = shared_watch::<ImageStreamTag>(&client, 5);
+    let (tags, tag_subs, tags_watch) = caches::shared(Api::<ImageStreamTag>::all(client.clone()), 5);
     // One subscriber of the shared tag watch per consumer.
     let Ok(
         [
@@ -167,11 +125,12 @@ pub async fn run(config: Config) -> Result<()> {
         ],
     ) = <[_; 5]>::try_from(tag_subs)
     else {
-        unreachable!("shared_watch made 5 subscribers")
+        unreachable!("caches::shared made 5 subscribers")
     };
-    let (streams_store, mut stream_subs, streams_watch) = shared_watch::<ImageStream>(&client, 1);
-    let (json_secrets, json_watch) = pull_secret_watch(&client, "kubernetes.io/dockerconfigjson");
-    let (cfg_secrets, cfg_watch) = pull_secret_watch(&client, "kubernetes.io/dockercfg");
+    let (streams_store, mut stream_subs, streams_watch) =
+        caches::shared(Api::<ImageStream>::all(client.clone()), 1);
+    let (json_secrets, json_watch) = pull_secrets(&client, "kubernetes.io/dockerconfigjson");
+    let (cfg_secrets, cfg_watch) = pull_secrets(&client, "kubernetes.io/dockercfg");
 
     let resolver_config = ResolverConfig {
         platform: config.platform.parse()?,

@@ -175,6 +175,14 @@ mod tests {
         t
     }
 
+    /// What is remembered of a successful check at `at`.
+    fn checked(at: i64) -> Option<LastCheck> {
+        Some(LastCheck {
+            at,
+            ..Default::default()
+        })
+    }
+
     const PACING: Pacing = Pacing {
         interval: Duration::from_secs(900),
         retry: Duration::from_secs(10),
@@ -199,15 +207,7 @@ mod tests {
     #[test]
     fn an_unscheduled_imported_tag_waits_for_a_change() {
         let t = tag("a", false);
-        let p = plan(
-            &t,
-            Some(LastCheck {
-                at: 0,
-                ..Default::default()
-            }),
-            PACING,
-            100_000,
-        );
+        let p = plan(&t, checked(0), PACING, 100_000);
         assert_eq!(
             p,
             Plan {
@@ -221,23 +221,10 @@ mod tests {
     fn a_scheduled_tag_is_due_once_per_interval_at_its_phase() {
         let t = tag("a", true);
         let now = 1_800_000_000;
-        let wait = plan(
-            &t,
-            Some(LastCheck {
-                at: now,
-                ..Default::default()
-            }),
-            PACING,
-            now,
-        )
-        .recheck_in
-        .unwrap();
+        let wait = plan(&t, checked(now), PACING, now).recheck_in.unwrap();
         assert!(wait <= PACING.interval && wait > Duration::ZERO);
         let at_slot = now + secs(wait);
-        let last = Some(LastCheck {
-            at: now,
-            ..Default::default()
-        });
+        let last = checked(now);
         assert_eq!(reason_to_import(&t, last, PACING, at_slot - 1), None);
         assert_eq!(reason_to_import(&t, last, PACING, at_slot), Some("scheduled"));
         // After a restart nothing is remembered: the tag waits for its slot instead of importing at once.
@@ -250,17 +237,7 @@ mod tests {
         let mut per_minute = [0u32; 15];
         for i in 0..10_000 {
             let t = tag(&format!("uid-{i}"), true);
-            let wait = plan(
-                &t,
-                Some(LastCheck {
-                    at: now,
-                    ..Default::default()
-                }),
-                PACING,
-                now,
-            )
-            .recheck_in
-            .unwrap();
+            let wait = plan(&t, checked(now), PACING, now).recheck_in.unwrap();
             per_minute[usize::try_from(wait.as_secs().saturating_sub(1) / 60).unwrap()] += 1;
         }
         // Evenly spread is 667 a minute; no minute gets more than 1.3 times that.

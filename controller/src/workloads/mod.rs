@@ -8,55 +8,34 @@ pub mod rollout;
 pub mod scheduler;
 pub mod status;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_api::apps::{WORKLOAD_LABEL, Workload};
+use berth_api::apps::Workload;
 use berth_api::image::ImageStreamTag;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::{Controller, watcher};
 use kube::{Client, ResourceExt};
 
+use crate::caches;
 use crate::context::Context;
 use reconcile::WorkloadContext;
-
-/// A plain watch of every `K` into a store, with managed fields stripped.
-fn cache<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, impl Future<Output = ()>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let driver = watcher(api, config)
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(writer)
-        .for_each(|_| std::future::ready(()));
-    (reader, driver)
-}
 
 /// The Workload controller, with the caches it needs: runs until the process stops.
 pub async fn run(ctx: Arc<Context>, tags: ReflectHandle<ImageStreamTag>, node_grace: Duration) {
     let client: Client = ctx.client.clone();
-    let (pods, pods_watch) = cache(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    );
-    let (nodes, nodes_watch) = cache(
+    // One watch of every Pod: the scheduler counts what is bound anywhere, and the Workloads' own Pods
+    // trigger their reconciles through the same stream.
+    let (pods, mut pod_subs, pods_watch) = caches::shared(Api::<Pod>::all(client.clone()), 1);
+    let (nodes, nodes_watch) = caches::cache(
         Api::<Node>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     );
-    let (leases, leases_watch) = cache(
+    let (leases, leases_watch) = caches::cache(
         Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
         watcher::Config::default().any_semantic(),
     );
@@ -98,9 +77,8 @@ pub async fn run(ctx: Arc<Context>, tags: ReflectHandle<ImageStreamTag>, node_gr
             .map(|w| ObjectRef::from_obj(w.as_ref()))
             .collect::<Vec<_>>()
     };
-    let pod_config = watcher::Config::default().labels(WORKLOAD_LABEL).any_semantic();
     let reconciler = controller
-        .owns(Api::<Pod>::all(client), pod_config)
+        .owns_shared_stream(pod_subs.pop().expect("one subscriber"))
         .watches_shared_stream(tags, follows)
         .run(reconcile::reconcile, reconcile::error_policy, wctx)
         .for_each(|_| std::future::ready(()));
