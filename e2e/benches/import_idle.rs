@@ -135,7 +135,7 @@ async fn run(cluster: LocalCluster, settings: Settings) -> anyhow::Result<()> {
         settings.tags, settings.scheduled, settings.idle, controller.pid
     );
     let rss_start = rss(&controller)?;
-    let ns = TestNamespace::create(&client, &cluster, "bench").await?;
+    let ns = TestNamespace::create(&client, "bench").await?;
     let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), &ns.name);
 
     let start = Instant::now();

@@ -21,17 +21,21 @@ pub async fn admin_client(cluster: &LocalCluster) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-/// A namespace of one test, deleted when dropped (also when the test fails).
+/// A namespace of one test, `e2e-PREFIX-RANDOM`, deleted (with everything in it) when dropped, also when the
+/// test fails; kept with `BERTH_E2E_KEEP=1`.
 pub struct TestNamespace {
     /// Its name.
     pub name: String,
+    client: Client,
     kubeconfig: std::path::PathBuf,
 }
 
 impl TestNamespace {
-    /// Creates `e2e-<prefix>-<random>`.
-    pub async fn create(client: &Client, cluster: &LocalCluster, prefix: &str) -> anyhow::Result<Self> {
-        let name = format!("e2e-{prefix}-{}", unique());
+    /// Creates the namespace.
+    pub async fn create(client: &Client, prefix: &str) -> anyhow::Result<Self> {
+        // Drop cannot use `client`: it may block the very runtime the client's connection runs on.
+        let kubeconfig = LocalCluster::load(&crate::cluster::state_dir())?.kubeconfig;
+        let name = format!("e2e-{}-{}", prefix.trim_start_matches("e2e-"), unique());
         let ns = Namespace {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.clone()),
@@ -41,11 +45,18 @@ impl TestNamespace {
         };
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &ns)
-            .await?;
+            .await
+            .with_context(|| format!("creating namespace {name}"))?;
         Ok(Self {
             name,
-            kubeconfig: cluster.kubeconfig.clone(),
+            client: client.clone(),
+            kubeconfig,
         })
+    }
+
+    /// The pods API of this namespace.
+    pub fn pods(&self) -> Api<k8s_openapi::api::core::v1::Pod> {
+        Api::namespaced(self.client.clone(), &self.name)
     }
 }
 

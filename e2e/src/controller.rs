@@ -286,6 +286,27 @@ impl Replica {
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
+
+    /// Waits until the replica says it waits for the Lease; fails when it exits instead.
+    pub async fn wait_standing_by(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log_text();
+            if log.contains("waiting to lead") {
+                return Ok(());
+            }
+            if let Some(status) = self.exited() {
+                bail!("replica {} exited ({status}): {log}", self.identity);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "replica {} does not wait for the Lease after {timeout:?}: {log}",
+                    self.identity
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for Replica {

@@ -5,65 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::Client;
+use anyhow::bail;
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::cluster::LocalCluster;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, PostParams};
 
-pub use crate::api::admin_client;
-
-/// A namespace created for one test and deleted (with everything in it) when dropped.
-pub struct TestNamespace {
-    /// Its name.
-    pub name: String,
-    client: Client,
-}
-
-impl TestNamespace {
-    /// Creates `prefix-<random>`.
-    pub async fn create(client: &Client, prefix: &str) -> anyhow::Result<Self> {
-        let name = format!("{prefix}-{}", crate::api::unique());
-        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .with_context(|| format!("creating namespace {name}"))?;
-        Ok(TestNamespace {
-            name,
-            client: client.clone(),
-        })
-    }
-
-    /// The pods API of this namespace.
-    pub fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), &self.name)
-    }
-}
-
-impl Drop for TestNamespace {
-    fn drop(&mut self) {
-        if std::env::var("BERTH_E2E_KEEP").is_ok_and(|v| v == "1") {
-            eprintln!("BERTH_E2E_KEEP=1: leaving namespace {}", self.name);
-            return;
-        }
-        let (client, name) = (self.client.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                Api::<Namespace>::all(client)
-                    .delete(&name, &DeleteParams::default())
-                    .await
-                    .map(|_| ())
-                    .map_err(anyhow::Error::from)
-            })
-        })
-        .join();
-    }
-}
+pub use crate::api::{TestNamespace, admin_client};
 
 /// Polls pod `name` until `check` returns `Some`, or fails after `timeout` with the last
 /// status seen.

@@ -56,7 +56,7 @@ async fn e2e_a_push_moves_the_tag_within_seconds_with_history() -> anyhow::Resul
         return Ok(());
     };
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "push").await?;
+    let ns = TestNamespace::create(&client, "push").await?;
     let registry = &cluster.registry;
     let repo = format!("berth/e2e-{}", unique());
     copy_image(registry, "berth/demo:v1", &format!("{repo}:live"))?;
@@ -152,7 +152,7 @@ async fn e2e_a_missing_image_is_reported_not_found() -> anyhow::Result<()> {
         return Ok(());
     };
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "notfound").await?;
+    let ns = TestNamespace::create(&client, "notfound").await?;
     let from = format!("{}/berth/demo:no-such-tag", cluster.registry);
     kubectl_apply(
         &cluster,
@@ -190,7 +190,7 @@ async fn e2e_inline_tags_aliases_loops_and_conflicts() -> anyhow::Result<()> {
         return Ok(());
     };
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "stream").await?;
+    let ns = TestNamespace::create(&client, "stream").await?;
     let registry = &cluster.registry;
     let v1 = registry_digest(registry, "berth/demo", "v1").await?;
     let stream = |extra: &str| {
@@ -280,7 +280,7 @@ async fn e2e_the_api_server_refuses_bad_manifests_naming_the_field() -> anyhow::
         return Ok(());
     };
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "schema").await?;
+    let ns = TestNamespace::create(&client, "schema").await?;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tests/fixtures/invalid");
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir)? {

@@ -114,7 +114,7 @@ async fn e2e_a_scheduled_tag_picks_up_a_registry_change_within_its_interval() ->
     };
     let (_, interval) = scheduling_controller(&cluster)?;
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "sched").await?;
+    let ns = TestNamespace::create(&client, "sched").await?;
     let registry = PrivateRegistry::start().await?;
     registry.copy_from(&cluster.registry, "berth/demo:v1", "e2e/demo:live")?;
     let v1 = registry.digest("e2e/demo", "live").await?;
@@ -169,7 +169,7 @@ async fn e2e_a_stopped_registry_is_reported_and_the_tag_recovers_with_its_histor
         return Ok(());
     };
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "outage").await?;
+    let ns = TestNamespace::create(&client, "outage").await?;
     let mut registry = PrivateRegistry::start().await?;
     registry.copy_from(&cluster.registry, "berth/demo:v1", "e2e/demo:live")?;
     let v1 = registry.digest("e2e/demo", "live").await?;
@@ -297,21 +297,7 @@ async fn e2e_a_second_replica_stays_standby_and_writes_nothing() -> anyhow::Resu
         .unwrap_or_else(|| "15m".into());
     let mut standby = Replica::start(&cluster, &identity, &[("BERTH_IMPORT_INTERVAL", &interval)])?;
     let started = Instant::now();
-    wait_for("the standby to wait for the Lease", TIMEOUT, || {
-        let log = standby.log_text();
-        let exited = standby.exited();
-        async move {
-            if let Some(status) = exited {
-                anyhow::bail!("the standby exited ({status}): {log}");
-            }
-            Ok(if log.contains("waiting to lead") {
-                Ok(())
-            } else {
-                Err(log)
-            })
-        }
-    })
-    .await?;
+    standby.wait_standing_by(TIMEOUT).await?;
     assert_eq!(
         readyz(&standby.metrics_addr).await?,
         503,
@@ -319,7 +305,7 @@ async fn e2e_a_second_replica_stays_standby_and_writes_nothing() -> anyhow::Resu
     );
 
     // The leader imports while the standby watches.
-    let ns = TestNamespace::create(&client, &cluster, "standby").await?;
+    let ns = TestNamespace::create(&client, "standby").await?;
     let v1 = registry_digest(&cluster.registry, "berth/demo", "v1").await?;
     let from = format!("{}/berth/demo:v1", cluster.registry);
     kubectl_apply(&cluster, &ns.name, &tag_manifest("app.v1", &from, false)).map_err(anyhow::Error::msg)?;
@@ -408,7 +394,7 @@ async fn e2e_the_leader_is_ready_and_measures_imports_and_registries() -> anyhow
     .unwrap_or(0.0);
 
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "metrics").await?;
+    let ns = TestNamespace::create(&client, "metrics").await?;
     let v1 = registry_digest(&cluster.registry, "berth/demo", "v1").await?;
     let from = format!("{}/berth/demo:v1", cluster.registry);
     kubectl_apply(&cluster, &ns.name, &tag_manifest("app.v1", &from, false)).map_err(anyhow::Error::msg)?;
@@ -541,18 +527,8 @@ async fn takeover(cluster: &LocalCluster) -> anyhow::Result<()> {
         .filter(|(k, _)| k == "BERTH_IMPORT_INTERVAL")
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let standby = Replica::start(cluster, &identity, &extra)?;
-    wait_for("the standby to wait for the Lease", TIMEOUT, || {
-        let log = standby.log_text();
-        async move {
-            Ok(if log.contains("waiting to lead") {
-                Ok(())
-            } else {
-                Err(log)
-            })
-        }
-    })
-    .await?;
+    let mut standby = Replica::start(cluster, &identity, &extra)?;
+    standby.wait_standing_by(TIMEOUT).await?;
 
     // Kill the leader (by its recorded pid, checked against its start time): it cannot hand the Lease over,
     // the standby takes it when it expires.
@@ -585,7 +561,7 @@ async fn takeover(cluster: &LocalCluster) -> anyhow::Result<()> {
     .await?;
 
     let client = admin_client(cluster).await?;
-    let ns = TestNamespace::create(&client, cluster, "takeover").await?;
+    let ns = TestNamespace::create(&client, "takeover").await?;
     let v1 = registry_digest(&cluster.registry, "berth/demo", "v1").await?;
     let from = format!("{}/berth/demo:v1", cluster.registry);
     kubectl_apply(cluster, &ns.name, &tag_manifest("app.v1", &from, false)).map_err(anyhow::Error::msg)?;

@@ -85,7 +85,7 @@ async fn scenario(prefix: &str, lose: &'static str, undo: &'static str) -> anyho
     let client = admin_client(&cluster).await?;
     // A host that an earlier scenario brought back must be schedulable again first.
     wait_hosts_ready(&client, &cluster, Duration::from_secs(60)).await?;
-    let ns = TestNamespace::create(&client, &cluster, prefix).await?;
+    let ns = TestNamespace::create(&client, prefix).await?;
     kubectl_apply(
         &cluster,
         &ns.name,

@@ -82,20 +82,10 @@ async fn e2e_takeover_a_standby_finishes_a_rollout_the_killed_leader_began() -> 
     );
     let mut restore = RestoreClusterController::of(&cluster, &leader);
     let identity = format!("e2e-rollout-takeover-{}", unique());
-    let standby = Replica::start(&cluster, &identity, &[])?;
-    wait_for("the standby to wait for the Lease", TIMEOUT, || {
-        let log = standby.log_text();
-        async move {
-            Ok(if log.contains("waiting to lead") {
-                Ok(())
-            } else {
-                Err(log)
-            })
-        }
-    })
-    .await?;
+    let mut standby = Replica::start(&cluster, &identity, &[])?;
+    standby.wait_standing_by(TIMEOUT).await?;
 
-    let ns = TestNamespace::create(&client, &cluster, "rollout-takeover").await?;
+    let ns = TestNamespace::create(&client, "rollout-takeover").await?;
     let repo = format!("berth/e2e-takeover-{}", unique());
     copy_image(&cluster.registry, "berth/demo:v1", &format!("{repo}:live"))?;
     let manifests = MANIFESTS.replace("FROM", &format!("{}/{repo}:live", cluster.registry));

@@ -150,7 +150,7 @@ async fn e2e_an_annotated_deployment_takes_a_pushed_digest_in_one_write() -> any
         return Ok(());
     };
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "trig").await?;
+    let ns = TestNamespace::create(&client, "trig").await?;
     let (repo, v1) = imported_tag(&cluster, &client, &ns.name).await?;
     let spec = "spec.template.spec";
     let triggers = json!([trigger("app:live", spec, "web", false)]).to_string();
@@ -211,7 +211,7 @@ async fn e2e_a_paused_trigger_holds_while_berths_key_wins() -> anyhow::Result<()
         return Ok(());
     };
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "trig-paused").await?;
+    let ns = TestNamespace::create(&client, "trig-paused").await?;
     let (repo, v1) = imported_tag(&cluster, &client, &ns.name).await?;
     let spec = "spec.template.spec";
     let paused = json!([trigger("app:live", spec, "web", true)]).to_string();
@@ -251,7 +251,7 @@ async fn e2e_statefulsets_daemonsets_and_cronjobs_follow_too() -> anyhow::Result
         return Ok(());
     };
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "trig-kinds").await?;
+    let ns = TestNamespace::create(&client, "trig-kinds").await?;
     let (repo, v1) = imported_tag(&cluster, &client, &ns.name).await?;
     // Kubernetes 1.20 serves CronJob in batch/v1beta1 only.
     let batch_v1 = client
@@ -320,7 +320,7 @@ async fn e2e_a_malformed_annotation_is_reported_once_per_error() -> anyhow::Resu
         return Ok(());
     };
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "trig-bad").await?;
+    let ns = TestNamespace::create(&client, "trig-bad").await?;
     let containers = [("web", "example.invalid/web:1")];
     let bad_path = json!([{"from": {"kind": "ImageStreamTag", "name": "app:live"},
                            "fieldPath": "spec.template.spec.containers[0].image"}])
@@ -398,7 +398,7 @@ async fn e2e_several_quick_moves_end_in_one_write_of_the_last_digest() -> anyhow
         return Ok(());
     };
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "trig-quick").await?;
+    let ns = TestNamespace::create(&client, "trig-quick").await?;
     // Pinned digests need no registry: the tag moves as fast as its spec is changed.
     let pinned = |c: char| format!("example.invalid/app@sha256:{}", c.to_string().repeat(64));
     let tag = |c: char| {

@@ -86,7 +86,7 @@ async fn e2e_a_moved_tag_rolls_out_across_three_hosts_and_a_paused_trigger_holds
         return Ok(());
     };
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "rollout").await?;
+    let ns = TestNamespace::create(&client, "rollout").await?;
     let registry = &cluster.registry;
     let repo = format!("berth/e2e-wl-{}", unique());
     copy_image(registry, "berth/demo:v1", &format!("{repo}:live"))?;
@@ -179,7 +179,7 @@ async fn e2e_a_workload_naming_a_missing_tag_says_so_and_runs_nothing() -> anyho
         return Ok(());
     };
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "missing").await?;
+    let ns = TestNamespace::create(&client, "missing").await?;
     kubectl_apply(&cluster, &ns.name, &workload_manifest("nothing:here", 2, ""))
         .map_err(anyhow::Error::msg)?;
     let workloads: Api<Workload> = Api::namespaced(client.clone(), &ns.name);
@@ -211,7 +211,7 @@ async fn e2e_pods_that_fit_nowhere_are_reported_unschedulable() -> anyhow::Resul
         return Ok(());
     };
     let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, &cluster, "unsched").await?;
+    let ns = TestNamespace::create(&client, "unsched").await?;
     let registry = &cluster.registry;
     kubectl_apply(
         &cluster,
