@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and kube-controller-manager 1.20.2 from Debian's
-# `kubernetes` source package into $BERTH_CACHE/kubernetes-1.20.2/bin/.
+# Builds the Kubernetes 1.20.2 binaries Berth's local cluster and yardsticks use
+# from Debian's `kubernetes` source package into $BERTH_CACHE/kubernetes-1.20.2/bin/:
+# kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubelet
+# (the peer node beside Berth's agent), e2e.test and ginkgo (the conformance suite,
+# run in parallel) and agnhost (the suite's test image). One make, so the shared
+# packages compile once; a cache missing only some binaries builds only those.
 #
 #   hack/build-kube.sh          build unless the cache holds a finished build
 #   hack/build-kube.sh --force  rebuild
-#   BERTH_KUBE_BIN_DIR=DIR      use DIR/kube-apiserver and DIR/kube-controller-manager, build nothing
+#   BERTH_KUBE_BIN_DIR=DIR      use the binaries in DIR, build nothing
 #
 # Prints the directory holding the binaries on stdout (last line).
 set -euo pipefail
@@ -12,7 +16,11 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 KUBE_BIN_DIR="$KUBE_CACHE_DIR/bin"
-# Written only after both binaries are built and copied: its presence is what
+# What the tree's Makefile builds (WHAT=...) and the binaries that come out of it.
+KUBE_TARGETS=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kube-proxy cmd/kubelet
+	test/e2e/e2e.test vendor/github.com/onsi/ginkgo/ginkgo test/images/agnhost)
+KUBE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet e2e.test ginkgo agnhost)
+# Written only after every binary is built and copied: its presence is what
 # "the cache is usable" means (a killed build leaves no marker).
 MARKER="$KUBE_CACHE_DIR/bin/.build-complete"
 DEB_SRC_LIST=/etc/apt/sources.list.d/berth-bookworm-src.sources
@@ -22,7 +30,7 @@ force=0
 [[ "${1:-}" == "--force" ]] && force=1
 
 if [[ -n "${BERTH_KUBE_BIN_DIR:-}" ]]; then
-	for b in kube-apiserver kube-controller-manager; do
+	for b in "${KUBE_BINARIES[@]}"; do
 		[[ -x "$BERTH_KUBE_BIN_DIR/$b" ]] || die "BERTH_KUBE_BIN_DIR=$BERTH_KUBE_BIN_DIR has no executable $b"
 	done
 	log "using Kubernetes binaries from BERTH_KUBE_BIN_DIR=$BERTH_KUBE_BIN_DIR (nothing built)"
@@ -38,7 +46,12 @@ if ! flock -n 8; then
 	flock -w 1800 8 || die "another build still holds $KUBE_CACHE_DIR.lock after 30 minutes"
 fi
 
-if ((force == 0)) && [[ -f "$MARKER" && -x "$KUBE_BIN_DIR/kube-apiserver" && -x "$KUBE_BIN_DIR/kube-controller-manager" ]]; then
+cached() {
+	[[ -f "$MARKER" ]] || return 1
+	local b
+	for b in "${KUBE_BINARIES[@]}"; do [[ -x "$KUBE_BIN_DIR/$b" ]] || return 1; done
+}
+if ((force == 0)) && cached; then
 	log "Kubernetes $KUBE_VERSION binaries cached in $KUBE_BIN_DIR ($(<"$MARKER"))"
 	echo "$KUBE_BIN_DIR"
 	exit 0
@@ -46,6 +59,14 @@ fi
 
 require_root
 start=$SECONDS
+# Only what is missing (all of it with --force or without the marker of a finished build).
+build_targets=() build_binaries=()
+for i in "${!KUBE_BINARIES[@]}"; do
+	if ((force)) || [[ ! -f "$MARKER" || ! -x "$KUBE_BIN_DIR/${KUBE_BINARIES[i]}" ]]; then
+		build_targets+=("${KUBE_TARGETS[i]}")
+		build_binaries+=("${KUBE_BINARIES[i]}")
+	fi
+done
 
 # --- toolchain and sources ----------------------------------------------------
 # No Debian binary package ships kube-apiserver; the source package is the whole
@@ -95,12 +116,12 @@ rm -f "$src/vendor/github.com/modern-go/reflect2/go.mod" "$src/vendor/github.com
 # The tree's own Makefile runs code generation first and sets up a GOPATH under
 # _output (GOPATH mode); a plain `go build` does not work for this tree. There is
 # no .git in a source package, so the version is given explicitly.
-log "building kube-apiserver and kube-controller-manager (several minutes; log: $KUBE_CACHE_DIR/build.log)"
+log "building ${build_binaries[*]} (about 10 minutes on 2 cores for all; log: $KUBE_CACHE_DIR/build.log)"
 if ! (
 	cd "$src"
 	export PATH="/usr/lib/go-1.19/bin:$PATH" GOFLAGS='' GO111MODULE=off
 	export KUBE_GIT_VERSION="v$KUBE_VERSION" KUBE_GIT_TREE_STATE=clean KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20
-	make WHAT="cmd/kube-apiserver cmd/kube-controller-manager"
+	make WHAT="${build_targets[*]}"
 ) >"$KUBE_CACHE_DIR/build.log" 2>&1; then
 	tail -n 20 "$KUBE_CACHE_DIR/build.log" >&2
 	die "Kubernetes build failed (log: $KUBE_CACHE_DIR/build.log)"
@@ -108,7 +129,7 @@ fi
 
 mkdir -p "$KUBE_BIN_DIR"
 rm -f "$MARKER"
-for b in kube-apiserver kube-controller-manager; do
+for b in "${build_binaries[@]}"; do
 	built="$(find "$src/_output" -type f -name "$b" -perm -u+x | head -n1)"
 	[[ -n "$built" ]] || die "build finished but $b is not under $src/_output (log: $KUBE_CACHE_DIR/build.log)"
 	install -m 0755 "$built" "$KUBE_BIN_DIR/$b"

@@ -27,6 +27,7 @@ mapfile -t nodes < <({
 } | sort -u)
 
 rm -f "$UP_DONE"
+for node in $(kubelet_nodes); do kubelet_stop "$node"; done
 berth_stop_all "${nodes[@]}"
 for node in "${nodes[@]}"; do
 	containerd_clean "$node"

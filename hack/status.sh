@@ -39,11 +39,16 @@ printf '%-28s %-8s %-6s %-8s %s\n' COMPONENT PID ALIVE ANSWERS ENDPOINT
 row etcd etcd "$ETCD_CLIENT_URL" etcd_healthy
 row kube-apiserver kube-apiserver "$APISERVER_URL" apiserver_healthy
 row kube-controller-manager kube-controller-manager "https://127.0.0.1:$KCM_PORT" kcm_healthy
+row kube-scheduler kube-scheduler "https://127.0.0.1:$SCHEDULER_PORT" scheduler_healthy
 row registry registry "http://$REGISTRY" registry_healthy
 optional_row berth-controller berth-controller "$WEBHOOK_ADDR (webhook)" tcp_open "${WEBHOOK_ADDR%:*}" "${WEBHOOK_ADDR##*:}"
 for node in "${nodes[@]}"; do
 	row "containerd ($node)" "containerd-$node" "$(node_sock "$node")" containerd_healthy "$node"
-	optional_row "berth-agent ($node)" "berth-agent-$node" "https://$(node_ip "$node"):$AGENT_PORT" tcp_open "$(node_ip "$node")" "$AGENT_PORT"
+	if kubelet_nodes | grep -qx "$node"; then
+		row "kubelet ($node)" "kubelet-$node" "https://$(node_ip "$node"):$AGENT_PORT" kubelet_healthy "$node"
+	else
+		optional_row "berth-agent ($node)" "berth-agent-$node" "https://$(node_ip "$node"):$AGENT_PORT" tcp_open "$(node_ip "$node")" "$AGENT_PORT"
+	fi
 done
 
 if [[ -f "$UP_DONE" ]]; then

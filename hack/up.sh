@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Brings up a local Berth cluster on this machine:
-#   etcd + kube-apiserver + kube-controller-manager (built from Debian's source
+#   etcd + kube-apiserver + kube-controller-manager + kube-scheduler (built from Debian's source
 #   package), a registry on 10.213.0.1:5000, and N hosts (network namespaces
 #   berth-1..N), each with its own containerd; then Berth's controller and agents
 #   if they are built.
 #
 #   hack/up.sh [--nodes N]     (default 3)
+#   hack/up.sh --kubelet-host  one more host, berth-(N+1), whose node is the real kubelet
+#                              1.20 on its own containerd (the peer of hack/bench.sh and
+#                              hack/conformance.sh --on kubelet); tainted berth.dev/peer
 #
 # State: ${BERTH_STATE:-~/.berth/local}; source $BERTH_STATE/env afterwards.
 # Running it again on a running cluster reports it and exits 0; after a killed
@@ -18,19 +21,23 @@ source "$HACK/lib/load.sh"
 
 NODES=3
 nodes_given=0
+kubelet_host=0
 while (($#)); do
 	case "$1" in
 	--nodes) NODES="${2:?--nodes needs a number}" && nodes_given=1 && shift 2 ;;
 	--nodes=*) NODES="${1#--nodes=}" && nodes_given=1 && shift ;;
-	-h | --help) sed -n '2,14p' "$0" && exit 0 ;;
-	*) die "unknown argument '$1' (usage: hack/up.sh [--nodes N])" ;;
+	--kubelet-host) kubelet_host=1 && shift ;;
+	-h | --help) sed -n '2,17p' "$0" && exit 0 ;;
+	*) die "unknown argument '$1' (usage: hack/up.sh [--nodes N] [--kubelet-host])" ;;
 	esac
 done
 if ! [[ "$NODES" =~ ^[0-9]+$ ]] || ((NODES < 1 || NODES > MAX_NODES)); then
 	die "--nodes must be 1..$MAX_NODES, got '$NODES'"
 fi
-NODE_NAMES=()
-for ((i = 1; i <= NODES; i++)); do NODE_NAMES+=("$(node_name "$i")"); done
+NODE_NAMES=() AGENT_NODES=() KUBELET_NODES=()
+for ((i = 1; i <= NODES; i++)); do AGENT_NODES+=("$(node_name "$i")"); done
+((kubelet_host)) && KUBELET_NODES+=("$(node_name $((NODES + 1)))")
+NODE_NAMES=("${AGENT_NODES[@]}" "${KUBELET_NODES[@]}")
 
 # leftovers: anything a previous (killed, failed) run may have left.
 leftovers() {
@@ -58,12 +65,15 @@ require_root
 cluster_lock
 
 if cluster_healthy; then
-	running="$(cluster_nodes | wc -l)"
+	running="$(agent_nodes | wc -l)"
 	if ((nodes_given && running != NODES)); then
 		die "a cluster with $running nodes is already running (asked for $NODES): run hack/down.sh first"
 	fi
-	log "cluster already running ($running nodes)"
-	mapfile -t running_nodes < <(cluster_nodes)
+	if ((kubelet_host)) && [[ -z "$(kubelet_nodes)" ]]; then
+		die "the running cluster has no kubelet host (asked for --kubelet-host): run hack/down.sh first"
+	fi
+	log "cluster already running ($running Berth nodes$([[ -z "$(kubelet_nodes)" ]] || echo ", kubelet host $(kubelet_nodes)"))"
+	mapfile -t running_nodes < <(agent_nodes)
 	berth_start_missing "${running_nodes[@]}"
 	print_next_steps
 	exit 0
@@ -82,6 +92,7 @@ port_free 127.0.0.1 "${ETCD_PEER_URL##*:}"
 port_free "$BRIDGE_IP" "$APISERVER_PORT"
 port_free "$BRIDGE_IP" "${REGISTRY##*:}"
 port_free 127.0.0.1 "$KCM_PORT"
+port_free 127.0.0.1 "$SCHEDULER_PORT"
 
 # From here on a failure tears down what was started (logs stay for reading).
 on_exit() {
@@ -101,16 +112,22 @@ trap on_exit EXIT
 rm -rf "$BERTH_STATE"
 mkdir -p "$BERTH_STATE" "$LOG_DIR" "$NODES_DIR" "$BERTH_STATE/pids"
 printf '%s\n' "${NODE_NAMES[@]}" >"$NODES_LIST"
+printf '%s\n' "${KUBELET_NODES[@]}" | sed '/^$/d' >"$KUBELET_NODES_LIST"
 
 log "certificates, tokens and kubeconfigs"
 pki_control_plane
-tokens_write "${NODE_NAMES[@]}"
+tokens_write "${AGENT_NODES[@]}"
 kubeconfig_write "$ADMIN_KUBECONFIG" admin admin
 kubeconfig_write "$CONTROLLER_KUBECONFIG" berth-controller berth-controller
 kubeconfig_write "$KCM_KUBECONFIG" kube-controller-manager system:kube-controller-manager
-for node in "${NODE_NAMES[@]}"; do
+kubeconfig_write "$SCHEDULER_KUBECONFIG" kube-scheduler system:kube-scheduler
+for node in "${AGENT_NODES[@]}"; do
 	pki_node "$node"
 	kubeconfig_write "$(node_dir "$node")/kubeconfig" "agent-$node" "berth-agent:$node"
+done
+for node in "${KUBELET_NODES[@]}"; do
+	pki_node "$node"
+	kubelet_identity "$node"
 done
 webhook_token >/dev/null
 
@@ -134,6 +151,7 @@ log "pushing images to $REGISTRY"
 BERTH_REGISTRY="$REGISTRY" "$HACK/images.sh" all
 wait_for "kube-apiserver ($APISERVER_URL/readyz)" 90 "$(component_log kube-apiserver)" kube-apiserver apiserver_healthy
 kcm_start "$KUBE_BIN"
+scheduler_start "$KUBE_BIN"
 for node in "${NODE_NAMES[@]}"; do
 	wait_for "containerd of $node ($(node_sock "$node"))" 30 "$(node_dir "$node")/containerd.log" "containerd-$node" containerd_healthy "$node"
 done
@@ -144,10 +162,18 @@ n="$(apply_crds)"
 applied="$(apply_local_rbac)"
 [[ -z "$applied" ]] || log "applied $applied (RBAC for berth:controllers and berth:agents)"
 wait_for "kube-controller-manager (https://127.0.0.1:$KCM_PORT/healthz)" 60 "$(component_log kube-controller-manager)" kube-controller-manager kcm_healthy
+wait_for "kube-scheduler (https://127.0.0.1:$SCHEDULER_PORT/healthz)" 60 "$(component_log kube-scheduler)" kube-scheduler scheduler_healthy
 
-berth_start_all "${NODE_NAMES[@]}"
+berth_start_all "${AGENT_NODES[@]}"
+for node in "${KUBELET_NODES[@]}"; do
+	kubelet_rbac "$node"
+	kubelet_start "$node" "$KUBE_BIN"
+	wait_for "kubelet of $node (healthz)" 60 "$(node_dir "$node")/kubelet.log" "kubelet-$node" kubelet_healthy "$node"
+	wait_for "node $node Ready (kubelet)" 90 "$(node_dir "$node")/kubelet.log" "kubelet-$node" kubelet_node_ready "$node"
+	log "kubelet host $node is Ready (log: $(node_dir "$node")/kubelet.log)"
+done
 
-env_write "${NODE_NAMES[@]}"
+env_write "${AGENT_NODES[@]}"
 date -u +%FT%TZ >"$UP_DONE"
 trap - EXIT
 log "cluster up in $((SECONDS - started))s"

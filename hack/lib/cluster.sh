@@ -19,6 +19,7 @@ ETCD_PEER_URL=http://127.0.0.1:12380
 APISERVER_PORT=6443
 APISERVER_URL="https://$BRIDGE_IP:$APISERVER_PORT"
 KCM_PORT=10257
+SCHEDULER_PORT=10259
 REGISTRY="$BRIDGE_IP:5000"
 WEBHOOK_ADDR=127.0.0.1:8085
 AGENT_PORT=10250
@@ -28,6 +29,7 @@ PKI_DIR="$BERTH_STATE/pki"
 LOG_DIR="$BERTH_STATE/logs"
 NODES_DIR="$BERTH_STATE/nodes"
 NODES_LIST="$BERTH_STATE/nodes.list"    # node names of the cluster, written first by up
+KUBELET_NODES_LIST="$BERTH_STATE/kubelet-nodes.list" # those whose node is the kubelet (--kubelet-host)
 UP_DONE="$BERTH_STATE/up.done"          # written last by a successful up
 ENV_FILE="$BERTH_STATE/env"
 TOKEN_FILE="$BERTH_STATE/tokens.csv"    # the apiserver's static token file
@@ -35,9 +37,10 @@ WEBHOOK_TOKEN_FILE="$BERTH_STATE/webhook-token"
 ADMIN_KUBECONFIG="$BERTH_STATE/admin.kubeconfig"
 CONTROLLER_KUBECONFIG="$BERTH_STATE/controller.kubeconfig"
 KCM_KUBECONFIG="$BERTH_STATE/kube-controller-manager.kubeconfig"
+SCHEDULER_KUBECONFIG="$BERTH_STATE/kube-scheduler.kubeconfig"
 
 node_name() { echo "berth-$1"; }
-node_index() { echo "${1#berth-}"; }
+node_index() { echo "${1##*-}"; }
 node_netns() { echo "$1"; } # a host's network namespace has the host's name
 node_ip() { echo "10.213.0.$((10 + $(node_index "$1")))"; }
 node_pod_cidr() { echo "10.214.$(node_index "$1").0/24"; }
@@ -50,6 +53,21 @@ node_sock() { echo "$NODES_DIR/$1/containerd.sock"; }
 cluster_nodes() {
 	[[ -f "$NODES_LIST" ]] && cat "$NODES_LIST"
 	return 0
+}
+
+# kubelet_nodes: the hosts whose node is the real kubelet (hack/up.sh --kubelet-host).
+kubelet_nodes() {
+	[[ -f "$KUBELET_NODES_LIST" ]] && cat "$KUBELET_NODES_LIST"
+	return 0
+}
+
+# agent_nodes: the hosts whose node is a Berth agent.
+agent_nodes() {
+	local n k
+	for n in $(cluster_nodes); do
+		for k in $(kubelet_nodes); do [[ "$n" == "$k" ]] && continue 2; done
+		echo "$n"
+	done
 }
 
 # kubectl_bin: any kubectl on PATH, else Debian's kubernetes-client (installed by deps.sh).

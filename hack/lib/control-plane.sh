@@ -1,15 +1,16 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # constants used by the scripts that source this file
-# etcd, kube-apiserver, kube-controller-manager and the registry: how each is
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the registry: how each is
 # started, how its health is asked, where it logs. All run in the root namespace.
 
-# Controllers of kube-controller-manager that the local cluster runs; override
-# with BERTH_KCM_CONTROLLERS. No deployment/replicaset controllers: Berth runs
-# its own workloads and nothing schedules pods for them here.
-KCM_CONTROLLERS="${BERTH_KCM_CONTROLLERS:-garbagecollector,namespace,serviceaccount,serviceaccount-token,nodelifecycle}"
+# Controllers of kube-controller-manager that the local cluster runs: its default
+# set (deployment, replicaset, statefulset, daemonset, job, cronjob, endpoint,
+# endpointslice, garbage collector, namespace, service account, node lifecycle, ...),
+# as a cluster runs it. Override with BERTH_KCM_CONTROLLERS.
+KCM_CONTROLLERS="${BERTH_KCM_CONTROLLERS:-*}"
 
 # Components in start order. status/down iterate over this.
-CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager registry)
+CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager kube-scheduler registry)
 
 component_log() { echo "$LOG_DIR/$1.log"; }
 
@@ -78,6 +79,21 @@ kcm_start() {
 }
 kcm_healthy() { curl -fsSk --max-time 2 "https://127.0.0.1:$KCM_PORT/healthz" | grep -q '^ok'; }
 
+# scheduler_start KUBE_BIN_DIR: kube-scheduler 1.20 places the pods whose
+# schedulerName is default-scheduler (Deployments', the e2e suite's); Berth's
+# Workload pods name Berth's scheduler and are left to it. Berth's nodes carry the
+# NoSchedule taint berth.dev/agent unless the agent registers without it.
+scheduler_start() {
+	start_bg kube-scheduler "$(component_log kube-scheduler)" "$1/kube-scheduler" \
+		--kubeconfig="$SCHEDULER_KUBECONFIG" \
+		--authentication-kubeconfig="$SCHEDULER_KUBECONFIG" --authorization-kubeconfig="$SCHEDULER_KUBECONFIG" \
+		--bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --port=0 \
+		--cert-dir="$BERTH_STATE/kube-scheduler" \
+		--leader-elect=false \
+		--v=1
+}
+scheduler_healthy() { curl -fsSk --max-time 2 "https://127.0.0.1:$SCHEDULER_PORT/healthz" | grep -q '^ok'; }
+
 # registry_config: CNCF distribution 2.8. Pushes of manifests are POSTed to the
 # Berth controller's webhook. While nothing listens there the registry keeps the
 # events in an in-memory queue and retries them with back-off; pushes and pulls
@@ -137,6 +153,7 @@ component_healthy() {
 	etcd) etcd_healthy ;;
 	kube-apiserver) apiserver_healthy ;;
 	kube-controller-manager) kcm_healthy ;;
+	kube-scheduler) scheduler_healthy ;;
 	registry) registry_healthy ;;
 	*) return 1 ;;
 	esac

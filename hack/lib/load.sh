@@ -15,6 +15,8 @@ source "$_berth_lib/control-plane.sh"
 source "$_berth_lib/containerd.sh"
 # shellcheck source=hack/lib/berth.sh
 source "$_berth_lib/berth.sh"
+# shellcheck source=hack/lib/kubelet.sh
+source "$_berth_lib/kubelet.sh"
 # shellcheck source=hack/lib/env.sh
 source "$_berth_lib/env.sh"
 unset _berth_lib

@@ -70,6 +70,7 @@ tokens_write() {
 	chmod 0600 "$TOKEN_FILE"
 	_token_line admin admin "system:masters"
 	_token_line kube-controller-manager system:kube-controller-manager ""
+	_token_line kube-scheduler system:kube-scheduler ""
 	_token_line berth-controller berth-controller "berth:controllers"
 	for node in "$@"; do
 		_token_line "agent-$node" "berth-agent:$node" "berth:agents"

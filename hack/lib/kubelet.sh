@@ -1,0 +1,74 @@
+# shellcheck shell=bash
+# The peer node: one host whose node is the real kubelet 1.20 (built from the same
+# Debian source tree as the API server) on its own containerd, with the same CNI as
+# the Berth hosts, so the same pods can land on either kind of node. It is the anchor
+# of hack/bench.sh and the reference run of hack/conformance.sh --on kubelet.
+#
+# It registers with the NoSchedule taint berth.dev/peer=kubelet, so nothing lands on it
+# unless asked (Berth's Workloads never do; the conformance run lifts the taint of the
+# nodes it tests). Authentication and authorisation as the local cluster has them
+# today: a static token of user system:node:<name> (group system:nodes) bound to the
+# ClusterRole system:node; :10250 takes client certificates of the cluster CA.
+
+KUBELET_TAINT_KEY=berth.dev/peer
+
+kubelet_token_name() { echo "kubelet-$1"; }
+
+# kubelet_identity NODE: the token line (call before the API server starts).
+kubelet_identity() {
+	_token_line "$(kubelet_token_name "$1")" "system:node:$1" "system:nodes"
+}
+
+# kubelet_rbac NODE: the binding RBAC mode needs (the Node authorizer is not on yet).
+kubelet_rbac() {
+	kc create clusterrolebinding "berth-kubelet-$1" --clusterrole=system:node --user="system:node:$1" \
+		--dry-run=client -o yaml | kc apply -f - >/dev/null ||
+		die "could not bind system:node for the kubelet of $1"
+}
+
+# kubelet_start NODE KUBE_BIN_DIR: inside the host's network namespace (mounts are
+# the root namespace's, as containerd, in a slave mount namespace, sees them).
+kubelet_start() {
+	local node="$1" dir
+	dir="$(node_dir "$node")"
+	mkdir -p "$dir/kubelet" "$dir/kubelet-certs"
+	kubeconfig_write "$dir/kubelet.kubeconfig" "$(kubelet_token_name "$node")" "system:node:$node"
+	start_bg "kubelet-$node" "$dir/kubelet.log" \
+		nsenter --net="/run/netns/$(node_netns "$node")" -- \
+		"$2/kubelet" \
+		--kubeconfig="$dir/kubelet.kubeconfig" \
+		--hostname-override="$node" --node-ip="$(node_ip "$node")" \
+		--address="$(node_ip "$node")" --port="$AGENT_PORT" --read-only-port=0 \
+		--healthz-bind-address=127.0.0.1 --healthz-port=10248 \
+		--tls-cert-file="$PKI_DIR/node-$node.crt" --tls-private-key-file="$PKI_DIR/node-$node.key" \
+		--client-ca-file="$PKI_DIR/ca.crt" --anonymous-auth=false --authorization-mode=AlwaysAllow \
+		--container-runtime=remote --container-runtime-endpoint="unix://$(node_sock "$node")" \
+		--image-service-endpoint="unix://$(node_sock "$node")" --runtime-request-timeout=2m \
+		--cgroup-driver=cgroupfs --cgroup-root=/ --fail-swap-on=false \
+		--root-dir="$dir/kubelet" --cert-dir="$dir/kubelet-certs" \
+		--pod-manifest-path="" \
+		--register-with-taints="$KUBELET_TAINT_KEY=kubelet:NoSchedule" \
+		--node-labels="$KUBELET_TAINT_KEY=kubelet" \
+		--eviction-hard="memory.available<100Mi,nodefs.available<1%,imagefs.available<1%" \
+		--image-gc-high-threshold=100 --image-gc-low-threshold=99 \
+		--serialize-image-pulls=false \
+		--v=1
+}
+
+kubelet_healthy() { in_netns "$(node_netns "$1")" curl -fsS --max-time 2 http://127.0.0.1:10248/healthz | grep -q '^ok'; }
+
+# kubelet_node_ready NODE: the API server has the node Ready.
+kubelet_node_ready() {
+	[[ "$(kc get node "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
+}
+
+# kubelet_stop NODE: before its containerd is cleaned (a live kubelet restarts pods).
+kubelet_stop() {
+	stop_named "kubelet-$1" 15
+	# The pod cgroups the kubelet made (it removes them itself only for pods it deletes).
+	local d
+	for d in /sys/fs/cgroup/*/kubepods; do
+		[[ -d "$d" ]] || continue
+		find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+	done
+}
