@@ -10,7 +10,8 @@
 #                                          exit 1 when one of them does not pass
 #   hack/conformance.sh --focus RE         only tests matching RE (within the scope above)
 #   hack/conformance.sh --update-expected  rewrite the expected-pass list from this run's passes
-#   hack/conformance.sh --nodes N          parallel ginkgo nodes (default 6)
+#   hack/conformance.sh --nodes N          parallel ginkgo nodes (default 10: most of a failing
+#                                          test's time is the suite waiting for its 5-minute timeouts)
 #   hack/conformance.sh --on kubelet       the same against the kubelet host instead of the Berth
 #                                          nodes (hack/up.sh --kubelet-host): the reference result
 #
@@ -30,7 +31,7 @@ source "$HACK/lib/images.sh"
 source "$HACK/lib/e2e-images.sh"
 
 EXPECTED="$HACK/conformance/expected-pass.txt"
-scope='\[Conformance\]' title=Conformance skip='\[Serial\]|\[Disruptive\]|\[Flaky\]' focus="" ci=0 update=0 nodes=6
+scope='\[Conformance\]' title=Conformance skip='\[Serial\]|\[Disruptive\]|\[Flaky\]' focus="" ci=0 update=0 nodes=10
 on=berth
 while (($#)); do
 	case "$1" in
@@ -68,6 +69,8 @@ finish() {
 		kc taint nodes "$node" "$taint_key=$taint_value:NoSchedule" --overwrite >/dev/null 2>&1 ||
 			warn "could not put the taint $taint_key back on $node"
 	done
+	# The suite deletes its namespaces as each test ends; a run cut short leaves some.
+	kc delete namespaces -l e2e-run --wait=false >/dev/null 2>&1 || true
 	if ((started_cluster)); then
 		log "stopping the cluster this run started"
 		"$HACK/down.sh" >/dev/null 2>&1 || warn "hack/down.sh failed; run it by hand"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of Berth on this machine, installing and starting what they need:
 # Debian packages, format and lint checks, unit and registry tests, then a local cluster
-# (hack/up.sh: API server, registry, 3 hosts with containerd, the controller and agents)
-# for the smoke and end-to-end tests, stopped again at the end, also on failure.
+# (hack/up.sh: API server, scheduler, controller-manager, registry, 3 hosts with containerd,
+# the controller and agents) for the smoke and end-to-end tests and the Kubernetes conformance
+# tests that pass today, stopped again at the end, also on failure.
 #
 #   hack/test.sh            everything
 #   hack/test.sh --unit     only what needs no cluster
@@ -65,3 +66,8 @@ step "end-to-end tests (e2e/)"
 source "${BERTH_STATE:-$HOME/.berth/local}/env"
 # One at a time, including the scenarios that stop parts of the cluster (ignored in casual parallel runs).
 cargo test -p berth-e2e --locked -- --test-threads=1 --include-ignored
+
+step "conformance: the expected passes (hack/conformance.sh --ci)"
+# The Kubernetes e2e tests that pass on Berth nodes today (hack/conformance/expected-pass.txt):
+# fails only when one of them stops passing. The full table is hack/conformance.sh.
+"$REPO/hack/conformance.sh" --ci --nodes 4

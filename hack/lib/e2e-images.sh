@@ -7,7 +7,9 @@
 #
 # What each image is (the docs table in hack/README.md says the same):
 #   agnhost:2.21           the real agnhost, built from the same Kubernetes tree, with
-#                          the shared libraries `ldd` lists and a busybox userland
+#                          the shared libraries `ldd` lists, a busybox userland, and
+#                          Debian's curl and bash (the real image has them from Alpine);
+#                          entrypoint /agnhost, default argument `pause`, as upstream
 #   busybox:1.29           Debian's busybox-static with every applet linked
 #   pause:3.2              Berth's pause image (a shell that sleeps forever)
 #   httpd:2.4.38-alpine,   stand-ins: busybox httpd on :80 serving Apache's "It works!"
@@ -19,7 +21,7 @@
 # which the report counts under "images".
 
 # Bump when what these images contain changes.
-E2E_IMAGES_RECIPE=1
+E2E_IMAGES_RECIPE=2
 
 # Where each of the suite's registries lives in the local registry.
 e2e_repo_list() {
@@ -59,16 +61,28 @@ _e2e_layout() { # NAME TAG FILL CONFIG_ARGS...: image_layout with this file's re
 
 _fill_busybox() { _e2e_full_busybox "$1"; }
 
-_AGNHOST_BIN=""
-_fill_agnhost() {
-	local root="$1" lib
-	_e2e_full_busybox "$root"
-	install -m 0755 "$_AGNHOST_BIN" "$root/agnhost"
-	# Dynamically linked (cgo): copy what the loader needs, at the same paths.
-	for lib in $(ldd "$_AGNHOST_BIN" | grep -oE '/[^ ]+\.so[^ ]*'); do
+# _copy_binary ROOT SRC DEST: a dynamically linked binary and what its loader needs,
+# the libraries at the same paths as on this machine.
+_copy_binary() {
+	local root="$1" src="$2" dest="$3" lib
+	mkdir -p "$root$(dirname "$dest")"
+	install -m 0755 "$src" "$root$dest"
+	for lib in $(ldd "$src" | grep -oE '/[^ ]+\.so[^ ]*'); do
 		mkdir -p "$root$(dirname "$lib")"
 		cp -L "$lib" "$root$lib"
 	done
+}
+
+_AGNHOST_BIN=""
+_fill_agnhost() {
+	local root="$1"
+	_e2e_full_busybox "$root"
+	_copy_binary "$root" "$_AGNHOST_BIN" /agnhost
+	ln -sf agnhost "$root/agnhost-2"
+	_copy_binary "$root" "$(command -v curl)" /usr/bin/curl
+	_copy_binary "$root" /bin/bash /usr/bin/bash
+	mkdir -p "$root/uploads" "$root/etc/ssl/certs"
+	cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/" 2>/dev/null || true
 }
 
 _WEB_DIR="" _WEB_PAGE=""
@@ -92,7 +106,9 @@ push_e2e_images() {
 	image_push "$layout" 1.29 "$reg/library/busybox:1.29"
 
 	_AGNHOST_BIN="$kube_bin/agnhost"
-	layout="$(_e2e_layout e2e-agnhost 2.21 _fill_agnhost --config.env "$E2E_PATH_ENV" --config.entrypoint /agnhost)"
+	layout="$(_e2e_layout e2e-agnhost 2.21 _fill_agnhost --config.env "$E2E_PATH_ENV" --config.entrypoint /agnhost \
+		--config.cmd pause --config.exposedports 80/tcp --config.exposedports 8080/tcp \
+		--config.exposedports 8081/tcp --config.exposedports 9376/tcp)"
 	image_push "$layout" 2.21 "$reg/e2e-test-images/agnhost:2.21"
 
 	image_push "$(build_pause)" 1 "$reg/k8s.gcr.io/pause:3.2"
