@@ -87,6 +87,13 @@ pid_alive kube-scheduler || die "kube-scheduler is not running: the suite's pods
 
 log "pushing the suite's images to $REGISTRY (hack/lib/e2e-images.sh says which are stand-ins)"
 push_e2e_images "$REGISTRY" "$KUBE_BIN"
+# Pods of the suite pull IfNotPresent: a host still holding an older build of an image
+# under the same tag would run that one. Forget them; they are pulled again (local, small).
+for node in $(cluster_nodes); do
+	ctr --address "$(node_sock "$node")" -n k8s.io images ls -q 2>/dev/null |
+		grep -E "^$REGISTRY/($(e2e_image_repos | paste -sd'|'))[:@]" |
+		xargs -r ctr --address "$(node_sock "$node")" -n k8s.io images rm >/dev/null 2>&1 || true
+done
 
 if [[ "$on" == berth ]]; then
 	mapfile -t test_nodes < <(agent_nodes)

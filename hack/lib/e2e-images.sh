@@ -42,6 +42,12 @@ e2e_repo_list() {
 	EOF
 }
 
+# e2e_image_repos: the repositories push_e2e_images writes, under the registry.
+e2e_image_repos() {
+	printf '%s\n' library/busybox e2e-test-images/agnhost k8s.gcr.io/pause library/httpd library/nginx \
+		kubernetes-e2e-test-images/nonroot
+}
+
 # A busybox userland with every applet, and PATH in the config (umoci sets none).
 _e2e_full_busybox() {
 	local root="$1"
