@@ -1,7 +1,8 @@
 //! `image.berth.dev/v1alpha1`: ImageStream and ImageStreamTag.
 //!
 //! The shapes follow OpenShift's `image.openshift.io/v1` (TagReference, TagEvent, tag conditions), so YAML
-//! written for OpenShift reads naturally here; only the `apiVersion` differs.
+//! written for OpenShift reads naturally here; only the `apiVersion` differs. Where OpenShift defaults a
+//! field, its `null` and empty values are accepted too (see `compat.rs`).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::compat::{defaulted_enum, empty_as_none, null_as_default};
 
 /// The API group of ImageStream and ImageStreamTag.
 pub const GROUP: &str = "image.berth.dev";
@@ -53,8 +56,12 @@ pub struct ImageStreamSpec {
 
     /// Tags defined inline. Each becomes an ImageStreamTag owned by this stream; removing it here removes that
     /// ImageStreamTag. A tag may instead be its own ImageStreamTag object (not both).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 1000))]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(length(max = 1000), extend("nullable" = true))]
     pub tags: Vec<TagReference>,
 
     /// How many earlier digests each tag of this stream keeps in its history (newest first). Default 10.
@@ -67,6 +74,9 @@ pub struct ImageStreamSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct ImageLookupPolicy {
     /// When true, a container in this namespace whose `image` is `STREAM:TAG` runs the tag's current digest.
+    /// Default false.
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(extend("nullable" = true))]
     pub local: bool,
 }
 
@@ -87,7 +97,12 @@ pub struct TagReference {
     pub from: Option<TagSource>,
 
     /// When true, the reference is recorded as given without contacting a registry.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    #[schemars(extend("nullable" = true))]
     pub reference: bool,
 
     /// Accepted for compatibility with OpenShift manifests, which write the generation the tag was last set
@@ -116,9 +131,14 @@ pub struct TagSource {
     #[schemars(regex(pattern = r"^\S+$"), length(min = 1, max = 512))]
     pub name: String,
 
-    /// The namespace of the stream, for `ImageStreamTag` and `ImageStreamImage`. Defaults to the tag's own.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    /// The namespace of the stream, for `ImageStreamTag` and `ImageStreamImage`. Defaults (also when empty) to
+    /// the tag's own.
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(regex(pattern = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$"))]
     pub namespace: Option<String>,
 }
 
@@ -139,11 +159,21 @@ pub enum SourceKind {
 #[serde(rename_all = "camelCase")]
 pub struct TagImportPolicy {
     /// Re-import periodically (the controller's interval, 15 minutes by default) to notice a moved tag.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    #[schemars(extend("nullable" = true))]
     pub scheduled: bool,
 
     /// Allow plain HTTP or an unverified TLS certificate for this registry. Off unless set.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    #[schemars(extend("nullable" = true))]
     pub insecure: bool,
 
     /// For a multi-platform image index: `Legacy` resolves one platform's manifest (linux/amd64 unless the
@@ -152,8 +182,8 @@ pub struct TagImportPolicy {
     pub import_mode: Option<ImportMode>,
 }
 
-/// What an image index resolves to.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+/// What an image index resolves to. `""` reads as `Legacy`, as in OpenShift.
+#[derive(Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ImportMode {
     /// One platform's manifest.
     #[default]
@@ -162,17 +192,22 @@ pub enum ImportMode {
     PreserveOriginal,
 }
 
+defaulted_enum!(ImportMode {
+    Legacy,
+    PreserveOriginal
+});
+
 /// How pods refer to the tag's image.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct TagReferencePolicy {
-    /// `Source` pulls from the registry the image came from; `Local` is accepted for OpenShift compatibility
-    /// and currently behaves as `Source` (Berth runs no integrated registry).
-    #[serde(rename = "type")]
+    /// `Source` (the default, also when empty) pulls from the registry the image came from; `Local` is accepted
+    /// for OpenShift compatibility and currently behaves as `Source` (Berth runs no integrated registry).
+    #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub type_: ReferencePolicyType,
 }
 
-/// Where pods pull a tag's image from.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+/// Where pods pull a tag's image from. `""` reads as `Source`, as in OpenShift.
+#[derive(Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ReferencePolicyType {
     /// The source registry.
     #[default]
@@ -180,6 +215,8 @@ pub enum ReferencePolicyType {
     /// The cluster's registry (treated as `Source`).
     Local,
 }
+
+defaulted_enum!(ReferencePolicyType { Source, Local });
 
 /// What the controller observed of a stream's tags.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -275,7 +312,12 @@ pub struct ImageStreamTagSpec {
     pub from: TagSource,
 
     /// When true, the reference is recorded as given without contacting a registry.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    #[schemars(extend("nullable" = true))]
     pub reference: bool,
 
     /// How the tag is imported from its registry.

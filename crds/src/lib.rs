@@ -8,6 +8,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod apps;
+mod compat;
 pub mod image;
 pub mod names;
 pub mod validation;
@@ -18,7 +19,10 @@ use kube::CustomResourceExt;
 /// Every CRD of Berth, with the file it is kept in under `crds/`.
 pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
-        ("imagestreams.yaml", image::ImageStream::crd()),
+        (
+            "imagestreams.yaml",
+            compat::spec_defaults_to_empty(image::ImageStream::crd()),
+        ),
         ("imagestreamtags.yaml", image::ImageStreamTag::crd()),
         ("workloads.yaml", apps::Workload::crd()),
     ]

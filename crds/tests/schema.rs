@@ -7,31 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-/// The `openAPIV3Schema` of the CRD for `kind`.
-fn schema_for(kind: &str) -> Value {
-    let (_, crd) = berth_api::crds()
-        .into_iter()
-        .find(|(_, crd)| crd.spec.names.kind == kind)
-        .expect("known kind");
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .unwrap()
-        .open_api_v3_schema
-        .as_ref()
-        .unwrap();
-    serde_json::to_value(schema).unwrap()
-}
-
-/// The instance paths of every error `schema` finds in `manifest`, as `/spec/tags/0/name`.
-fn errors(manifest: &Value) -> Vec<String> {
-    let schema = schema_for(manifest["kind"].as_str().expect("a kind"));
-    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
-    validator
-        .iter_errors(manifest)
-        .map(|e| format!("{} ({e})", e.instance_path()))
-        .collect()
-}
+mod support;
+use support::errors;
 
 fn load(path: &Path) -> (Value, String) {
     let text = std::fs::read_to_string(path).unwrap();
