@@ -11,9 +11,12 @@
 //!
 //! - When both keys are present, Berth's wins and OpenShift's is not read at all (so a manifest shared with an
 //!   OpenShift cluster can follow other tags here). An empty value means no triggers.
-//! - `fieldPath` selects one container by name in `containers` or `initContainers` of the pod template
+//! - `fieldPath` selects one container by index (`containers[0]`, as OpenShift's templates write it) or by name
+//!   (`containers[?(@.name=="web")]`) in `containers` or `initContainers` of the pod template
 //!   (`spec.template.spec` for Deployments, StatefulSets and DaemonSets, `spec.jobTemplate.spec.template.spec`
-//!   for CronJobs); `@.name=="web"`, OpenShift's `@.name="web"` and single quotes are accepted.
+//!   for CronJobs); `@.name=="web"`, OpenShift's `@.name="web"` and single quotes are accepted. An index is
+//!   resolved to the container's name when the object is read, and the patch names the container.
+//! - `from.namespace` left out (or empty) is the object's own namespace.
 //! - An annotation is valid or not as a whole: one bad trigger stops them all, and is reported.
 
 use std::collections::BTreeMap;
@@ -23,7 +26,7 @@ use berth_api::validation::is_dns_subdomain;
 use serde::Deserialize;
 
 use super::field_path::field_path;
-use super::target::{ContainerRef, TargetKind};
+use super::target::{ContainerPath, TargetKind};
 
 /// OpenShift's trigger annotation.
 pub const OPENSHIFT_TRIGGERS: &str = "image.openshift.io/triggers";
@@ -53,8 +56,8 @@ impl std::fmt::Display for TagKey {
 pub struct Trigger {
     /// The tag it follows.
     pub from: TagKey,
-    /// The container whose image it sets.
-    pub container: ContainerRef,
+    /// The container whose image it sets, as the fieldPath selects it.
+    pub container: ContainerPath,
     /// A paused trigger changes nothing.
     pub paused: bool,
 }
@@ -112,7 +115,8 @@ pub enum TriggerError {
         /// What is wrong with it.
         reason: String,
     },
-    /// Two triggers set the same container.
+    /// Two triggers set the same container (found when the annotation is read, or, for a container selected by
+    /// index and another by name, when the object is).
     #[error("triggers[{first}] and triggers[{second}] both set the image of {container}")]
     DuplicateContainer {
         /// The first trigger.
@@ -120,7 +124,7 @@ pub enum TriggerError {
         /// The second.
         second: usize,
         /// The container.
-        container: ContainerRef,
+        container: ContainerPath,
     },
     /// The pod template has no such container.
     #[error("triggers[{index}]: the pod template has no {container}")]
@@ -128,7 +132,7 @@ pub enum TriggerError {
         /// The trigger.
         index: usize,
         /// The container named.
-        container: ContainerRef,
+        container: ContainerPath,
     },
 }
 
@@ -245,7 +249,7 @@ fn read(index: usize, raw: RawTrigger, namespace: &str, kind: TargetKind) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::triggers::target::ContainerList;
+    use crate::triggers::target::{ContainerList, Select};
 
     const WEB: &str = r#"spec.template.spec.containers[?(@.name=="web")].image"#;
 
@@ -258,10 +262,10 @@ mod tests {
         parse(OPENSHIFT_TRIGGERS, &one(from, field_path), "ns", kind)
     }
 
-    fn web() -> ContainerRef {
-        ContainerRef {
+    fn web() -> ContainerPath {
+        ContainerPath {
             list: ContainerList::Containers,
-            name: "web".into(),
+            select: Select::Name("web".into()),
         }
     }
 

@@ -11,3 +11,6 @@ pub mod field_path;
 pub mod index;
 pub mod plan;
 pub mod target;
+
+#[cfg(test)]
+mod corpus_tests;

@@ -10,7 +10,7 @@ use crate::import::source::TagLookup;
 /// One container image to set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageChange {
-    /// The container.
+    /// The container, by name.
     pub container: ContainerRef,
     /// Its image now (empty when it has none).
     pub from: String,
@@ -31,9 +31,10 @@ pub fn pull_spec<'a>(tag: &TagKey, tags: &'a impl TagLookup) -> Option<&'a str> 
 
 /// The image changes that `triggers` ask of `object` (of `kind`), given the tags as `tags` has them.
 ///
-/// Every trigger must name a container of the pod template (paused ones too: they are there to be resumed);
+/// Every trigger must select a container of the pod template (paused ones too: they are there to be resumed),
+/// and no two the same one (a container may be selected by index in one trigger and by name in another);
 /// paused triggers and tags not found or not yet imported change nothing; a container that already runs the
-/// pull spec changes nothing.
+/// pull spec changes nothing. Each change names its container, whichever way the trigger selected it.
 pub fn plan(
     kind: TargetKind,
     object: &Value,
@@ -41,15 +42,24 @@ pub fn plan(
     tags: &impl TagLookup,
 ) -> Result<Vec<ImageChange>, TriggerError> {
     let mut changes = Vec::new();
+    let mut selected: Vec<ContainerRef> = Vec::with_capacity(triggers.len());
     for (index, trigger) in triggers.iter().enumerate() {
-        let container =
+        let (resolved, container) =
             trigger
                 .container
-                .find(kind, object)
+                .resolve(kind, object)
                 .ok_or_else(|| TriggerError::NoSuchContainer {
                     index,
                     container: trigger.container.clone(),
                 })?;
+        if let Some(first) = selected.iter().position(|c| *c == resolved) {
+            return Err(TriggerError::DuplicateContainer {
+                first,
+                second: index,
+                container: resolved.into(),
+            });
+        }
+        selected.push(resolved.clone());
         if trigger.paused {
             continue;
         }
@@ -59,7 +69,7 @@ pub fn plan(
         let from = container.get("image").and_then(Value::as_str).unwrap_or_default();
         if from != to {
             changes.push(ImageChange {
-                container: trigger.container.clone(),
+                container: resolved,
                 from: from.to_owned(),
                 to: to.to_owned(),
                 tag: trigger.from.clone(),
@@ -279,6 +289,89 @@ mod tests {
         assert_eq!(
             note(&changes[..1]),
             "container \"web\" set to reg/app@sha256:2 (tag ns/app:live)"
+        );
+    }
+
+    #[test]
+    fn containers_selected_by_index_are_patched_by_name_in_their_list() {
+        let obj = deployment(&[("web", "a"), ("side", "b")], &[("init", "d")]);
+        let t = triggers(
+            TargetKind::Deployment,
+            &[
+                ("sidecar:v1", "spec.template.spec.containers[1].image", false),
+                (
+                    "base:v1@shared",
+                    "spec.template.spec.initContainers[0].image",
+                    false,
+                ),
+            ],
+        );
+        let changes = plan(TargetKind::Deployment, &obj, &t, &cache()).unwrap();
+        assert_eq!(
+            patch(TargetKind::Deployment, "8", &changes),
+            json!({"metadata": {"resourceVersion": "8"}, "spec": {"template": {"spec": {
+                "containers": [{"name": "side", "image": "reg/sidecar@sha256:s"}],
+                "initContainers": [{"name": "init", "image": "reg/base@sha256:b"}]}}}})
+        );
+        assert_eq!(
+            note(&changes),
+            "container \"side\" set to reg/sidecar@sha256:s (tag ns/sidecar:v1); \
+             init container \"init\" set to reg/base@sha256:b (tag shared/base:v1)"
+        );
+        // Already current: nothing to write.
+        let current = deployment(
+            &[("web", "a"), ("side", "reg/sidecar@sha256:s")],
+            &[("init", "reg/base@sha256:b")],
+        );
+        assert_eq!(plan(TargetKind::Deployment, &current, &t, &cache()), Ok(vec![]));
+    }
+
+    #[test]
+    fn an_index_past_the_list_selects_nothing_and_says_so() {
+        let obj = deployment(&[("web", "a")], &[]);
+        for (path, says) in [
+            ("spec.template.spec.containers[1].image", "containers[1]"),
+            ("spec.template.spec.initContainers[0].image", "initContainers[0]"),
+        ] {
+            let t = triggers(TargetKind::Deployment, &[("app:live", path, false)]);
+            let e = plan(TargetKind::Deployment, &obj, &t, &cache()).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("triggers[0]: the pod template has no {says}")
+            );
+        }
+    }
+
+    #[test]
+    fn one_container_selected_by_index_and_by_name_conflicts() {
+        let obj = deployment(&[("web", "a"), ("side", "b")], &[]);
+        let t = triggers(
+            TargetKind::Deployment,
+            &[
+                ("app:live", WEB, false),
+                ("sidecar:v1", "spec.template.spec.containers[0].image", true),
+            ],
+        );
+        let e = plan(TargetKind::Deployment, &obj, &t, &cache()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "triggers[0] and triggers[1] both set the image of container \"web\""
+        );
+        // The same index twice is refused when the annotation is read.
+        let twice = json!([
+            {"from": {"kind": "ImageStreamTag", "name": "a:b"}, "fieldPath": "spec.template.spec.containers[0].image"},
+            {"from": {"kind": "ImageStreamTag", "name": "a:c"}, "fieldPath": "spec.template.spec.containers[ 0 ].image"},
+        ]);
+        let e = parse(
+            OPENSHIFT_TRIGGERS,
+            &twice.to_string(),
+            "ns",
+            TargetKind::Deployment,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "triggers[0] and triggers[1] both set the image of containers[0]"
         );
     }
 

@@ -128,22 +128,68 @@ pub struct ContainerRef {
     pub name: String,
 }
 
-impl ContainerRef {
-    /// The container in `object`'s pod spec, if there is one by that name.
-    pub fn find<'a>(&self, kind: TargetKind, object: &'a Value) -> Option<&'a Value> {
-        kind.pod_spec(object)?
-            .get(self.list.key())?
-            .as_array()?
-            .iter()
-            .find(|c| c.get("name").and_then(Value::as_str) == Some(self.name.as_str()))
-    }
-}
-
 impl fmt::Display for ContainerRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.list {
             ContainerList::Containers => write!(f, "container {:?}", self.name),
             ContainerList::InitContainers => write!(f, "init container {:?}", self.name),
+        }
+    }
+}
+
+/// How a trigger's `fieldPath` picks a container of its list.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Select {
+    /// `[?(@.name=="NAME")]`: the container of that name.
+    Name(String),
+    /// `[N]`: the container at that position, from 0.
+    Index(usize),
+}
+
+/// A container as a trigger's `fieldPath` selects it: by name or by position in one list of the pod spec.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContainerPath {
+    /// The list it is in.
+    pub list: ContainerList,
+    /// How it is picked there.
+    pub select: Select,
+}
+
+impl ContainerPath {
+    /// The container it selects in `object`'s pod spec now, by name (what a strategic merge patch of the list
+    /// merges on), with the container itself. `None` when it selects nothing, or a container without a name.
+    pub fn resolve<'a>(&self, kind: TargetKind, object: &'a Value) -> Option<(ContainerRef, &'a Value)> {
+        let containers = kind.pod_spec(object)?.get(self.list.key())?.as_array()?;
+        let container = match &self.select {
+            Select::Name(name) => containers
+                .iter()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some(name.as_str()))?,
+            Select::Index(index) => containers.get(*index)?,
+        };
+        let name = container.get("name").and_then(Value::as_str)?;
+        let resolved = ContainerRef {
+            list: self.list,
+            name: name.to_owned(),
+        };
+        Some((resolved, container))
+    }
+}
+
+impl From<ContainerRef> for ContainerPath {
+    fn from(container: ContainerRef) -> Self {
+        ContainerPath {
+            list: container.list,
+            select: Select::Name(container.name),
+        }
+    }
+}
+
+impl fmt::Display for ContainerPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.select, self.list) {
+            (Select::Name(name), ContainerList::Containers) => write!(f, "container {name:?}"),
+            (Select::Name(name), ContainerList::InitContainers) => write!(f, "init container {name:?}"),
+            (Select::Index(index), list) => write!(f, "{}[{index}]", list.key()),
         }
     }
 }
@@ -159,25 +205,74 @@ mod tests {
             json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "a"}]}}}});
         let cronjob = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {
             "initContainers": [{"name": "setup", "image": "b"}]}}}}}});
-        let web = ContainerRef {
+        fn find<'a>(path: &ContainerPath, kind: TargetKind, object: &'a Value) -> Option<&'a Value> {
+            path.resolve(kind, object).map(|(_, c)| c)
+        }
+        let web = ContainerPath {
             list: ContainerList::Containers,
-            name: "web".into(),
+            select: Select::Name("web".into()),
         };
-        let setup = ContainerRef {
+        let setup = ContainerPath {
             list: ContainerList::InitContainers,
-            name: "setup".into(),
+            select: Select::Name("setup".into()),
         };
         for kind in [
             TargetKind::Deployment,
             TargetKind::StatefulSet,
             TargetKind::DaemonSet,
         ] {
-            assert_eq!(web.find(kind, &deployment).unwrap()["image"], "a");
-            assert!(web.find(kind, &cronjob).is_none());
+            assert_eq!(find(&web, kind, &deployment).unwrap()["image"], "a");
+            assert!(find(&web, kind, &cronjob).is_none());
         }
-        assert_eq!(setup.find(TargetKind::CronJob, &cronjob).unwrap()["image"], "b");
-        assert!(web.find(TargetKind::CronJob, &cronjob).is_none());
-        assert!(web.find(TargetKind::Deployment, &json!({})).is_none());
+        assert_eq!(find(&setup, TargetKind::CronJob, &cronjob).unwrap()["image"], "b");
+        assert!(find(&web, TargetKind::CronJob, &cronjob).is_none());
+        assert!(find(&web, TargetKind::Deployment, &json!({})).is_none());
+    }
+
+    #[test]
+    fn paths_resolve_by_name_or_index_to_a_named_container() {
+        let deployment = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "web", "image": "a"}, {"name": "side", "image": "b"}, {"image": "nameless"}],
+            "initContainers": [{"name": "setup", "image": "c"}]}}}});
+        let at = |list, select| ContainerPath { list, select };
+        let named = |list, name: &str| ContainerRef {
+            list,
+            name: name.into(),
+        };
+        let (c, i) = (ContainerList::Containers, ContainerList::InitContainers);
+        let kind = TargetKind::Deployment;
+        for (path, want, image) in [
+            (at(c, Select::Index(0)), named(c, "web"), "a"),
+            (at(c, Select::Index(1)), named(c, "side"), "b"),
+            (at(c, Select::Name("side".into())), named(c, "side"), "b"),
+            (at(i, Select::Index(0)), named(i, "setup"), "c"),
+            (at(i, Select::Name("setup".into())), named(i, "setup"), "c"),
+        ] {
+            let (resolved, container) = path.resolve(kind, &deployment).unwrap();
+            assert_eq!(
+                (&resolved, container["image"].as_str()),
+                (&want, Some(image)),
+                "{path}"
+            );
+        }
+        for path in [
+            at(c, Select::Index(2)),
+            at(c, Select::Index(3)),
+            at(i, Select::Index(1)),
+            at(i, Select::Name("web".into())),
+        ] {
+            assert!(path.resolve(kind, &deployment).is_none(), "{path}");
+        }
+        assert!(
+            at(c, Select::Index(0))
+                .resolve(TargetKind::CronJob, &deployment)
+                .is_none()
+        );
+        assert_eq!(at(i, Select::Index(3)).to_string(), "initContainers[3]");
+        assert_eq!(
+            ContainerPath::from(named(c, "web")).to_string(),
+            "container \"web\""
+        );
     }
 
     #[test]
