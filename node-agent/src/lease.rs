@@ -5,12 +5,12 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ObjectMeta, Patch};
 use tracing::{debug, warn};
 
+use crate::apply;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::sync::FIELD_MANAGER;
 
 /// The namespace of node leases.
 pub const NAMESPACE: &str = "kube-node-lease";
@@ -41,19 +41,13 @@ pub fn lease(node: &str, node_uid: Option<&str>, duration_seconds: i32, now: Tim
     }
 }
 
-/// Renews the Lease once.
+/// Renews the Lease once (applied as [`apply::FIELD_MANAGER`]).
 pub async fn renew(api: &Api<Lease>, lease: &Lease) -> Result<()> {
     let name = lease.metadata.name.clone().unwrap_or_default();
-    let mut body = serde_json::to_value(lease).map_err(|e| Error::Config(e.to_string()))?;
-    body["apiVersion"] = "coordination.k8s.io/v1".into();
-    body["kind"] = "Lease".into();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|e| Error::kube(format!("renewing lease {NAMESPACE}/{name}"), e))?;
+    let body = apply::lease_body(lease)?;
+    api.patch(&name, &apply::object_params(), &Patch::Apply(&body))
+        .await
+        .map_err(|e| Error::kube(format!("renewing lease {NAMESPACE}/{name}"), e))?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! modules that talk to the API server and the runtime are thin around them.
 
 pub mod agent;
+pub mod apply;
 pub mod backoff;
 pub mod config;
 pub mod cri;
@@ -15,12 +16,14 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod node;
 pub mod observe;
+pub mod pod_ip;
 pub mod pods;
 pub mod podspec;
 pub mod probe;
 pub mod prober;
 pub mod pull;
 pub mod server;
+pub mod start;
 pub mod status;
 pub mod sync;
 

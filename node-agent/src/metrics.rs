@@ -84,9 +84,9 @@ impl Metrics {
         }
     }
 
-    /// Records a probe attempt (`probe` is `startup`, `liveness` or `readiness`).
-    pub fn probed(&self, probe: &'static str, ok: bool) {
-        let result = if ok { "success" } else { "failure" };
+    /// Records a probe attempt (`probe` is `startup`, `liveness` or `readiness`; `result`
+    /// `success`, `failure` or `skipped`).
+    pub fn probed(&self, probe: &'static str, result: &'static str) {
         self.probes.get_or_create(&ProbeLabels { probe, result }).inc();
     }
 
@@ -132,7 +132,7 @@ mod tests {
         let m = Metrics::new();
         m.observe_pull(Duration::from_millis(20), true);
         m.container_started();
-        m.probed("readiness", false);
+        m.probed("readiness", "failure");
         let text = m.encode();
         assert!(
             text.contains("berth_agent_probes_total{probe=\"readiness\",result=\"failure\"} 1"),

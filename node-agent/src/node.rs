@@ -10,12 +10,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ObjectMeta, Patch};
 
+use crate::apply;
 use crate::config::Config;
 use crate::cri::api::RuntimeStatus;
 use crate::error::{Error, Result};
-use crate::sync::FIELD_MANAGER;
 
 /// Label and taint key marking nodes served by a Berth agent.
 pub const AGENT_LABEL: &str = "berth.dev/agent";
@@ -205,33 +205,24 @@ pub fn node_status(cfg: &Config, host: &HostInfo, ready: NodeCondition, runtime_
     }
 }
 
-/// Registers (creates or updates) the Node object.
+/// Registers (creates or updates) the Node object: its metadata and spec, applied as
+/// [`apply::FIELD_MANAGER`].
 pub async fn register(api: &Api<Node>, node: &Node) -> Result<()> {
     let name = node.metadata.name.clone().unwrap_or_default();
-    let mut body = serde_json::to_value(node).map_err(|e| Error::Config(e.to_string()))?;
-    body["apiVersion"] = "v1".into();
-    body["kind"] = "Node".into();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|e| Error::kube(format!("registering node {name}"), e))?;
+    let body = apply::node_body(node)?;
+    api.patch(&name, &apply::object_params(), &Patch::Apply(&body))
+        .await
+        .map_err(|e| Error::kube(format!("registering node {name}"), e))?;
     Ok(())
 }
 
-/// Writes the Node's status.
+/// Writes the Node's status, applied as [`apply::STATUS_FIELD_MANAGER`] (never the manager
+/// of the labels and spec: see [`apply`]).
 pub async fn write_status(api: &Api<Node>, name: &str, status: &NodeStatus) -> Result<()> {
-    let body =
-        serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": status});
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|e| Error::kube(format!("writing status of node {name}"), e))?;
+    let body = apply::node_status_body(name, status);
+    api.patch_status(name, &apply::status_params(), &Patch::Apply(&body))
+        .await
+        .map_err(|e| Error::kube(format!("writing status of node {name}"), e))?;
     Ok(())
 }
 

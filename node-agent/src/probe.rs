@@ -201,6 +201,21 @@ pub enum Outcome {
     Success,
     /// The check failed, with why.
     Failure(String),
+    /// The check was not sent, with why (an HTTP or TCP probe without a host to reach: the
+    /// pod's IP is unknown). Neither a success nor a failure: it changes no result, kills
+    /// nothing, and the probe is tried again a period later.
+    Skipped(String),
+}
+
+impl Outcome {
+    /// The outcome as a metrics label (`success`, `failure`, `skipped`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure(_) => "failure",
+            Outcome::Skipped(_) => "skipped",
+        }
+    }
 }
 
 /// The state of one probe of one container (one container id): reset when the container is
@@ -217,6 +232,8 @@ pub struct Tracker {
     pub last_run: Option<i64>,
     /// The last failure's message.
     pub last_message: Option<String>,
+    /// Consecutive attempts skipped (not sent), reset by one that was sent.
+    pub skips: u32,
 }
 
 impl Tracker {
@@ -230,14 +247,20 @@ impl Tracker {
             failures: 0,
             last_run: None,
             last_message: None,
+            skips: 0,
         }
     }
 
-    /// Records an outcome; returns true when the result changed.
+    /// Records an outcome; returns true when the result changed (a skipped attempt never
+    /// changes it).
     pub fn record(&mut self, spec: &ProbeSpec, outcome: Outcome, now: i64) -> bool {
         self.last_run = Some(now);
         let before = self.result;
+        if !matches!(outcome, Outcome::Skipped(_)) {
+            self.skips = 0;
+        }
         match outcome {
+            Outcome::Skipped(_) => self.skips = self.skips.saturating_add(1),
             Outcome::Success => {
                 self.successes = self.successes.saturating_add(1);
                 self.failures = 0;

@@ -29,8 +29,8 @@ pub struct Due {
     pub name: String,
     /// The probe.
     pub spec: ProbeSpec,
-    /// The pod's IP (the default host of HTTP and TCP checks).
-    pub pod_ip: String,
+    /// The pod's IP (the default host of HTTP and TCP checks), when known.
+    pub pod_ip: Option<String>,
 }
 
 /// A container to kill because it failed its liveness or startup probe.
@@ -66,7 +66,7 @@ pub fn due(pod: &Pod, obs: &Observed, probes: &mut Probes, now: i64) -> (Vec<Due
         probes.clear();
         return (vec![], None);
     };
-    let pod_ip = sandbox.ip.clone().unwrap_or_default();
+    let pod_ip = sandbox.ip.clone().filter(|ip| !ip.is_empty());
     let mut out = Vec::new();
     let mut next: Option<i64> = None;
     let mut live = std::collections::HashSet::new();
@@ -127,6 +127,8 @@ pub struct Recorded {
     pub first_failures: Vec<Transition>,
     /// Containers to kill.
     pub kills: Vec<Kill>,
+    /// Probes not sent this round for the first time since they last were (with why).
+    pub first_skips: Vec<Transition>,
 }
 
 /// Records the outcomes of the probes run this round.
@@ -136,6 +138,19 @@ pub fn record(pod: &Pod, probes: &mut Probes, ran: Vec<(Due, Outcome)>, now: i64
         let Some(t) = probes.get_mut(&(d.id.clone(), d.spec.kind)) else {
             continue;
         };
+        if let Outcome::Skipped(why) = &outcome {
+            let why = why.clone();
+            t.record(&d.spec, outcome, now);
+            if t.skips == 1 {
+                out.first_skips.push(Transition {
+                    kind: d.spec.kind,
+                    name: d.name.clone(),
+                    ok: t.result,
+                    message: Some(why),
+                });
+            }
+            continue;
+        }
         let changed = t.record(&d.spec, outcome, now);
         let transition = Transition {
             kind: d.spec.kind,
@@ -178,7 +193,9 @@ pub async fn run(cri: &CriClient, d: &Due) -> Outcome {
             Err(e) => Outcome::Failure(format!("command {command:?} failed: {e}")),
         },
         Check::Tcp { host, port } => {
-            let host = host.as_deref().unwrap_or(&d.pod_ip);
+            let Some(host) = target(host.as_deref(), d.pod_ip.as_deref()) else {
+                return Outcome::Skipped(no_host("tcp", *port));
+            };
             match tokio::time::timeout(timeout, TcpStream::connect((host, *port))).await {
                 Ok(Ok(_)) => Outcome::Success,
                 Ok(Err(e)) => Outcome::Failure(format!("dial tcp {host}:{port}: {e}")),
@@ -197,7 +214,9 @@ pub async fn run(cri: &CriClient, d: &Due) -> Outcome {
                 "HTTPS" => true,
                 other => return Outcome::Failure(format!("unknown probe scheme {other:?}")),
             };
-            let host = host.as_deref().unwrap_or(&d.pod_ip);
+            let Some(host) = target(host.as_deref(), d.pod_ip.as_deref()) else {
+                return Outcome::Skipped(no_host(&scheme.to_lowercase(), *port));
+            };
             let url = format!("{}://{host}:{port}{path}", scheme.to_lowercase());
             match tokio::time::timeout(timeout, http_status(host, *port, path, headers, tls)).await {
                 Ok(Ok(code)) if (200..400).contains(&code) => Outcome::Success,
@@ -207,6 +226,18 @@ pub async fn run(cri: &CriClient, d: &Due) -> Outcome {
             }
         }
     }
+}
+
+/// The host an HTTP or TCP check connects to: the probe's own, else the pod's IP; `None`
+/// when neither is known (never an empty host: `http://:8080/` reaches nothing meant).
+pub fn target<'a>(probe_host: Option<&'a str>, pod_ip: Option<&'a str>) -> Option<&'a str> {
+    probe_host.or(pod_ip).filter(|h| !h.trim().is_empty())
+}
+
+fn no_host(scheme: &str, port: u16) -> String {
+    format!(
+        "not sent: the pod's IP is unknown (the runtime reports none), so {scheme} port {port} has no host"
+    )
 }
 
 /// The request an HTTP probe sends (HTTP/1.1, `Connection: close`).

@@ -45,7 +45,7 @@ fn probes_wait_for_the_initial_delay_then_run_every_period() {
     assert_eq!(next, Some(102 * SEC));
     let (d, next) = due(&p, &obs, &mut probes, 102 * SEC);
     assert_eq!(d.len(), 1);
-    assert_eq!(d[0].pod_ip, "10.214.1.5");
+    assert_eq!(d[0].pod_ip.as_deref(), Some("10.214.1.5"));
     assert_eq!(next, Some(107 * SEC));
     let ran = d.into_iter().map(|d| (d, Outcome::Success)).collect();
     let r = record(&p, &mut probes, ran, 102 * SEC);
@@ -156,7 +156,7 @@ fn due_for(check: Check) -> Due {
         id: "c1".into(),
         name: "app".into(),
         spec,
-        pod_ip: "127.0.0.1".into(),
+        pod_ip: Some("127.0.0.1".into()),
     }
 }
 
@@ -210,4 +210,80 @@ async fn http_and_tcp_checks() {
     assert!(m.contains("timeout"), "{m}");
     assert!(t.elapsed() < Duration::from_secs(3));
     drop(silent);
+}
+
+#[test]
+fn the_target_is_never_an_empty_host() {
+    assert_eq!(target(Some("example"), Some("10.0.0.1")), Some("example"));
+    assert_eq!(target(None, Some("10.0.0.1")), Some("10.0.0.1"));
+    assert_eq!(target(None, None), None);
+    assert_eq!(target(None, Some("")), None);
+    assert_eq!(target(Some(" "), None), None);
+}
+
+/// A listener that counts the connections it accepts.
+async fn counting() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = n.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+        }
+    });
+    (port, n)
+}
+
+#[tokio::test]
+async fn a_probe_without_a_host_is_not_sent() {
+    let cri = client();
+    let (port, accepted) = counting().await;
+    for pod_ip in [None, Some(String::new())] {
+        for check in [http(port), Check::Tcp { host: None, port }] {
+            let mut d = due_for(check);
+            d.pod_ip = pod_ip.clone();
+            let Outcome::Skipped(why) = run(&cri, &d).await else {
+                panic!("a probe without a host must be skipped")
+            };
+            assert!(why.contains("IP is unknown"), "{why}");
+        }
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // With the pod's IP the same probe is sent.
+    assert_eq!(run(&cri, &due_for(http(port))).await, Outcome::Success);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_skipped_probe_changes_nothing_and_kills_nothing() {
+    let p = pod(serde_json::json!({
+        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 1},
+        "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 1},
+    }));
+    let mut obs = running();
+    obs.sandboxes[0].ip = None;
+    let mut probes = Probes::new();
+    for (i, first) in [(100, true), (101, false)] {
+        let (d, next) = due(&p, &obs, &mut probes, i * SEC);
+        assert_eq!(d.len(), 2);
+        assert!(d.iter().all(|d| d.pod_ip.is_none()));
+        assert_eq!(next, Some((i + 1) * SEC), "tried again a period later");
+        let ran = d
+            .into_iter()
+            .map(|d| (d, Outcome::Skipped("no IP".into())))
+            .collect();
+        let r = record(&p, &mut probes, ran, i * SEC);
+        assert!(r.kills.is_empty() && r.transitions.is_empty() && r.first_failures.is_empty());
+        assert_eq!(
+            r.first_skips.len(),
+            if first { 2 } else { 0 },
+            "reported once per run"
+        );
+    }
+    let liveness = &probes[&("c1".to_string(), Kind::Liveness)];
+    let readiness = &probes[&("c1".to_string(), Kind::Readiness)];
+    assert!(liveness.result && liveness.failures == 0);
+    assert!(!readiness.result && readiness.failures == 0);
 }

@@ -224,10 +224,12 @@ pub fn compute(pod: &Pod, obs: &Observed, ctx: &Context<'_>) -> PodStatus {
         .map(|(name, image)| container_status(pod, name, image, obs, ctx))
         .collect();
     let phase = phase(pod, &statuses, obs, ctx.now);
-    let pod_ip = obs
-        .ready_sandbox()
-        .and_then(|s| s.ip.clone())
-        .or_else(|| pod.status.as_ref().and_then(|s| s.pod_ip.clone()));
+    // The running sandbox's IP (rebuilt by `pod_ip::resolve` when the runtime leaves it out);
+    // without a running sandbox the IP last reported stays.
+    let pod_ip = match obs.ready_sandbox() {
+        Some(s) => s.ip.clone(),
+        None => pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
+    };
     let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
     let not_ready: Vec<&str> = statuses
         .iter()

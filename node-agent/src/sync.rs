@@ -6,25 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::backoff;
 use crate::cri::CriClient;
 use crate::error::{Error, Result};
-use crate::images::{self, PullPolicy};
 use crate::lifecycle::{self, Action, PullFailure};
 use crate::metrics::Metrics;
 use crate::observe::{self, Observed};
 use crate::podspec::{self, NodeFacts};
 use crate::prober::{self, Probes};
-use crate::{probe, status};
-
-/// The field manager of everything the agent writes.
-pub const FIELD_MANAGER: &str = "berth-agent";
+use crate::{apply, pod_ip, status};
 
 /// What every pod worker shares.
 pub struct Shared {
@@ -55,6 +50,10 @@ pub(crate) struct Memory {
     published: std::collections::HashSet<(String, String)>,
     /// Probe state of the running containers.
     probes: Probes,
+    /// The IPs the runtime reported, by sandbox (it may stop reporting them: [`pod_ip`]).
+    ips: pod_ip::Known,
+    /// Where the pod's IP came from last round (logged when it changes).
+    ip_source: Option<pod_ip::Source>,
 }
 
 /// Unix time in nanoseconds.
@@ -110,6 +109,28 @@ pub async fn remove_all(cri: &CriClient, uid: &str) -> Result<()> {
     Ok(())
 }
 
+/// What the runtime holds for the pod, with the pod's IP rebuilt when the runtime leaves it
+/// out ([`pod_ip::resolve`]); a change of where it comes from is logged.
+async fn observe_pod(shared: &Shared, pod: &Pod, mem: &mut Memory) -> Result<Observed> {
+    let mut obs = observe::observe(&shared.cri, pod.metadata.uid.as_deref().unwrap_or_default()).await?;
+    let source = pod_ip::resolve(pod, &mut obs, &mut mem.ips);
+    if mem.ip_source.replace(source) != Some(source) {
+        let ip = obs.ready_sandbox().and_then(|s| s.ip.as_deref()).unwrap_or("");
+        match source {
+            pod_ip::Source::Runtime | pod_ip::Source::NoSandbox => debug!(?source, %ip, "pod IP"),
+            pod_ip::Source::Remembered | pod_ip::Source::PodStatus => {
+                warn!(?source, %ip, "the runtime reports no IP for the running sandbox; using the one known")
+            }
+            pod_ip::Source::Unknown => {
+                warn!(
+                    "the runtime reports no IP for the running sandbox and none is known; HTTP and TCP probes wait"
+                )
+            }
+        }
+    }
+    Ok(obs)
+}
+
 /// One round for one pod; `Ok(None)` once the pod object is deleted.
 /// `updates` sees the pod's next versions (a deletion cuts a round of probes short).
 async fn sync_pod(
@@ -118,8 +139,7 @@ async fn sync_pod(
     mem: &mut Memory,
     updates: watch::Receiver<Option<Arc<Pod>>>,
 ) -> Result<Option<Duration>> {
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let mut obs = observe::observe(&shared.cri, &uid).await?;
+    let mut obs = observe_pod(shared, pod, mem).await?;
     let plan = lifecycle::plan(pod, &obs, &mem.pulls, now_nanos());
     let acted = !plan.actions.is_empty();
     for action in plan.actions {
@@ -133,7 +153,7 @@ async fn sync_pod(
         }
     }
     if acted {
-        obs = observe::observe(&shared.cri, &uid).await?;
+        obs = observe_pod(shared, pod, mem).await?;
     }
     let next_probe = run_probes(shared, pod, &mut obs, mem, updates).await?;
     crate::pull::refresh_image_ids(shared, pod, &obs, mem).await;
@@ -202,16 +222,19 @@ async fn run_probes(
         _ = deleted => return Ok(Some(Duration::ZERO)),
     };
     for (d, o) in due.iter().zip(&outcomes) {
-        shared
-            .metrics
-            .probed(d.spec.kind.name(), *o == probe::Outcome::Success);
+        shared.metrics.probed(d.spec.kind.name(), o.label());
     }
     let ran = due.into_iter().zip(outcomes).collect();
     let prober::Recorded {
         transitions,
         first_failures,
         kills,
+        first_skips,
     } = prober::record(pod, &mut mem.probes, ran, now);
+    for t in &first_skips {
+        let message = t.message.as_deref().unwrap_or_default();
+        warn!(container = %t.name, probe = t.kind.title(), %message, "probe skipped");
+    }
     for t in &first_failures {
         let message = t.message.as_deref().unwrap_or_default();
         debug!(container = %t.name, probe = t.kind.title(), %message, "probe failed");
@@ -229,7 +252,7 @@ async fn run_probes(
         shared.cri.stop_container(&k.id, k.grace).await?;
     }
     if !kills.is_empty() {
-        *obs = observe::observe(&shared.cri, pod.metadata.uid.as_deref().unwrap_or_default()).await?;
+        *obs = observe_pod(shared, pod, mem).await?;
     }
     Ok(next)
 }
@@ -267,124 +290,10 @@ async fn execute(shared: &Shared, pod: &Pod, obs: &Observed, mem: &mut Memory, a
         }
         Action::RemoveContainer { id } => cri.remove_container(&id).await?,
         Action::StartContainer { name, attempt } => {
-            start_container(shared, pod, obs, mem, &name, attempt).await?
+            crate::start::start_container(shared, pod, obs, mem, &name, attempt).await?
         }
         Action::DeletePod => {}
     }
-    Ok(())
-}
-
-/// Pulls (per policy) and creates and starts container `name`; a failed pull is remembered
-/// for back-off and reported, not returned as an error.
-async fn start_container(
-    shared: &Shared,
-    pod: &Pod,
-    obs: &Observed,
-    mem: &mut Memory,
-    name: &str,
-    attempt: u32,
-) -> Result<()> {
-    let Some(spec) = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.containers.iter().find(|c| c.name == name))
-    else {
-        return Ok(());
-    };
-    let image = spec.image.clone().unwrap_or_default();
-    let policy = images::pull_policy(&image, spec.image_pull_policy.as_deref());
-    let present = shared.cri.image_status(&image).await?;
-    if images::needs_pull(policy, present.is_some()) {
-        let auth = crate::pull::pull_credentials(shared, pod, &image).await;
-        let t = std::time::Instant::now();
-        match shared.cri.pull_image(&image, auth, None).await {
-            Ok(_) => {
-                shared.metrics.observe_pull(t.elapsed(), true);
-                mem.pulls.remove(name);
-                publish(
-                    shared,
-                    pod,
-                    EventType::Normal,
-                    "Pulled",
-                    format!("Successfully pulled image {image} in {:?}", t.elapsed()),
-                )
-                .await;
-            }
-            Err(e) => {
-                shared.metrics.observe_pull(t.elapsed(), false);
-                let failures = mem
-                    .pulls
-                    .get(name)
-                    .filter(|p| p.image == image)
-                    .map_or(0, |p| p.failures)
-                    + 1;
-                let delay = backoff::delay(failures);
-                let message = match &e {
-                    Error::Cri { message, .. } => message.clone(),
-                    e => e.to_string(),
-                };
-                warn!(container = name, %image, failures, error = %e, "image pull failed");
-                publish(
-                    shared,
-                    pod,
-                    EventType::Warning,
-                    "Failed",
-                    format!("Failed to pull image {image}: {message}"),
-                )
-                .await;
-                if failures > 1 {
-                    publish(
-                        shared,
-                        pod,
-                        EventType::Normal,
-                        "BackOff",
-                        format!("Back-off pulling image {image}"),
-                    )
-                    .await;
-                }
-                mem.pulls.insert(
-                    name.to_string(),
-                    PullFailure {
-                        image,
-                        failures,
-                        retry_at: now_nanos() + i64::try_from(delay.as_nanos()).unwrap_or(i64::MAX),
-                        message,
-                    },
-                );
-                return Ok(());
-            }
-        }
-    } else if present.is_none() && policy == PullPolicy::Never {
-        mem.pulls.insert(
-            name.to_string(),
-            PullFailure {
-                image: image.clone(),
-                failures: 2,
-                retry_at: now_nanos() + i64::try_from(backoff::MAX.as_nanos()).unwrap_or(i64::MAX),
-                message: format!("image {image} is not present and the pull policy is Never"),
-            },
-        );
-        return Ok(());
-    }
-    let Some(sandbox) = obs.ready_sandbox() else {
-        return Ok(());
-    };
-    let pod_ip = sandbox.ip.clone().unwrap_or_default();
-    let config = podspec::container_config(pod, spec, attempt, &shared.facts, &pod_ip);
-    let sandbox_config = podspec::sandbox_config(pod, sandbox.attempt, &shared.log_root);
-    let id = shared
-        .cri
-        .create_container(&sandbox.id, config, sandbox_config)
-        .await?;
-    shared.cri.start_container(&id).await?;
-    shared.metrics.container_started();
-    info!(container = name, id = %id, attempt, "container started");
-    let note = if attempt == 0 {
-        format!("Started container {name}")
-    } else {
-        format!("Started container {name} (restart {attempt})")
-    };
-    publish(shared, pod, EventType::Normal, "Started", note).await;
     Ok(())
 }
 
@@ -396,18 +305,9 @@ async fn write_status(
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
-    let body = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns},
-        "status": status,
-    });
+    let body = apply::pod_status_body(&ns, &name, &status);
     match api
-        .patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
+        .patch_status(&name, &apply::status_params(), &Patch::Apply(&body))
         .await
     {
         Ok(_) => {
@@ -442,7 +342,7 @@ async fn delete_pod(shared: &Shared, pod: &Pod) -> Result<()> {
 }
 
 /// Publishes an Event about the pod (failures are logged, never fatal).
-async fn publish(shared: &Shared, pod: &Pod, type_: EventType, reason: &str, note: String) {
+pub(crate) async fn publish(shared: &Shared, pod: &Pod, type_: EventType, reason: &str, note: String) {
     let ev = Event {
         type_,
         reason: reason.to_string(),

@@ -1,0 +1,128 @@
+//! Starting a container: pull its image per policy (a failed pull is remembered for back-off
+//! and reported), then create and start it in the pod's ready sandbox.
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::events::EventType;
+use tracing::{info, warn};
+
+use crate::backoff;
+use crate::error::{Error, Result};
+use crate::images::{self, PullPolicy};
+use crate::lifecycle::PullFailure;
+use crate::observe::Observed;
+use crate::podspec;
+use crate::sync::{Memory, Shared, now_nanos, publish};
+
+/// Pulls (per policy) and creates and starts container `name`; a failed pull is remembered
+/// for back-off and reported, not returned as an error.
+pub(crate) async fn start_container(
+    shared: &Shared,
+    pod: &Pod,
+    obs: &Observed,
+    mem: &mut Memory,
+    name: &str,
+    attempt: u32,
+) -> Result<()> {
+    let Some(spec) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.iter().find(|c| c.name == name))
+    else {
+        return Ok(());
+    };
+    let image = spec.image.clone().unwrap_or_default();
+    let policy = images::pull_policy(&image, spec.image_pull_policy.as_deref());
+    let present = shared.cri.image_status(&image).await?;
+    if images::needs_pull(policy, present.is_some()) {
+        let auth = crate::pull::pull_credentials(shared, pod, &image).await;
+        let t = std::time::Instant::now();
+        match shared.cri.pull_image(&image, auth, None).await {
+            Ok(_) => {
+                shared.metrics.observe_pull(t.elapsed(), true);
+                mem.pulls.remove(name);
+                publish(
+                    shared,
+                    pod,
+                    EventType::Normal,
+                    "Pulled",
+                    format!("Successfully pulled image {image} in {:?}", t.elapsed()),
+                )
+                .await;
+            }
+            Err(e) => {
+                shared.metrics.observe_pull(t.elapsed(), false);
+                let failures = mem
+                    .pulls
+                    .get(name)
+                    .filter(|p| p.image == image)
+                    .map_or(0, |p| p.failures)
+                    + 1;
+                let delay = backoff::delay(failures);
+                let message = match &e {
+                    Error::Cri { message, .. } => message.clone(),
+                    e => e.to_string(),
+                };
+                warn!(container = name, %image, failures, error = %e, "image pull failed");
+                publish(
+                    shared,
+                    pod,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Failed to pull image {image}: {message}"),
+                )
+                .await;
+                if failures > 1 {
+                    publish(
+                        shared,
+                        pod,
+                        EventType::Normal,
+                        "BackOff",
+                        format!("Back-off pulling image {image}"),
+                    )
+                    .await;
+                }
+                mem.pulls.insert(
+                    name.to_string(),
+                    PullFailure {
+                        image,
+                        failures,
+                        retry_at: now_nanos() + i64::try_from(delay.as_nanos()).unwrap_or(i64::MAX),
+                        message,
+                    },
+                );
+                return Ok(());
+            }
+        }
+    } else if present.is_none() && policy == PullPolicy::Never {
+        mem.pulls.insert(
+            name.to_string(),
+            PullFailure {
+                image: image.clone(),
+                failures: 2,
+                retry_at: now_nanos() + i64::try_from(backoff::MAX.as_nanos()).unwrap_or(i64::MAX),
+                message: format!("image {image} is not present and the pull policy is Never"),
+            },
+        );
+        return Ok(());
+    }
+    let Some(sandbox) = obs.ready_sandbox() else {
+        return Ok(());
+    };
+    let pod_ip = sandbox.ip.clone().unwrap_or_default();
+    let config = podspec::container_config(pod, spec, attempt, &shared.facts, &pod_ip);
+    let sandbox_config = podspec::sandbox_config(pod, sandbox.attempt, &shared.log_root);
+    let id = shared
+        .cri
+        .create_container(&sandbox.id, config, sandbox_config)
+        .await?;
+    shared.cri.start_container(&id).await?;
+    shared.metrics.container_started();
+    info!(container = name, id = %id, attempt, "container started");
+    let note = if attempt == 0 {
+        format!("Started container {name}")
+    } else {
+        format!("Started container {name} (restart {attempt})")
+    };
+    publish(shared, pod, EventType::Normal, "Started", note).await;
+    Ok(())
+}
