@@ -5,7 +5,8 @@
 //! Scenarios: pull then sandbox then start; restart after an exit (new attempt, same
 //! sandbox); readiness from an exec probe; a liveness failure kills and restarts; deletion
 //! stops and removes everything and deletes the Pod object (also while a probe hangs); a
-//! vanished pod is cleaned up.
+//! vanished pod is cleaned up; after the runtime restarts and forgets the sandbox's IP (and
+//! after the agent restarts too), HTTP probes still reach the pod's IP.
 
 mod fake_cri;
 
@@ -124,7 +125,10 @@ async fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
 
 /// The last status the agent wrote (server-side apply body of `.../pods/web/status`).
 fn last_status(seen: &Seen) -> Option<serde_json::Value> {
-    let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    last_status_in(&seen.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn last_status_in(seen: &[(String, String, String)]) -> Option<serde_json::Value> {
     seen.iter()
         .rev()
         .find(|(m, p, _)| m == "PATCH" && p.contains("/pods/web/status"))
@@ -314,4 +318,110 @@ async fn a_deletion_does_not_wait_for_a_hanging_probe() {
         h.fake.containers_of("u6").is_empty() && h.fake.sandboxes_of("u6") == 0
     })
     .await;
+}
+
+/// An HTTP server on `ip` (a loopback address) answering 200 and recording each request's
+/// `Host` header.
+async fn pod_http(ip: &str) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let hosts: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = hosts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let host = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Host: "))
+                .unwrap_or_default()
+                .to_string();
+            log.lock().unwrap_or_else(|e| e.into_inner()).push(host);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        }
+    });
+    (port, hosts)
+}
+
+fn count(hosts: &Arc<Mutex<Vec<String>>>) -> usize {
+    hosts.lock().unwrap_or_else(|e| e.into_inner()).len()
+}
+
+#[tokio::test]
+async fn probes_keep_the_pod_ip_after_the_runtime_and_the_agent_restart() {
+    let h = harness().await;
+    let ip = "127.0.0.7";
+    let (port, hosts) = pod_http(ip).await;
+    h.fake.assign_ip(ip);
+    let probe = serde_json::json!({
+        "readinessProbe": {"httpGet": {"port": port, "path": "/ready"}, "periodSeconds": 1}
+    });
+    let tx = sync::spawn_worker(h.shared.clone(), Arc::new(pod("u7", probe.clone())));
+    until("ready, with the sandbox's IP", 10, || {
+        last_status(&h.seen).is_some_and(|s| s["podIP"] == ip && s["containerStatuses"][0]["ready"] == true)
+    })
+    .await;
+    {
+        let seen = h.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, path, _) = seen
+            .iter()
+            .find(|(m, p, _)| m == "PATCH" && p.contains("/pods/web/status"))
+            .expect("a status apply");
+        assert!(path.contains("fieldManager=berth-agent-status"), "{path}");
+    }
+
+    // containerd is killed and started again: connections drop, and the running sandbox's
+    // status no longer carries its IP.
+    h.fake.restart(true).await;
+    let sandbox = h.fake.snapshot().sandboxes.into_keys().next().expect("sandbox");
+    let reported = h
+        .shared
+        .cri
+        .pod_sandbox_status(&sandbox)
+        .await
+        .expect("reconnected");
+    assert_eq!(
+        reported.and_then(|s| s.network).map(|n| n.ip),
+        Some(String::new())
+    );
+    let before = count(&hosts);
+    until(
+        "probes against the pod's IP after the runtime restart",
+        20,
+        || count(&hosts) >= before + 3,
+    )
+    .await;
+    let s = last_status(&h.seen).expect("status");
+    assert_eq!(s["podIP"], ip);
+    assert_eq!(s["containerStatuses"][0]["ready"], true);
+
+    // The agent restarts as well: a worker without memory, given the Pod as the API server
+    // has it, rebuilds the IP from the Pod's status (written for this very sandbox).
+    drop(tx);
+    let mut known = pod("u7", probe);
+    known.status = Some(serde_json::from_value(s).expect("pod status"));
+    let _tx = sync::spawn_worker(h.shared.clone(), Arc::new(known));
+    let before = count(&hosts);
+    until("probes against the pod's IP after the agent restart", 10, || {
+        count(&hosts) >= before + 3
+    })
+    .await;
+    let hosts = hosts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(hosts.iter().all(|h| *h == format!("{ip}:{port}")), "{hosts:?}");
+    assert!(running_attempt(&h.fake, "u7", 0).is_some(), "nothing restarted");
+    assert_eq!(h.fake.sandboxes_of("u7"), 1);
+    let seen = h.seen.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        !seen
+            .iter()
+            .any(|(m, p, b)| m == "POST" && p.contains("/events") && b.contains("Unhealthy")),
+        "no probe failed"
+    );
+    let s = last_status_in(&seen).expect("status");
+    assert_eq!(
+        (s["podIP"].as_str(), s["containerStatuses"][0]["ready"].as_bool()),
+        (Some(ip), Some(true))
+    );
 }

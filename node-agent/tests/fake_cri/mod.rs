@@ -5,19 +5,21 @@
 //! It keeps the rules of a real runtime that the agent must respect: container names are
 //! reserved per (sandbox, name, attempt), containers need a ready sandbox and a present image,
 //! stopping a sandbox stops its containers, removing it removes them. Tests drive it with
-//! [`FakeCri::exit`] (a container's process ends) and inspect it with [`FakeCri::snapshot`]
-//! and [`FakeCri::calls`].
+//! [`FakeCri::exit`] (a container's process ends) and [`FakeCri::restart`] (the runtime
+//! restarts: connections drop, state stays, and sandbox IPs may be forgotten as containerd
+//! does), and inspect it with [`FakeCri::snapshot`] and [`FakeCri::calls`].
 
 #![allow(dead_code, reason = "each test binary uses a part of the fake")]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use berth_agent::cri::api::{self, *};
 use tonic::{Request, Response, Status};
 
+mod control;
 mod images;
 use images::digest;
 
@@ -88,12 +90,21 @@ pub struct FakeState {
     pub calls: Vec<String>,
     /// Commands that `ExecSync` answers with exit code 0; others exit 1 (`hang` never ends).
     pub exec_ok: BTreeSet<String>,
+    /// The IP of the next sandbox, instead of `10.0.0.N`.
+    pub next_ip: Option<String>,
+    /// Sandboxes whose IP `PodSandboxStatus` no longer reports (still running).
+    pub network_lost: BTreeSet<String>,
 }
+
+/// The running server: how to stop it.
+type Server = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>);
 
 /// The fake runtime; clones share the state.
 #[derive(Clone, Default)]
 pub struct FakeCri {
     state: Arc<Mutex<FakeState>>,
+    socket: PathBuf,
+    server: Arc<Mutex<Option<Server>>>,
 }
 
 fn matches(labels: &HashMap<String, String>, selector: &HashMap<String, String>) -> bool {
@@ -101,19 +112,6 @@ fn matches(labels: &HashMap<String, String>, selector: &HashMap<String, String>)
 }
 
 impl FakeCri {
-    /// Serves a new fake on `dir/cri.sock`; returns it and its endpoint (`unix://...`).
-    pub async fn start(dir: &Path) -> (FakeCri, String) {
-        let path = dir.join("cri.sock");
-        let listener = tokio::net::UnixListener::bind(&path).expect("binding the fake CRI socket");
-        let fake = FakeCri::default();
-        let server = tonic::transport::Server::builder()
-            .add_service(runtime_service_server::RuntimeServiceServer::new(fake.clone()))
-            .add_service(image_service_server::ImageServiceServer::new(fake.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener));
-        tokio::spawn(server);
-        (fake, format!("unix://{}", path.display()))
-    }
-
     fn lock(&self) -> MutexGuard<'_, FakeState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -122,61 +120,6 @@ impl FakeCri {
         let mut s = self.lock();
         s.calls.push(call);
         s
-    }
-
-    /// A copy of the state.
-    pub fn snapshot(&self) -> FakeState {
-        self.lock().clone()
-    }
-
-    /// The CRI calls so far.
-    pub fn calls(&self) -> Vec<String> {
-        self.lock().calls.clone()
-    }
-
-    /// Lets `ExecSync` of `command` (joined by spaces) succeed.
-    pub fn exec_succeeds(&self, command: &str) {
-        self.lock().exec_ok.insert(command.to_string());
-    }
-
-    /// Makes `ExecSync` of `command` fail again.
-    pub fn exec_fails(&self, command: &str) {
-        self.lock().exec_ok.remove(command);
-    }
-
-    /// Container `id`'s process exits with `code`, having started `ran_s` seconds before it
-    /// ended `ago_s` seconds ago (so tests can put it past its restart back-off).
-    pub fn exit(&self, id: &str, code: i32, ran_s: i64, ago_s: i64) {
-        let mut s = self.lock();
-        if let Some(c) = s.containers.get_mut(id) {
-            let end = now() - ago_s * 1_000_000_000;
-            c.state = ContainerState::ContainerExited as i32;
-            c.exit_code = code;
-            c.finished_at = end;
-            c.started_at = end - ran_s * 1_000_000_000;
-            c.created_at = c.created_at.min(c.started_at);
-        }
-    }
-
-    /// The containers of pod `uid`: (id, name, attempt, state).
-    pub fn containers_of(&self, uid: &str) -> Vec<(String, String, u32, i32)> {
-        let sel = HashMap::from([(berth_agent::cri::labels::POD_UID.to_string(), uid.to_string())]);
-        self.lock()
-            .containers
-            .iter()
-            .filter(|(_, c)| matches(&c.config.labels, &sel))
-            .map(|(id, c)| (id.clone(), c.name(), c.attempt(), c.state))
-            .collect()
-    }
-
-    /// The number of sandboxes of pod `uid`.
-    pub fn sandboxes_of(&self, uid: &str) -> usize {
-        let sel = HashMap::from([(berth_agent::cri::labels::POD_UID.to_string(), uid.to_string())]);
-        self.lock()
-            .sandboxes
-            .values()
-            .filter(|s| matches(&s.config.labels, &sel))
-            .count()
     }
 
     fn container_status(id: &str, c: &FakeContainer) -> api::ContainerStatus {
@@ -237,7 +180,10 @@ impl runtime_service_server::RuntimeService for FakeCri {
         let mut s = self.record("RunPodSandbox".into());
         s.next += 1;
         let id = format!("sb{}", s.next);
-        let ip = format!("10.0.0.{}", s.next % 250 + 2);
+        let ip = s
+            .next_ip
+            .take()
+            .unwrap_or_else(|| format!("10.0.0.{}", s.next % 250 + 2));
         s.sandboxes.insert(
             id.clone(),
             FakeSandbox {
@@ -285,6 +231,11 @@ impl runtime_service_server::RuntimeService for FakeCri {
             .sandboxes
             .get(&id)
             .ok_or_else(|| Status::not_found(format!("sandbox {id}")))?;
+        let ip = if s.network_lost.contains(&id) {
+            String::new()
+        } else {
+            sb.ip.clone()
+        };
         Ok(Response::new(PodSandboxStatusResponse {
             status: Some(PodSandboxStatus {
                 id,
@@ -292,7 +243,7 @@ impl runtime_service_server::RuntimeService for FakeCri {
                 state: if sb.ready { 0 } else { 1 },
                 created_at: sb.created_at,
                 network: Some(PodSandboxNetworkStatus {
-                    ip: sb.ip.clone(),
+                    ip,
                     ..Default::default()
                 }),
                 labels: sb.config.labels.clone(),
