@@ -1,5 +1,7 @@
 //! Prometheus metrics and the health endpoints (`/metrics`, `/healthz`, `/readyz`).
 
+pub mod reconciles;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,6 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::registry::{Observation, ResolveObserver};
+use reconciles::Reconciles;
 
 /// Labels of an import.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,6 +61,8 @@ pub struct Metrics {
     pub notifications: Family<ResultLabels, Counter>,
     /// Status writes by kind (`ImageStreamTag`, `ImageStream`, `Workload`).
     pub status_writes: Family<ResultLabels, Counter>,
+    /// Every reconcile: its duration, its errors by class, its back-off, the drain at shutdown.
+    pub reconciles: Reconciles,
     ready: Arc<AtomicBool>,
 }
 
@@ -94,6 +99,7 @@ impl Default for Metrics {
         );
         let status_writes = Family::<ResultLabels, Counter>::default();
         registry.register("status_writes", "Status writes by kind", status_writes.clone());
+        let reconciles = Reconciles::register(&mut registry);
         Self {
             registry: Arc::new(registry),
             imports,
@@ -102,6 +108,7 @@ impl Default for Metrics {
             push_queue_depth,
             notifications,
             status_writes,
+            reconciles,
             ready: Arc::default(),
         }
     }

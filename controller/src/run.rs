@@ -3,6 +3,7 @@
 use std::future::ready;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_api::image::{ImageStream, ImageStreamTag};
 use futures::{FutureExt, StreamExt, channel::mpsc};
@@ -21,6 +22,7 @@ use crate::context::{Context, Push};
 use crate::error::{Error, Result};
 use crate::import::schedule::Pacing;
 use crate::metrics::Metrics;
+use crate::metrics::reconciles::Reconciles;
 use crate::registry::{RateLimit, Resolver, ResolverConfig};
 use crate::webhook::Webhook;
 use crate::{import, leader, streams};
@@ -29,7 +31,7 @@ use crate::{import, leader, streams};
 pub async fn connect(config: &Config) -> Result<Client> {
     let kube_config = kube::Config::infer().await?;
     let url = kube_config.cluster_url.to_string();
-    let client = Client::try_from(kube_config)?;
+    let client = Client::try_from(kube_config).map_err(Error::kube("build the client"))?;
     match tokio::time::timeout(config.connect_timeout, client.apiserver_version()).await {
         Ok(Ok(version)) => {
             info!(%url, version = %version.git_version, "connected");
@@ -67,7 +69,7 @@ async fn check_crds(client: &Client) -> Result<()> {
         Err(kube::Error::Api(s)) if s.code == 404 => {
             Err(Error::CrdsMissing("imagestreamtags.image.berth.dev"))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(Error::kube("list ImageStreamTags")(e)),
         Ok(_) => Ok(()),
     }
 }
@@ -233,29 +235,75 @@ pub async fn run(config: Config) -> Result<()> {
         }
     };
 
-    let result = tokio::select! {
-        () = tags_watch => Ok(()),
-        () = streams_watch => Ok(()),
-        () = json_watch => Ok(()),
-        () = cfg_watch => Ok(()),
-        () = importer => Ok(()),
-        () = stream_reconciler => Ok(()),
-        () = workloads => Ok(()),
-        () = annotation_triggers => Ok(()),
-        () = ready_when_synced => Ok(()),
-        served = webhook => served.map_err(|source| Error::Listen { addr: config.webhook_addr, source }),
-        lost = leadership.lost() => Err(lost),
-        signal = &mut stop => { info!(signal, "stopping"); Ok(()) }
+    let result = {
+        let running = async {
+            tokio::select! {
+                () = tags_watch => Ok(()),
+                () = streams_watch => Ok(()),
+                () = json_watch => Ok(()),
+                () = cfg_watch => Ok(()),
+                () = importer => Ok(()),
+                () = stream_reconciler => Ok(()),
+                () = workloads => Ok(()),
+                () = annotation_triggers => Ok(()),
+                () = ready_when_synced => Ok(()),
+                served = webhook => served.map_err(|source| Error::Listen { addr: config.webhook_addr, source }),
+                lost = leadership.lost() => Err(lost),
+            }
+        };
+        let mut running = std::pin::pin!(running);
+        tokio::select! {
+            result = &mut running => result,
+            signal = &mut stop => {
+                info!(signal, "stopping: no new reconciles; waiting for those running");
+                metrics.set_ready(false);
+                drain(&metrics.reconciles, running, DRAIN_TIMEOUT).await
+            }
+        }
     };
-    // Everything that imports or writes has stopped (dropped with the select): hand the Lease over.
+    // Everything that imports or writes has stopped (dropped with the block): hand the Lease over.
     metrics.set_ready(false);
     leadership.release().await;
     health.abort();
     result
 }
 
+/// How long a stopping leader lets running reconciles finish: ample for the API writes under way (they take
+/// milliseconds); an import still waiting for a slow registry (up to its 10 s timeout per request) is dropped, as
+/// it writes nothing yet, and the next leader imports it again. With [`leader::RELEASE_TIMEOUT`] for the Lease
+/// after it, this stays within the 10 s `hack/` gives between SIGTERM and SIGKILL (and the kubelet's 30 s).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts no new reconcile and waits, at most `timeout`, for those running to finish, while `running` (the
+/// watches and controllers that drive them) keeps going; ends early when `running` does (a lost Lease: another
+/// leader may act already).
+async fn drain(
+    reconciles: &Reconciles,
+    running: impl std::future::Future<Output = Result<()>>,
+    timeout: Duration,
+) -> Result<()> {
+    reconciles.drain();
+    let drained = async {
+        tokio::select! {
+            result = running => result,
+            () = reconciles.drained() => {
+                info!("no reconcile runs");
+                Ok(())
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, drained).await {
+        Ok(result) => result,
+        Err(_) => {
+            warn!(?timeout, "reconciles still run; stopping them");
+            Ok(())
+        }
+    }
+}
+
 /// Resolves with the signal's name on SIGINT or SIGTERM (what `kill`, `hack/down.sh` and the kubelet send):
-/// the controller then stops importing and releases its Lease instead of dying with it held. The SIGTERM
+/// the controller then starts no new reconcile, lets those running finish ([`DRAIN_TIMEOUT`]), and releases its
+/// Lease instead of dying with it held. The SIGTERM
 /// handler is installed at once, not on first poll.
 fn stop_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -295,5 +343,70 @@ mod tests {
             .await
             .expect("stop resolves after SIGTERM");
         assert_eq!(signal, "SIGTERM");
+    }
+
+    fn tag() -> ObjectRef<kube::api::DynamicObject> {
+        ObjectRef::<ImageStreamTag>::new("demo.v1").within("ns").erase()
+    }
+
+    /// A reconcile that runs until `finish` is sent, in its own task.
+    fn running_reconcile(reconciles: &Reconciles) -> futures::channel::oneshot::Sender<()> {
+        let (finish, finished) = futures::channel::oneshot::channel::<()>();
+        let reconciles = reconciles.clone();
+        tokio::spawn(async move {
+            let reconcile = async {
+                let _ = finished.await;
+                Ok(kube::runtime::controller::Action::await_change())
+            };
+            reconciles.run("import", tag(), reconcile).await
+        });
+        finish
+    }
+
+    async fn started() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopping_waits_for_running_reconciles_while_the_controllers_go_on() {
+        let metrics = Metrics::default();
+        let finish = running_reconcile(&metrics.reconciles);
+        started().await;
+        // What keeps running meanwhile is what drives the reconcile to its end.
+        let controllers = async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            finish.send(()).expect("the reconcile waits");
+            futures::future::pending::<Result<()>>().await
+        };
+        let begun = tokio::time::Instant::now();
+        drain(&metrics.reconciles, controllers, DRAIN_TIMEOUT)
+            .await
+            .expect("drained");
+        assert_eq!(begun.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_that_does_not_finish_is_stopped_after_the_timeout() {
+        let metrics = Metrics::default();
+        let _finish = running_reconcile(&metrics.reconciles);
+        started().await;
+        let begun = tokio::time::Instant::now();
+        let controllers = futures::future::pending::<Result<()>>();
+        drain(&metrics.reconciles, controllers, DRAIN_TIMEOUT)
+            .await
+            .expect("a timeout is not an error");
+        assert_eq!(begun.elapsed(), DRAIN_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_lost_while_stopping_stops_at_once() {
+        let metrics = Metrics::default();
+        let _finish = running_reconcile(&metrics.reconciles);
+        started().await;
+        let controllers = async { Err(Error::LostLeadership) };
+        let result = drain(&metrics.reconciles, controllers, DRAIN_TIMEOUT).await;
+        assert!(matches!(result, Err(Error::LostLeadership)), "{result:?}");
     }
 }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use berth_api::image::{
     IMPORT_SUCCESS, ImageStream, ImageStreamStatus, ImageStreamTag, ImageStreamTagSpec, STREAM_LABEL,
@@ -13,6 +12,7 @@ use berth_api::names::image_stream_tag_name;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
@@ -141,9 +141,26 @@ pub fn summarize(
     status
 }
 
+/// The controller's name in logs and metrics.
+pub const CONTROLLER: &str = "streams";
+
 /// Materialises the stream's inline tags and writes its status when it changed.
 #[instrument(skip_all, fields(stream = %stream.name_any(), namespace = stream.namespace().unwrap_or_default()))]
 pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Action> {
+    let object = ObjectRef::from_obj(stream.as_ref()).erase();
+    let reconciles = &ctx.metrics.reconciles;
+    reconciles
+        .run(CONTROLLER, object, materialise(stream, ctx.clone()))
+        .await
+}
+
+/// After a failed reconcile: classified, counted, and tried again with back-off (see [`crate::error::retry`]).
+pub fn error_policy(stream: Arc<ImageStream>, error: &Error, ctx: Arc<Context>) -> Action {
+    let object = ObjectRef::from_obj(stream.as_ref()).erase();
+    ctx.metrics.reconciles.error_policy(CONTROLLER, object, error)
+}
+
+async fn materialise(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = stream.namespace().ok_or(Error::Incomplete("ImageStream"))?;
     let name = stream.name_any();
     let tags_of = || -> Vec<Arc<ImageStreamTag>> {
@@ -163,14 +180,15 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(tag),
         )
-        .await?;
+        .await
+        .map_err(Error::kube("apply ImageStreamTag"))?;
     }
     for tag in &plan.delete {
         info!(tag, "removing a tag no longer in the stream");
         match api.delete(tag, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(Error::kube("delete ImageStreamTag")(e)),
         }
     }
     if !plan.conflicts.is_empty() {
@@ -189,17 +207,12 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&patch),
             )
-            .await?;
+            .await
+            .map_err(Error::kube("apply ImageStream status"))?;
         ctx.metrics.status_written("ImageStream");
     }
     // Tags just applied show up through the watch, which brings the stream back here for its status.
     Ok(Action::await_change())
-}
-
-/// After an error talking to the API server: try again soon.
-pub fn error_policy(stream: Arc<ImageStream>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(stream = %stream.name_any(), error = %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
 }
 
 #[cfg(test)]

@@ -20,9 +20,26 @@ use crate::error::{Error, Result};
 use crate::metrics::ImportLabels;
 use crate::registry::{ImageReference, ResolveRequest};
 
+/// The controller's name in logs and metrics.
+pub const CONTROLLER: &str = "import";
+
 /// Imports `tag` when it is due, writes its status when it changed, and says when to look again.
 #[instrument(skip_all, fields(tag = %tag.name_any(), namespace = tag.namespace().unwrap_or_default()))]
 pub async fn reconcile(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Action> {
+    let object = ObjectRef::from_obj(tag.as_ref()).erase();
+    let reconciles = &ctx.metrics.reconciles;
+    reconciles
+        .run(CONTROLLER, object, import_tag(tag, ctx.clone()))
+        .await
+}
+
+/// After a failed reconcile: classified, counted, and tried again with back-off (see [`crate::error::retry`]).
+pub fn error_policy(tag: Arc<ImageStreamTag>, error: &Error, ctx: Arc<Context>) -> Action {
+    let object = ObjectRef::from_obj(tag.as_ref()).erase();
+    ctx.metrics.reconciles.error_policy(CONTROLLER, object, error)
+}
+
+async fn import_tag(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = tag.namespace().ok_or(Error::Incomplete("ImageStreamTag"))?;
     let key = ObjectRef::from_obj(tag.as_ref());
     let now = jiff::Timestamp::now();
@@ -101,12 +118,6 @@ pub async fn reconcile(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Ac
         ctx.pacing,
         now.as_second(),
     )))
-}
-
-/// After an error talking to the API server: try again soon.
-pub fn error_policy(tag: Arc<ImageStreamTag>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(tag = %tag.name_any(), error = %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
 }
 
 fn action(plan: Plan) -> Action {
@@ -194,7 +205,8 @@ async fn write(tag: &ImageStreamTag, namespace: &str, decision: &Decision, ctx: 
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&patch),
         )
-        .await?;
+        .await
+        .map_err(Error::kube("apply ImageStreamTag status"))?;
         ctx.metrics.status_written("ImageStreamTag");
     }
     let Some(event) = &decision.event else {

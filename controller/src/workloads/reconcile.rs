@@ -83,9 +83,29 @@ fn view(pod: &Pod) -> PodView {
     }
 }
 
+/// The controller's name in logs and metrics.
+pub const CONTROLLER: &str = "workloads";
+
 /// Rolls `workload` one step towards its current revision.
 #[instrument(skip_all, fields(workload = %workload.name_any(), namespace = workload.namespace().unwrap_or_default()))]
 pub async fn reconcile(workload: Arc<Workload>, wctx: Arc<WorkloadContext>) -> Result<Action> {
+    let object = ObjectRef::from_obj(workload.as_ref()).erase();
+    let reconciles = &wctx.ctx.metrics.reconciles;
+    reconciles
+        .run(CONTROLLER, object, roll(workload, wctx.clone()))
+        .await
+}
+
+/// After a failed reconcile: classified, counted, and tried again with back-off (see [`crate::error::retry`]).
+pub fn error_policy(workload: Arc<Workload>, error: &Error, wctx: Arc<WorkloadContext>) -> Action {
+    let object = ObjectRef::from_obj(workload.as_ref()).erase();
+    wctx.ctx
+        .metrics
+        .reconciles
+        .error_policy(CONTROLLER, object, error)
+}
+
+async fn roll(workload: Arc<Workload>, wctx: Arc<WorkloadContext>) -> Result<Action> {
     let ctx = &wctx.ctx;
     let namespace = workload.namespace().ok_or(Error::Incomplete("Workload"))?;
     let name = workload.name_any();
@@ -167,7 +187,7 @@ pub async fn reconcile(workload: Arc<Workload>, wctx: Arc<WorkloadContext>) -> R
             {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 409 => {} // made by an earlier run: no duplicate
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(Error::kube("create Pod")(e)),
             }
         }
     }
@@ -191,7 +211,8 @@ pub async fn reconcile(workload: Arc<Workload>, wctx: Arc<WorkloadContext>) -> R
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&patch),
             )
-            .await?;
+            .await
+            .map_err(Error::kube("apply Workload status"))?;
         ctx.metrics.status_written("Workload");
         for (warning, reason, note) in status::events(&old_status, &new_status) {
             publish(ctx, &workload, (new_status.revision, None), warning, reason, note).await;
@@ -295,7 +316,7 @@ async fn bind_pending(wctx: &WorkloadContext, workload: &Workload, namespace: &s
                 {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => continue, // bound or gone meanwhile
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(Error::kube("create Pod binding")(e)),
                 }
                 info!(pod = pod_name, node, "bound");
                 let requests = scheduler::requests(&p);
@@ -338,7 +359,8 @@ async fn mark_unschedulable(ctx: &Context, api: &Api<Pod>, pod: &Pod, why: &str)
         &PatchParams::default(),
         &Patch::Strategic(&patch),
     )
-    .await?;
+    .await
+    .map_err(Error::kube("patch Pod status"))?;
     warn!(pod = %pod.name_any(), why, "unschedulable");
     let event = Event {
         type_: EventType::Warning,
@@ -361,7 +383,7 @@ async fn delete(api: &Api<Pod>, name: &str, grace: Option<u32>) -> Result<()> {
     match api.delete(name, &params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(Error::kube("delete Pod")(e)),
     }
 }
 
@@ -391,10 +413,4 @@ async fn publish(
     if let Err(e) = ctx.recorder.publish(&event, &workload.object_ref(&())).await {
         warn!(error = %e, "cannot publish an Event");
     }
-}
-
-/// After an error talking to the API server: try again soon.
-pub fn error_policy(workload: Arc<Workload>, error: &Error, _ctx: Arc<WorkloadContext>) -> Action {
-    warn!(workload = %workload.name_any(), error = %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
 }
