@@ -250,6 +250,26 @@ mod tests {
         assert_eq!(r.error_policy("import", tag("a"), &api(503)), secs(1));
     }
 
+    #[test]
+    fn objects_of_other_kinds_with_the_same_name_back_off_apart() {
+        // What the triggers controller passes: a DynamicObject keyed with its ApiResource.
+        let r = Metrics::default().reconciles;
+        let kind = |kind: &str| kube::api::ApiResource {
+            group: "apps".into(),
+            version: "v1".into(),
+            api_version: "apps/v1".into(),
+            kind: kind.into(),
+            plural: format!("{}s", kind.to_lowercase()),
+        };
+        let (deployment, stateful_set) = (kind("Deployment"), kind("StatefulSet"));
+        let web = |ar: &kube::api::ApiResource| DynamicObject::new("web", ar).within("ns");
+        let key = |ar: &kube::api::ApiResource| ObjectRef::from_obj_with(&web(ar), ar.clone());
+        let secs = |s| Action::requeue(Duration::from_secs(s));
+        assert_eq!(r.error_policy("triggers", key(&deployment), &api(500)), secs(1));
+        assert_eq!(r.error_policy("triggers", key(&deployment), &api(500)), secs(2));
+        assert_eq!(r.error_policy("triggers", key(&stateful_set), &api(500)), secs(1));
+    }
+
     #[tokio::test]
     async fn draining_starts_no_reconcile_and_waits_for_those_running() {
         let r = Metrics::default().reconciles;
