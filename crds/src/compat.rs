@@ -10,7 +10,9 @@
 //!
 //! What OpenShift refuses stays refused: any other value of an enum is an error naming the field.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{CustomResourceDefinition, JSON};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSON, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use schemars::Schema;
 use serde::{Deserialize, Deserializer};
 
@@ -66,6 +68,41 @@ pub(crate) fn spec_defaults_to_empty(mut crd: CustomResourceDefinition) -> Custo
 
 /// Implements `Deserialize` and `JsonSchema` for a unit-variant enum (deriving `Default`, `Serialize`) so that
 /// `""` reads as its default variant and any other unknown value is an error that lists the valid ones.
+/// Removes `null` from every `enum` list of a CRD's schemas. schemars lists `null` among the values of an
+/// optional enum; a 1.20 API server refuses such a CRD (with a misleading "per-version schemas may not all be
+/// set to identical values"). The field's `nullable: true` is what lets a `null` through.
+pub(crate) fn no_null_in_enums(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn visit(schema: &mut JSONSchemaProps) {
+        if let Some(values) = &mut schema.enum_ {
+            values.retain(|v| !v.0.is_null());
+        }
+        schema
+            .properties
+            .iter_mut()
+            .flat_map(|p| p.values_mut())
+            .for_each(visit);
+        if let Some(JSONSchemaPropsOrArray::Schema(items)) = &mut schema.items {
+            visit(items);
+        }
+        if let Some(JSONSchemaPropsOrBool::Schema(extra)) = &mut schema.additional_properties {
+            visit(extra);
+        }
+        for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of] {
+            list.iter_mut().flatten().for_each(visit);
+        }
+    }
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            visit(schema);
+        }
+    }
+    crd
+}
+
 macro_rules! defaulted_enum {
     ($ty:ident { $($variant:ident),+ $(,)? }) => {
         impl<'de> ::serde::Deserialize<'de> for $ty {

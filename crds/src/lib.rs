@@ -21,10 +21,13 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         (
             "imagestreams.yaml",
-            compat::spec_defaults_to_empty(image::ImageStream::crd()),
+            compat::no_null_in_enums(compat::spec_defaults_to_empty(image::ImageStream::crd())),
         ),
-        ("imagestreamtags.yaml", image::ImageStreamTag::crd()),
-        ("workloads.yaml", apps::Workload::crd()),
+        (
+            "imagestreamtags.yaml",
+            compat::no_null_in_enums(image::ImageStreamTag::crd()),
+        ),
+        ("workloads.yaml", compat::no_null_in_enums(apps::Workload::crd())),
     ]
 }
 
