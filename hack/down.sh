@@ -28,6 +28,7 @@ mapfile -t nodes < <({
 
 rm -f "$UP_DONE"
 for node in $(kubelet_nodes); do kubelet_stop "$node"; done
+for node in "${nodes[@]}"; do stop_named "kube-proxy-$node" 10; done
 berth_stop_all "${nodes[@]}"
 for node in "${nodes[@]}"; do
 	containerd_clean "$node"

@@ -44,6 +44,7 @@ row registry registry "http://$REGISTRY" registry_healthy
 optional_row berth-controller berth-controller "$WEBHOOK_ADDR (webhook)" tcp_open "${WEBHOOK_ADDR%:*}" "${WEBHOOK_ADDR##*:}"
 for node in "${nodes[@]}"; do
 	row "containerd ($node)" "containerd-$node" "$(node_sock "$node")" containerd_healthy "$node"
+	row "kube-proxy ($node)" "kube-proxy-$node" "iptables, healthz 127.0.0.1:10256 in the netns" kube_proxy_healthy "$node"
 	if kubelet_nodes | grep -qx "$node"; then
 		row "kubelet ($node)" "kubelet-$node" "https://$(node_ip "$node"):$AGENT_PORT" kubelet_healthy "$node"
 	else

@@ -2,8 +2,8 @@
 # Brings up a local Berth cluster on this machine:
 #   etcd + kube-apiserver + kube-controller-manager + kube-scheduler (built from Debian's source
 #   package), a registry on 10.213.0.1:5000, and N hosts (network namespaces
-#   berth-1..N), each with its own containerd; then Berth's controller and agents
-#   if they are built.
+#   berth-1..N), each with its own containerd and kube-proxy; then Berth's controller
+#   and agents if they are built.
 #
 #   hack/up.sh [--nodes N]     (default 3)
 #   hack/up.sh --kubelet-host  one more host, berth-(N+1), whose node is the real kubelet
@@ -117,6 +117,7 @@ printf '%s\n' "${KUBELET_NODES[@]}" | sed '/^$/d' >"$KUBELET_NODES_LIST"
 log "certificates, tokens and kubeconfigs"
 pki_control_plane
 tokens_write "${AGENT_NODES[@]}"
+kube_proxy_identity
 kubeconfig_write "$ADMIN_KUBECONFIG" admin admin
 kubeconfig_write "$CONTROLLER_KUBECONFIG" berth-controller berth-controller
 kubeconfig_write "$KCM_KUBECONFIG" kube-controller-manager system:kube-controller-manager
@@ -172,6 +173,12 @@ for node in "${KUBELET_NODES[@]}"; do
 	wait_for "node $node Ready (kubelet)" 90 "$(node_dir "$node")/kubelet.log" "kubelet-$node" kubelet_node_ready "$node"
 	log "kubelet host $node is Ready (log: $(node_dir "$node")/kubelet.log)"
 done
+
+for node in "${NODE_NAMES[@]}"; do kube_proxy_start "$node" "$KUBE_BIN"; done
+for node in "${NODE_NAMES[@]}"; do
+	wait_for "kube-proxy of $node (healthz)" 60 "$(node_dir "$node")/kube-proxy.log" "kube-proxy-$node" kube_proxy_healthy "$node"
+done
+log "started kube-proxy (iptables) on ${NODE_NAMES[*]} (logs: $NODES_DIR/<node>/kube-proxy.log)"
 
 env_write "${AGENT_NODES[@]}"
 date -u +%FT%TZ >"$UP_DONE"

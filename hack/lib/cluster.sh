@@ -5,7 +5,7 @@
 
 # Network. 10.213.0.0/24 is the hosts' L2 segment (bridge berth0 in the root
 # namespace), host i is 10.213.0.(10+i), its pods 10.214.i.0/24. Services get
-# 10.215.0.0/24 (nothing routes them; the apiserver only needs the range).
+# 10.215.0.0/24, implemented by kube-proxy (iptables) inside each host.
 BRIDGE=berth0
 BRIDGE_IP=10.213.0.1
 BRIDGE_NET=10.213.0.0/24

@@ -7,7 +7,7 @@
 
 IMAGES_CACHE="$BERTH_CACHE/images"
 # Bump when what an image contains changes, to invalidate cached layouts.
-IMAGES_RECIPE=1
+IMAGES_RECIPE=2
 
 # image_rootfs DIR: a minimal busybox userland in DIR.
 image_rootfs() {
@@ -77,9 +77,14 @@ _fill_demo() {
 	printf 'berth-demo %s\n' "$_DEMO_VERSION" >"$root/www/index.html"
 	printf 'ok\n' >"$root/www/healthz"
 	printf '%s\n' "$_DEMO_VERSION" >"$root/www/version"
+	# /cgi-bin/whoami answers "VERSION HOSTNAME": which replica behind a Service answered.
+	mkdir -p "$root/www/cgi-bin"
+	printf '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n%%s %%s\\n" "$BERTH_DEMO_VERSION" "$(hostname)"\n' >"$root/www/cgi-bin/whoami"
+	chmod 0755 "$root/www/cgi-bin/whoami"
 }
 
-# The demo image: busybox httpd on :8080 answering "berth-demo VERSION". It
+# The demo image: busybox httpd on :8080 answering "berth-demo VERSION" (and
+# "VERSION HOSTNAME" on /cgi-bin/whoami). It
 # prints a line at start so container logs are never empty, and traps TERM
 # (httpd as pid 1 would ignore it) so pods stop at once.
 # shellcheck disable=SC2016 # the entrypoint script is expanded in the container

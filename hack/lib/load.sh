@@ -17,6 +17,8 @@ source "$_berth_lib/containerd.sh"
 source "$_berth_lib/berth.sh"
 # shellcheck source=hack/lib/kubelet.sh
 source "$_berth_lib/kubelet.sh"
+# shellcheck source=hack/lib/kube-proxy.sh
+source "$_berth_lib/kube-proxy.sh"
 # shellcheck source=hack/lib/env.sh
 source "$_berth_lib/env.sh"
 unset _berth_lib
