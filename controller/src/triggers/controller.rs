@@ -323,9 +323,13 @@ async fn report_invalid(object: &DynamicObject, key: &ObjectKey, error: &Trigger
 }
 
 /// After an error talking to the API server: try again soon.
+/// Classified, counted and backed off per object, as every controller's (`metrics::reconciles`).
 fn error_policy(object: Arc<DynamicObject>, error: &Error, cx: Arc<KindContext>) -> Action {
-    warn!(kind = %cx.kind, name = %object.name_any(), error = %error, "trigger reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    cx.shared.ctx.metrics.reconciles.error_policy(
+        "triggers",
+        ObjectRef::from_obj_with(object.as_ref(), cx.resource.clone()),
+        error,
+    )
 }
 
 #[cfg(test)]
