@@ -15,12 +15,15 @@ pub struct Config {
     #[arg(long, env = "BERTH_WEBHOOK_ADDR", default_value = "127.0.0.1:8085")]
     pub webhook_addr: SocketAddr,
 
-    /// A file holding the shared secret the registry sends as `Authorization: Bearer <token>`.
-    #[arg(long, env = "BERTH_WEBHOOK_TOKEN_FILE")]
+    /// A file holding the shared secret of registry notifications (sent as `Authorization: Bearer <token>`,
+    /// in a path, or as the key of an HMAC signature: see `webhook`). A file that is empty or holds only
+    /// whitespace is refused at start.
+    #[arg(long, env = "BERTH_WEBHOOK_TOKEN_FILE", value_parser = token_file)]
     pub webhook_token_file: Option<PathBuf>,
 
-    /// The shared secret itself (prefer the file: flags show in process lists).
-    #[arg(long, env = "BERTH_WEBHOOK_TOKEN", hide_env_values = true)]
+    /// The shared secret itself (prefer the file: flags show in process lists). An empty or whitespace-only
+    /// token is refused at start.
+    #[arg(long, env = "BERTH_WEBHOOK_TOKEN", hide_env_values = true, value_parser = token)]
     pub webhook_token: Option<String>,
 
     /// Where /metrics, /healthz and /readyz are served.
@@ -70,6 +73,20 @@ pub struct Config {
     /// How long the API server may take to answer at start before the controller gives up.
     #[arg(long, env = "BERTH_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+}
+
+/// A webhook token that is not blank.
+fn token(value: &str) -> Result<String, String> {
+    crate::webhook::check_token(value).map_err(|e| e.to_string())?;
+    Ok(value.to_owned())
+}
+
+/// A readable webhook token file whose content is not blank (read again when the controller starts).
+fn token_file(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    let content = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {value}: {e}"))?;
+    crate::webhook::check_token(&content).map_err(|e| format!("{value}: {e}"))?;
+    Ok(path)
 }
 
 impl Config {

@@ -1,0 +1,141 @@
+//! The distribution envelope end to end through the router (the other formats: `tests/webhooks.rs`).
+
+use std::sync::Mutex;
+
+use super::*;
+use axum::body::Body;
+use axum::http::{Request as HttpRequest, StatusCode, header};
+use berth_api::image::{ImageStreamTagSpec, TagSource};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher::Event;
+use tower::ServiceExt;
+
+fn tag(name: &str, from: &str) -> ImageStreamTag {
+    let mut t = ImageStreamTag::new(
+        name,
+        ImageStreamTagSpec {
+            stream: "demo".into(),
+            tag: name.into(),
+            from: TagSource {
+                kind: SourceKind::DockerImage,
+                name: from.into(),
+                namespace: None,
+            },
+            ..Default::default()
+        },
+    );
+    t.metadata.namespace = Some("ns".into());
+    t
+}
+
+fn envelope(host: &str, repository: &str, tag: &str) -> String {
+    serde_json::json!({"events": [
+        {"action": "push", "target": {"mediaType": "application/octet-stream", "repository": repository, "digest": "sha256:00"}},
+        {"action": "push", "target": {"repository": repository, "tag": tag, "digest": "sha256:11"}, "request": {"host": host}},
+        {"action": "pull", "target": {"repository": "other", "tag": "v9"}}
+    ]})
+    .to_string()
+}
+
+fn tags() -> Vec<Arc<ImageStreamTag>> {
+    vec![
+        Arc::new(tag("a", "10.213.0.1:5000/berth/demo:v2")),
+        Arc::new(tag("b", "10.213.0.1:5000/berth/demo:v1")),
+        Arc::new(tag("c", "other.example/berth/demo:v2")),
+        Arc::new(tag("d", "10.213.0.1:5000/berth/other:v2")),
+    ]
+}
+
+#[test]
+fn only_tags_following_the_pushed_repository_and_tag_match() {
+    let e: Envelope = serde_json::from_str(&envelope("10.213.0.1:5000", "berth/demo", "v2")).unwrap();
+    let matched: Vec<_> = matching_tags(&e.pushes(), &tags())
+        .into_iter()
+        .map(|(r, d)| (r.name, d))
+        .collect();
+    assert_eq!(matched, vec![("a".to_owned(), Some("sha256:11".to_owned()))]);
+}
+
+fn webhook() -> (Router, Arc<Mutex<Vec<String>>>) {
+    let mut writer = Writer::<ImageStreamTag>::default();
+    let store = writer.as_reader();
+    writer.apply_watcher_event(&Event::InitDone);
+    for t in tags() {
+        writer.apply_watcher_event(&Event::Apply((*t).clone()));
+    }
+    drop(writer);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let hook = Webhook {
+        token: "s3cret".into(),
+        tags: store,
+        on_push: Arc::new(move |r, _| sink.lock().unwrap().push(r.name)),
+        metrics: Metrics::default(),
+    };
+    (hook.routes_with(Limits::default()), seen)
+}
+
+async fn post(router: Router, auth: Option<&str>, body: String) -> StatusCode {
+    let mut req = HttpRequest::post(PATH);
+    if let Some(a) = auth {
+        req = req.header(header::AUTHORIZATION, a);
+    }
+    router
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn an_authenticated_push_imports_the_following_tags() {
+    let (router, seen) = webhook();
+    let status = post(
+        router,
+        Some("Bearer s3cret"),
+        envelope("10.213.0.1:5000", "berth/demo", "v2"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(*seen.lock().unwrap(), vec!["a".to_owned()]);
+}
+
+#[tokio::test]
+async fn unauthenticated_malformed_and_huge_payloads_change_nothing() {
+    for (auth, body, want) in [
+        (
+            None,
+            envelope("10.213.0.1:5000", "berth/demo", "v2"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Some("Bearer wrong"),
+            envelope("10.213.0.1:5000", "berth/demo", "v2"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Some("Basic s3cret"),
+            envelope("10.213.0.1:5000", "berth/demo", "v2"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Some("Bearer s3cret"),
+            "{\"events\": [{\"action\": 1}]}".to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Some("Bearer s3cret"),
+            "not json".to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Some("Bearer s3cret"),
+            format!("{{\"events\":[],\"pad\":\"{}\"}}", "x".repeat(MAX_BODY)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        let (router, seen) = webhook();
+        assert_eq!(post(router, auth, body).await, want, "{auth:?}");
+        assert!(seen.lock().unwrap().is_empty());
+    }
+}
