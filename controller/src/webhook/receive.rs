@@ -146,6 +146,13 @@ pub(super) fn routes(hook: Webhook, limits: Limits) -> Router {
             }),
         );
         if format.path_token() {
+            // An empty last segment is a missing token, 401 like the path without it.
+            router = router.route(
+                &format!("{path}/"),
+                post(move |State(r): State<Receiver>, headers: HeaderMap, body: Body| {
+                    receive(r, format, None, headers, body)
+                }),
+            );
             router = router.route(
                 &format!("{path}/{{token}}"),
                 post(

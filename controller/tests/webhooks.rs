@@ -1,0 +1,556 @@
+//! Every registry notification format, from its documented example payload (`tests/fixtures/webhooks/`):
+//! the right secret or signature re-imports the tags that follow the pushed repository and tag; a wrong or
+//! missing one is 401 and re-imports nothing; a malformed body is 400 and says what is wrong. Then the limits:
+//! body size and time, request rate, connections at once, a blank token.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
+use berth_api::image::{ImageStreamTag, ImageStreamTagSpec, SourceKind, TagSource};
+use berth_controller::metrics::Metrics;
+use berth_controller::webhook::{Format, Limits, Webhook, sign};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher::Event;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+const TOKEN: &str = "5f0c2a1e9b7d4c3a8e6f1b2d0c9a7e5f";
+
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/webhooks/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn tag(name: &str, from: &str) -> ImageStreamTag {
+    let mut t = ImageStreamTag::new(
+        name,
+        ImageStreamTagSpec {
+            stream: "s".into(),
+            tag: name.into(),
+            from: TagSource {
+                kind: SourceKind::DockerImage,
+                name: from.into(),
+                namespace: None,
+            },
+            ..Default::default()
+        },
+    );
+    t.metadata.namespace = Some("ns".into());
+    t
+}
+
+/// A tag following what each fixture pushes, and decoys: another tag of a pushed repository, the same path
+/// on another registry, Docker Hub's `library/hello-world` beside the distribution fixture's `hello-world`.
+const TAGS: [(&str, &str); 13] = [
+    ("distribution", "192.168.100.227:5000/hello-world:latest"),
+    ("gitlab", "registry.gitlab.example.com/group/project/app:v1.2.0"),
+    ("dockerhub", "svendowideit/testhook:latest"),
+    ("quay", "quay.io/dgangaia/test:latest"),
+    ("harbor-v1", "harbor.example.com/library/centos:7"),
+    ("harbor-v2", "hub.harbor.com/test-webhook/debian:latest"),
+    ("harbor-ce", "harbor.dev/library/busybox:v1.0"),
+    ("github", "ghcr.io/codertocat/hello-world:v1"),
+    ("acr", "myregistry.azurecr.io/hello-world:v1"),
+    ("generic", "registry.example.com/team/app:v1"),
+    ("decoy-tag", "quay.io/dgangaia/test:v2"),
+    ("decoy-host", "other.example.com/team/app:v1"),
+    ("decoy-hub", "docker.io/library/hello-world:latest"),
+];
+
+fn webhook(token: &str) -> (Webhook, Seen) {
+    let mut writer = Writer::<ImageStreamTag>::default();
+    let store = writer.as_reader();
+    writer.apply_watcher_event(&Event::InitDone);
+    for (name, from) in TAGS {
+        writer.apply_watcher_event(&Event::Apply(tag(name, from)));
+    }
+    drop(writer);
+    let seen: Seen = Arc::default();
+    let sink = seen.clone();
+    let hook = Webhook {
+        token: token.into(),
+        tags: store,
+        on_push: Arc::new(move |r, digest| sink.lock().unwrap().push((r.name, digest))),
+        metrics: Metrics::default(),
+    };
+    (hook, seen)
+}
+
+fn routes(limits: Limits) -> (Router, Seen) {
+    let (hook, seen) = webhook(TOKEN);
+    (hook.routes_with(limits), seen)
+}
+
+/// The path and headers with which a sender of `format` presents `secret` (none: presents nothing).
+fn present(format: Format, secret: Option<&str>, body: &[u8]) -> (String, Vec<(&'static str, String)>) {
+    let path = format.path();
+    let Some(s) = secret else { return (path, vec![]) };
+    match format {
+        Format::Distribution | Format::Acr => (path, vec![("authorization", format!("Bearer {s}"))]),
+        Format::Harbor => (path, vec![("authorization", s.to_owned())]),
+        Format::DockerHub | Format::Quay => (format!("{path}/{}", s.replace(' ', "%20")), vec![]),
+        Format::GitLab => (path, vec![("x-gitlab-token", s.to_owned())]),
+        Format::GitHub => (path, vec![("x-hub-signature-256", sign(s, body))]),
+        Format::Generic => (path, vec![("x-berth-signature", sign(s, body))]),
+    }
+}
+
+async fn send(router: Router, path: &str, headers: &[(&str, String)], body: Body) -> (StatusCode, String) {
+    let mut request = Request::post(path);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = router.oneshot(request.body(body).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Posts `body` as `format` with `secret`, plus `extra` headers.
+async fn post(
+    limits: Limits,
+    format: Format,
+    secret: Option<&str>,
+    extra: &[(&'static str, &str)],
+    body: &[u8],
+) -> (StatusCode, String, Vec<(String, Option<String>)>) {
+    let (router, seen) = routes(limits);
+    let (path, mut headers) = present(format, secret, body);
+    headers.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let (status, text) = send(router, &path, &headers, Body::from(body.to_vec())).await;
+    let seen = seen.lock().unwrap().clone();
+    (status, text, seen)
+}
+
+/// One format end to end: what the fixture maps to, who follows it, and the refusals.
+async fn check(
+    format: Format,
+    fixture_name: &str,
+    extra: &[(&'static str, &str)],
+    pushed: &[(&str, &str)],
+    followers: &[&str],
+    malformed: (&str, &str),
+) {
+    let body = fixture(fixture_name);
+    let mut headers = HeaderMap::new();
+    for (k, v) in extra {
+        headers.insert(*k, HeaderValue::from_str(v).unwrap());
+    }
+    let pushes: Vec<_> = format
+        .parse(&headers, &body)
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            (
+                format!("{}/{}", p.registry.unwrap_or_default(), p.repository),
+                p.tag,
+            )
+        })
+        .collect();
+    let want: Vec<_> = pushed
+        .iter()
+        .map(|(r, t)| (r.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(pushes, want, "{fixture_name}");
+
+    let (status, text, seen) = post(Limits::default(), format, Some(TOKEN), extra, &body).await;
+    assert_eq!(status, StatusCode::OK, "{fixture_name}: {text}");
+    assert_eq!(text.trim(), format!("{{\"matched\":{}}}", followers.len()));
+    let names: Vec<_> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, followers, "{fixture_name}");
+
+    for secret in [Some("wrong"), Some(""), None] {
+        let (status, text, seen) = post(Limits::default(), format, secret, extra, &body).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{fixture_name} with {secret:?}: {text}"
+        );
+        assert!(!text.contains(TOKEN));
+        assert!(seen.is_empty(), "{fixture_name} with {secret:?}");
+    }
+
+    let (bad, message) = malformed;
+    let (status, text, seen) = post(Limits::default(), format, Some(TOKEN), extra, bad.as_bytes()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{fixture_name}: {text}");
+    assert!(
+        text.contains(message),
+        "{fixture_name}: {text:?} lacks {message:?}"
+    );
+    assert!(seen.is_empty());
+}
+
+#[tokio::test]
+async fn distribution_envelope() {
+    let malformed = (
+        "{\"events\": [{\"action\": 1}]}",
+        "not a registry notification envelope: invalid type",
+    );
+    let pushed = [("192.168.100.227:5000/hello-world", "latest")];
+    check(
+        Format::Distribution,
+        "distribution.json",
+        &[],
+        &pushed,
+        &["distribution"],
+        malformed,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gitlab_container_registry() {
+    let malformed = (
+        "not json",
+        "not a GitLab container registry notification envelope: expected",
+    );
+    let pushed = [("registry.gitlab.example.com/group/project/app", "v1.2.0")];
+    check(
+        Format::GitLab,
+        "gitlab.json",
+        &[],
+        &pushed,
+        &["gitlab"],
+        malformed,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn docker_hub() {
+    let malformed = (
+        "{\"push_data\": {}, \"repository\": {\"repo_name\": \"a/b\"}}",
+        "not a Docker Hub webhook payload: missing field `tag`",
+    );
+    let pushed = [("docker.io/svendowideit/testhook", "latest")];
+    check(
+        Format::DockerHub,
+        "dockerhub.json",
+        &[],
+        &pushed,
+        &["dockerhub"],
+        malformed,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn quay() {
+    let malformed = (
+        "{\"docker_url\": \"quay.io/a/b\"}",
+        "not a Quay repository push notification: missing field `updated_tags`",
+    );
+    let pushed = [("quay.io/dgangaia/test", "latest")];
+    check(Format::Quay, "quay.json", &[], &pushed, &["quay"], malformed).await;
+}
+
+#[tokio::test]
+async fn harbor_v1() {
+    let malformed = (
+        "{\"type\": \"pushImage\"}",
+        "not a Harbor webhook payload: a pushImage event without event_data",
+    );
+    let pushed = [("harbor.example.com/library/centos", "7")];
+    check(
+        Format::Harbor,
+        "harbor-v1.json",
+        &[],
+        &pushed,
+        &["harbor-v1"],
+        malformed,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn harbor_v2() {
+    let malformed = (
+        "{\"type\": \"PUSH_ARTIFACT\", \"event_data\": {\"resources\": [{\"tag\": \"v1\"}]}}",
+        "not a Harbor webhook payload: the resource of tag \"v1\" has no resource_url",
+    );
+    let pushed = [("hub.harbor.com/test-webhook/debian", "latest")];
+    check(
+        Format::Harbor,
+        "harbor-v2.json",
+        &[],
+        &pushed,
+        &["harbor-v2"],
+        malformed,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn harbor_v2_cloudevents() {
+    let malformed = (
+        "{\"specversion\": \"1.0\"}",
+        "not a Harbor webhook payload: missing field `type`",
+    );
+    let pushed = [("harbor.dev/library/busybox", "v1.0")];
+    check(
+        Format::Harbor,
+        "harbor-v2-cloudevents.json",
+        &[],
+        &pushed,
+        &["harbor-ce"],
+        malformed,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn github_package() {
+    let extra = [("x-github-event", "package")];
+    let malformed = (
+        "{\"action\": \"published\"}",
+        "not a GitHub package event: neither package nor registry_package",
+    );
+    let pushed = [("ghcr.io/codertocat/hello-world", "v1")];
+    check(
+        Format::GitHub,
+        "github-package.json",
+        &extra,
+        &pushed,
+        &["github"],
+        malformed,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn github_registry_package() {
+    let extra = [("x-github-event", "registry_package")];
+    let malformed = (
+        "{\"action\": \"published\", \"registry_package\": {}}",
+        "missing field `name`",
+    );
+    let pushed = [("ghcr.io/codertocat/hello-world", "v1")];
+    check(
+        Format::GitHub,
+        "github-registry-package.json",
+        &extra,
+        &pushed,
+        &["github"],
+        malformed,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn azure_container_registry() {
+    let malformed = (
+        "{\"action\": \"push\", \"target\": {\"repository\": \"hello-world\", \"tag\": \"v1\"}}",
+        "not an Azure Container Registry webhook event: a push without request.host",
+    );
+    let pushed = [("myregistry.azurecr.io/hello-world", "v1")];
+    check(Format::Acr, "acr.json", &[], &pushed, &["acr"], malformed).await;
+}
+
+#[tokio::test]
+async fn generic_signed_form() {
+    let malformed = (
+        "{\"repository\": \"registry.example.com/Team/App\", \"tag\": \"v1\"}",
+        "has upper-case letters",
+    );
+    let pushed = [("registry.example.com/team/app", "v1")];
+    check(
+        Format::Generic,
+        "generic.json",
+        &[],
+        &pushed,
+        &["generic"],
+        malformed,
+    )
+    .await;
+    // The digest is handed to the importer.
+    let (_, _, seen) = post(
+        Limits::default(),
+        Format::Generic,
+        Some(TOKEN),
+        &[],
+        &fixture("generic.json"),
+    )
+    .await;
+    let digest = "sha256:2b8f1c7e4c0a3d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6";
+    assert_eq!(seen, vec![("generic".to_owned(), Some(digest.to_owned()))]);
+}
+
+#[tokio::test]
+async fn harbor_takes_a_bearer_header_and_ignores_what_is_not_a_push() {
+    let body = fixture("harbor-v2.json");
+    let (router, seen) = routes(Limits::default());
+    let auth = [("authorization", format!("Bearer {TOKEN}"))];
+    let (status, _) = send(router, "/registry/notifications/harbor", &auth, Body::from(body)).await;
+    assert_eq!((status, seen.lock().unwrap().len()), (StatusCode::OK, 1));
+    let pull = br#"{"type": "PULL_ARTIFACT", "event_data": {"resources": [{"tag": "latest"}]}}"#;
+    let (status, text, seen) = post(Limits::default(), Format::Harbor, Some(TOKEN), &[], pull).await;
+    assert_eq!(
+        (status, text.trim(), seen.len()),
+        (StatusCode::OK, "{\"matched\":0}", 0)
+    );
+}
+
+#[tokio::test]
+async fn github_pings_and_foreign_signatures() {
+    let ping = br#"{"zen": "Keep it logically awesome.", "hook_id": 1}"#;
+    let extra = [("x-github-event", "ping")];
+    let (status, text, _) = post(Limits::default(), Format::GitHub, Some(TOKEN), &extra, ping).await;
+    assert_eq!((status, text.trim()), (StatusCode::OK, "{\"matched\":0}"));
+    // A valid signature of another body.
+    let (router, seen) = routes(Limits::default());
+    let headers = [
+        ("x-hub-signature-256", sign(TOKEN, ping)),
+        ("x-github-event", "package".into()),
+    ];
+    let body = Body::from(fixture("github-package.json"));
+    let (status, text) = send(router, "/registry/notifications/github", &headers, body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(
+        text.contains("X-Hub-Signature-256") || text.contains("x-hub-signature-256"),
+        "{text}"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bodies_over_the_cap_are_413_and_unauthenticated_ones_are_never_read() {
+    let huge = format!("{{\"events\":[],\"pad\":\"{}\"}}", "x".repeat(1 << 20)).into_bytes();
+    for format in [Format::Distribution, Format::Generic, Format::DockerHub] {
+        let (status, text, seen) = post(Limits::default(), format, Some(TOKEN), &[], &huge).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{format:?}: {text}");
+        assert!(seen.is_empty());
+        // No credentials: refused before the body is read. (A well-formed signature needs the body read,
+        // with the cap, before it can be checked.)
+        let (status, _, _) = post(Limits::default(), format, None, &[], &huge).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{format:?}");
+        if format != Format::Generic {
+            let (status, _, _) = post(Limits::default(), format, Some("wrong"), &[], &huge).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{format:?}");
+        }
+    }
+    // A declared length over the cap is refused before anything is read.
+    let (router, _) = routes(Limits::default());
+    let headers = [
+        ("authorization", format!("Bearer {TOKEN}")),
+        ("content-length", "2000000".into()),
+    ];
+    let pending = Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>());
+    let (status, _) = send(router, "/registry/notifications", &headers, pending).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_is_408() {
+    let limits = Limits {
+        body_timeout: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let (router, seen) = routes(limits);
+    let auth = [("authorization", format!("Bearer {TOKEN}"))];
+    let pending = Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>());
+    let (status, _) = send(router, "/registry/notifications", &auth, pending).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn requests_past_the_rate_are_429() {
+    let limits = Limits {
+        requests_per_second: 0.001,
+        burst: 2,
+        ..Limits::default()
+    };
+    let (router, _) = routes(limits);
+    let body = fixture("distribution.json");
+    let auth = [("authorization", format!("Bearer {TOKEN}"))];
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let request = Request::post("/registry/notifications")
+            .header("authorization", &auth[0].1)
+            .body(Body::from(body.clone()))
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        statuses.push((response.status(), response.headers().get("retry-after").cloned()));
+    }
+    assert_eq!(statuses[..2], [(StatusCode::OK, None), (StatusCode::OK, None)]);
+    assert_eq!(
+        statuses[2],
+        (StatusCode::TOO_MANY_REQUESTS, Some(HeaderValue::from_static("1")))
+    );
+}
+
+#[tokio::test]
+async fn a_blank_token_authenticates_nothing() {
+    for blank in ["", "  "] {
+        let (hook, seen) = webhook(blank);
+        let router = hook.routes_with(Limits::default());
+        for format in Format::ALL {
+            let body = fixture("distribution.json");
+            let (path, headers) = present(format, Some(blank), &body);
+            let (status, _) = send(router.clone(), &path, &headers, Body::from(body)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{format:?} with {blank:?}");
+        }
+        assert!(seen.lock().unwrap().is_empty());
+    }
+}
+
+async fn raw_post(addr: std::net::SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = "POST /registry/notifications HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_503() {
+    let limits = Limits {
+        max_connections: 1,
+        ..Limits::default()
+    };
+    let (hook, _) = webhook(TOKEN);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, hook.router_with(limits)).into_future());
+    // One idle connection takes the only slot.
+    let idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = raw_post(addr).await;
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let served = raw_post(addr).await;
+    assert!(served.starts_with("HTTP/1.1 401"), "{served}");
+    server.abort();
+}
+
+#[test]
+fn a_blank_token_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, " \n").unwrap();
+    let controller = || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_berth-controller"));
+        cmd.env_clear().env("KUBECONFIG", "/nonexistent/kubeconfig");
+        cmd
+    };
+    for cmd in [
+        controller().env("BERTH_WEBHOOK_TOKEN", "  "),
+        controller().env("BERTH_WEBHOOK_TOKEN", ""),
+        controller().env("BERTH_WEBHOOK_TOKEN_FILE", &file),
+    ] {
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains("the webhook token is empty or only whitespace"),
+            "{stderr}"
+        );
+    }
+}
