@@ -140,6 +140,7 @@ net_pod_routes "${NODE_NAMES[@]}"
 log "starting etcd, registry and ${#NODE_NAMES[@]} containerd"
 etcd_start
 registry_start
+for node in "${KUBELET_NODES[@]}"; do kubelet_root_shared "$node"; done
 for node in "${NODE_NAMES[@]}"; do
 	containerd_config "$node"
 	containerd_start "$node"

@@ -26,6 +26,19 @@ kubelet_rbac() {
 		die "could not bind system:node for the kubelet of $1"
 }
 
+# kubelet_root_shared NODE: the kubelet's --root-dir as a shared bind mount, made before
+# the host's containerd starts. containerd runs in a mount namespace of its own (slave of
+# the machine's); the machine's root mount is private here, so without this the tmpfs the
+# kubelet mounts for secret, configMap, projected and downward API volumes would never
+# reach containerd, and those containers would see empty directories.
+kubelet_root_shared() {
+	local root
+	root="$(node_dir "$1")/kubelet"
+	mkdir -p "$root"
+	mountpoint -q "$root" || mount --bind "$root" "$root"
+	mount --make-rshared "$root"
+}
+
 # kubelet_start NODE KUBE_BIN_DIR: inside the host's network namespace (mounts are
 # the root namespace's, as containerd, in a slave mount namespace, sees them).
 kubelet_start() {
