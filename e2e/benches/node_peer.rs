@@ -335,18 +335,5 @@ async fn run(cluster: LocalCluster, settings: Settings) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    // `cargo bench` passes `--bench`; a filter argument that does not name this bench skips it.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if filter.is_some_and(|f| !"node_peer".contains(&f)) {
-        return Ok(());
-    }
-    let Some(cluster) = LocalCluster::require() else {
-        return Ok(());
-    };
-    let settings = Settings::from_env()?;
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(run(cluster, settings))
+    berth_e2e::bench::main("node_peer", Settings::from_env, run)
 }

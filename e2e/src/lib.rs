@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end scenarios.
 
 pub mod api;
+pub mod bench;
 pub mod cluster;
 pub mod controller;
 pub mod http;
