@@ -2,6 +2,7 @@
 //! (`rollout`), node choice (`scheduler`), status and Events (`status`), and the reconciler around them.
 
 pub mod images;
+pub mod liveness;
 pub mod pods;
 pub mod reconcile;
 pub mod rollout;
@@ -45,6 +46,7 @@ pub async fn run(ctx: Arc<Context>, tags: ReflectHandle<ImageStreamTag>, node_gr
         nodes,
         leases,
         node_grace,
+        liveness: Default::default(),
         assumed: Default::default(),
     });
 

@@ -1,7 +1,7 @@
 //! The Workload reconciler: resolve the images, take one rollout step, bind unscheduled Pods, replace Pods of
 //! lost nodes, write the status when it changed. Every decision is made by the pure modules beside it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 use tracing::{info, instrument, warn};
 
 use super::images::{StreamLookup, resolve_images};
+use super::liveness::{self, Observations};
 use super::pods::{free_names, pod, revision_hash};
 use super::rollout::{self, PodView};
 use super::scheduler::{self, NodeView, Resources};
@@ -36,8 +37,11 @@ pub struct WorkloadContext {
     pub nodes: Store<Node>,
     /// The agents' Leases in `kube-node-lease`.
     pub leases: Store<Lease>,
-    /// How long a node's Lease may go unrenewed before its Pods are replaced elsewhere.
+    /// How long a node's Lease may go unrenewed (by this controller's observation) before its Pods are
+    /// replaced elsewhere.
     pub node_grace: Duration,
+    /// When this controller saw each node's Lease renewed ([`liveness`]). Never held across I/O.
+    pub liveness: std::sync::Mutex<Observations>,
     /// Bindings made but not yet seen in the Pod cache, so that two reconciles never overfill a node.
     pub assumed: Mutex<HashMap<String, Assumed>>,
 }
@@ -57,14 +61,45 @@ impl StreamLookup for Store<ImageStream> {
     }
 }
 
+/// Which nodes look lost now, and whether pods may be evicted from them.
+struct Liveness {
+    lost: HashSet<String>,
+    evict: bool,
+}
+
+impl Liveness {
+    /// A node that may take new pods.
+    fn alive(&self, node: &str) -> bool {
+        !self.lost.contains(node)
+    }
+
+    /// A node whose pods are to be replaced: lost, and not one of most nodes looking lost at once.
+    fn evicting(&self, node: &str) -> bool {
+        self.evict && self.lost.contains(node)
+    }
+}
+
 impl WorkloadContext {
-    /// Whether the agent of `node` renewed its Lease within the grace.
-    fn alive(&self, node: &str, now: jiff::Timestamp) -> bool {
+    /// How long ago this controller saw the Lease of `node` renewed.
+    fn lease_age(&self, observations: &mut Observations, node: &str, now: jiff::Timestamp) -> Duration {
         let lease = self.leases.get(&ObjectRef::new(node).within("kube-node-lease"));
         let renewed = lease.and_then(|l| l.spec.as_ref().and_then(|s| s.renew_time.clone()));
-        renewed.is_some_and(|t| {
-            now.duration_since(t.0) <= jiff::SignedDuration::try_from(self.node_grace).unwrap_or_default()
-        })
+        observations.observe(node, renewed.map(|t| t.0.to_string()).as_deref(), now)
+    }
+
+    /// Judges every node of the cache, and those named in `also` (pods' nodes that may be gone).
+    fn liveness<'a>(&self, also: impl IntoIterator<Item = &'a str>, now: jiff::Timestamp) -> Liveness {
+        let mut observations = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names: HashSet<String> = self.nodes.state().iter().map(|n| n.name_any()).collect();
+        let total = names.len();
+        observations.retain(|n| names.contains(n));
+        names.extend(also.into_iter().map(str::to_owned));
+        let lost: HashSet<String> = names
+            .into_iter()
+            .filter(|n| self.lease_age(&mut observations, n, now) > self.node_grace)
+            .collect();
+        let evict = liveness::evictions_allowed(lost.len(), total.max(lost.len()));
+        Liveness { lost, evict }
     }
 }
 
@@ -126,13 +161,24 @@ async fn roll(workload: Arc<Workload>, wctx: Arc<WorkloadContext>) -> Result<Act
         .collect();
 
     // Pods on nodes whose agent is gone are replaced: their objects go at once (no agent will confirm), and an
-    // agent that comes back removes what it still runs of them.
+    // agent that comes back removes what it still runs of them. Not while most nodes look lost at once: then
+    // the pods stay where they are ([`liveness`]).
+    let judged = wctx.liveness(
+        owned.iter().filter_map(|p| p.spec.as_ref()?.node_name.as_deref()),
+        now,
+    );
+    if !judged.lost.is_empty() && !judged.evict {
+        warn!(
+            lost = judged.lost.len(),
+            "most nodes look lost at once; evicting nothing until they are seen again"
+        );
+    }
     let mut lost = false;
     for p in owned.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
             continue;
         };
-        if !wctx.alive(node, now) {
+        if judged.evicting(node) {
             lost = true;
             warn!(pod = %p.name_any(), node, "node lost; replacing its pod");
             delete(&pods_api, &p.name_any(), Some(0)).await?;
@@ -155,7 +201,7 @@ async fn roll(workload: Arc<Workload>, wctx: Arc<WorkloadContext>) -> Result<Act
             p.spec
                 .as_ref()
                 .and_then(|s| s.node_name.as_deref())
-                .is_none_or(|n| wctx.alive(n, now))
+                .is_none_or(|n| !judged.evicting(n))
         })
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Failed"))
         .collect();
@@ -250,11 +296,12 @@ async fn bind_pending(wctx: &WorkloadContext, workload: &Workload, namespace: &s
     if pending.is_empty() {
         return Ok(false);
     }
+    let judged = wctx.liveness([], now);
     let nodes: Vec<NodeView> = wctx
         .nodes
         .state()
         .iter()
-        .map(|n| NodeView::of(n, wctx.alive(&n.name_any(), now)))
+        .map(|n| NodeView::of(n, judged.alive(&n.name_any())))
         .collect();
     let mut assumed = wctx.assumed.lock().await;
     let all = wctx.pods.state();

@@ -1,0 +1,147 @@
+//! Whether a node's agent is alive, judged as kube-controller-manager's node lifecycle judges it: by when
+//! *this controller* saw the node's Lease renewed, never by the timestamp the agent wrote.
+//!
+//! - The age of a Lease is the time since the controller last observed its `renewTime` change (or first saw
+//!   it). So a clock that runs ahead or behind on the agent's host does not matter, and after a controller
+//!   restart, a re-list or a watch gap every node starts with a fresh grace.
+//! - When more than [`UNHEALTHY_THRESHOLD`] of the nodes look lost at once, the fault is more likely the
+//!   controller's view (an API server outage, a network cut on the controller's side) than the nodes: nothing
+//!   is evicted ("full disruption", as the node lifecycle controller does for a zone), and pods keep running
+//!   where they are. A single node cluster therefore never evicts.
+//!
+//! Pure: the caller passes the controller's clock.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+/// The share of nodes that may look lost at once for evictions to go on (kube-controller-manager's
+/// `--unhealthy-zone-threshold` default, 0.55).
+pub const UNHEALTHY_THRESHOLD: f64 = 0.55;
+
+/// The last renewal of each node's Lease as this controller observed it.
+#[derive(Debug, Default)]
+pub struct Observations {
+    seen: HashMap<String, Seen>,
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    /// The `renewTime` the Lease had (as written; compared, never trusted as a clock).
+    renew: Option<String>,
+    /// When the controller saw that value first.
+    at: Timestamp,
+}
+
+impl Observations {
+    /// Records what the Lease of `node` says now (`renew`: its `renewTime`, `None` without a Lease) and
+    /// returns how long ago, by the controller's clock, it was last seen renewed.
+    pub fn observe(&mut self, node: &str, renew: Option<&str>, now: Timestamp) -> Duration {
+        let seen = self.seen.entry(node.to_owned()).or_insert_with(|| Seen {
+            renew: renew.map(str::to_owned),
+            at: now,
+        });
+        if seen.renew.as_deref() != renew {
+            *seen = Seen {
+                renew: renew.map(str::to_owned),
+                at: now,
+            };
+        }
+        now.duration_since(seen.at).unsigned_abs()
+    }
+
+    /// Forgets every observation: after a gap in what the controller could see (its Lease watch restarted),
+    /// every node gets a fresh grace.
+    pub fn reset(&mut self) {
+        self.seen.clear();
+    }
+
+    /// Forgets nodes that are gone.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.seen.retain(|n, _| keep(n));
+    }
+}
+
+/// Whether pods may be evicted from lost nodes when `lost` of `total` nodes look lost.
+pub fn evictions_allowed(lost: usize, total: usize) -> bool {
+    total > 0 && lost < total && (lost as f64) <= UNHEALTHY_THRESHOLD * total as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn age_counts_from_the_controllers_observation_not_the_agents_clock() {
+        let mut o = Observations::default();
+        // The agent's clock is an hour ahead: its renewTime is in the "future"; only changes count.
+        assert_eq!(
+            o.observe("n1", Some("2027-01-01T01:00:00Z"), at(0)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            o.observe("n1", Some("2027-01-01T01:00:00Z"), at(30)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            o.observe("n1", Some("2027-01-01T01:00:10Z"), at(35)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            o.observe("n1", Some("2027-01-01T01:00:10Z"), at(80)),
+            Duration::from_secs(45)
+        );
+    }
+
+    #[test]
+    fn a_node_first_seen_or_seen_after_a_reset_gets_a_fresh_grace() {
+        let mut o = Observations::default();
+        // A renewTime from long ago (written before an outage or a controller restart) starts fresh.
+        assert_eq!(
+            o.observe("n1", Some("2020-01-01T00:00:00Z"), at(0)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            o.observe("n1", Some("2020-01-01T00:00:00Z"), at(50)),
+            Duration::from_secs(50)
+        );
+        o.reset();
+        assert_eq!(
+            o.observe("n1", Some("2020-01-01T00:00:00Z"), at(60)),
+            Duration::ZERO
+        );
+        // No Lease at all: the grace runs from the first look too.
+        assert_eq!(o.observe("n2", None, at(60)), Duration::ZERO);
+        assert_eq!(o.observe("n2", None, at(100)), Duration::from_secs(40));
+    }
+
+    #[test]
+    fn gone_nodes_are_forgotten() {
+        let mut o = Observations::default();
+        o.observe("n1", Some("a"), at(0));
+        o.observe("n2", Some("a"), at(0));
+        o.retain(|n| n == "n2");
+        assert_eq!(o.observe("n1", Some("a"), at(50)), Duration::ZERO);
+        assert_eq!(o.observe("n2", Some("a"), at(50)), Duration::from_secs(50));
+    }
+
+    #[test]
+    fn no_eviction_when_most_or_all_nodes_look_lost() {
+        assert!(evictions_allowed(0, 3));
+        assert!(evictions_allowed(1, 3));
+        assert!(
+            !evictions_allowed(2, 3),
+            "2 of 3 lost is more than 55%: likely the controller's view"
+        );
+        assert!(!evictions_allowed(3, 3), "all lost: full disruption");
+        assert!(!evictions_allowed(1, 1), "a single node cluster never evicts");
+        assert!(evictions_allowed(5, 10));
+        assert!(!evictions_allowed(6, 10));
+        assert!(!evictions_allowed(0, 0));
+    }
+}
