@@ -9,13 +9,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
-use berth_api::image::{ImageStreamTag, ImageStreamTagSpec, SourceKind, TagSource};
 use berth_controller::metrics::Metrics;
 use berth_controller::webhook::{Format, Limits, Webhook, sign};
-use kube::runtime::reflector::store::Writer;
-use kube::runtime::watcher::Event;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
+
+#[path = "support/tag_cache.rs"]
+mod tag_cache;
 
 const TOKEN: &str = "5f0c2a1e9b7d4c3a8e6f1b2d0c9a7e5f";
 
@@ -24,24 +24,6 @@ type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/webhooks/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn tag(name: &str, from: &str) -> ImageStreamTag {
-    let mut t = ImageStreamTag::new(
-        name,
-        ImageStreamTagSpec {
-            stream: "s".into(),
-            tag: name.into(),
-            from: TagSource {
-                kind: SourceKind::DockerImage,
-                name: from.into(),
-                namespace: None,
-            },
-            ..Default::default()
-        },
-    );
-    t.metadata.namespace = Some("ns".into());
-    t
 }
 
 /// A tag following what each fixture pushes, and decoys: another tag of a pushed repository, the same path
@@ -63,18 +45,11 @@ const TAGS: [(&str, &str); 13] = [
 ];
 
 fn webhook(token: &str) -> (Webhook, Seen) {
-    let mut writer = Writer::<ImageStreamTag>::default();
-    let store = writer.as_reader();
-    writer.apply_watcher_event(&Event::InitDone);
-    for (name, from) in TAGS {
-        writer.apply_watcher_event(&Event::Apply(tag(name, from)));
-    }
-    drop(writer);
     let seen: Seen = Arc::default();
     let sink = seen.clone();
     let hook = Webhook {
         token: token.into(),
-        tags: store,
+        tags: tag_cache::store(TAGS.map(|(name, from)| tag_cache::tag(name, from))),
         on_push: Arc::new(move |r, digest| sink.lock().unwrap().push((r.name, digest))),
         metrics: Metrics::default(),
     };
@@ -111,15 +86,24 @@ async fn send(router: Router, path: &str, headers: &[(&str, String)], body: Body
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Posts `body` as `format` with `secret`, plus `extra` headers.
+/// `Authorization: Bearer TOKEN`, how the distribution envelope is sent.
+fn bearer() -> [(&'static str, String); 1] {
+    [("authorization", format!("Bearer {TOKEN}"))]
+}
+
+/// A body whose bytes never arrive.
+fn pending() -> Body {
+    Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>())
+}
+
+/// Posts `body` as `format` with `secret`, plus `extra` headers, under the default limits.
 async fn post(
-    limits: Limits,
     format: Format,
     secret: Option<&str>,
     extra: &[(&'static str, &str)],
     body: &[u8],
 ) -> (StatusCode, String, Vec<(String, Option<String>)>) {
-    let (router, seen) = routes(limits);
+    let (router, seen) = routes(Limits::default());
     let (path, mut headers) = present(format, secret, body);
     headers.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let (status, text) = send(router, &path, &headers, Body::from(body.to_vec())).await;
@@ -127,24 +111,33 @@ async fn post(
     (status, text, seen)
 }
 
-/// One format end to end: what the fixture maps to, who follows it, and the refusals.
-async fn check(
+/// One format's documented example: how it is sent (`extra` headers beside the secret), the (repository,
+/// tag) list it parses to, the tags that follow it, and a malformed body with what its 400 must say.
+struct Case {
     format: Format,
-    fixture_name: &str,
-    extra: &[(&'static str, &str)],
-    pushed: &[(&str, &str)],
-    followers: &[&str],
-    malformed: (&str, &str),
-) {
-    let body = fixture(fixture_name);
+    fixture: &'static str,
+    extra: &'static [(&'static str, &'static str)],
+    pushed: &'static [(&'static str, &'static str)],
+    followers: &'static [&'static str],
+    malformed: &'static str,
+    says: &'static str,
+}
+
+/// One format end to end: what the fixture maps to, who follows it, and the refusals (wrong, empty and
+/// missing secret: 401 re-importing nothing; malformed: 400). Returns what the right secret re-imported.
+async fn check(case: &Case) -> Vec<(String, Option<String>)> {
+    let Case {
+        format,
+        fixture: name,
+        extra,
+        ..
+    } = *case;
+    let body = fixture(name);
     let mut headers = HeaderMap::new();
     for (k, v) in extra {
         headers.insert(*k, HeaderValue::from_str(v).unwrap());
     }
-    let pushes: Vec<_> = format
-        .parse(&headers, &body)
-        .unwrap()
-        .into_iter()
+    let pushes: Vec<_> = (format.parse(&headers, &body).unwrap().into_iter())
         .map(|p| {
             (
                 format!("{}/{}", p.registry.unwrap_or_default(), p.repository),
@@ -152,230 +145,149 @@ async fn check(
             )
         })
         .collect();
-    let want: Vec<_> = pushed
+    let want: Vec<_> = case
+        .pushed
         .iter()
         .map(|(r, t)| (r.to_string(), t.to_string()))
         .collect();
-    assert_eq!(pushes, want, "{fixture_name}");
+    assert_eq!(pushes, want, "{name}");
 
-    let (status, text, seen) = post(Limits::default(), format, Some(TOKEN), extra, &body).await;
-    assert_eq!(status, StatusCode::OK, "{fixture_name}: {text}");
-    assert_eq!(text.trim(), format!("{{\"matched\":{}}}", followers.len()));
+    let (status, text, seen) = post(format, Some(TOKEN), extra, &body).await;
+    assert_eq!(status, StatusCode::OK, "{name}: {text}");
+    assert_eq!(text.trim(), format!("{{\"matched\":{}}}", case.followers.len()));
     let names: Vec<_> = seen.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, followers, "{fixture_name}");
+    assert_eq!(names, case.followers, "{name}");
 
     for secret in [Some("wrong"), Some(""), None] {
-        let (status, text, seen) = post(Limits::default(), format, secret, extra, &body).await;
-        assert_eq!(
-            status,
-            StatusCode::UNAUTHORIZED,
-            "{fixture_name} with {secret:?}: {text}"
-        );
+        let (status, text, refused) = post(format, secret, extra, &body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name} with {secret:?}: {text}");
         assert!(!text.contains(TOKEN));
-        assert!(seen.is_empty(), "{fixture_name} with {secret:?}");
+        assert!(refused.is_empty(), "{name} with {secret:?}");
     }
 
-    let (bad, message) = malformed;
-    let (status, text, seen) = post(Limits::default(), format, Some(TOKEN), extra, bad.as_bytes()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{fixture_name}: {text}");
-    assert!(
-        text.contains(message),
-        "{fixture_name}: {text:?} lacks {message:?}"
-    );
-    assert!(seen.is_empty());
+    let (status, text, refused) = post(format, Some(TOKEN), extra, case.malformed.as_bytes()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {text}");
+    assert!(text.contains(case.says), "{name}: {text:?} lacks {:?}", case.says);
+    assert!(refused.is_empty());
+    seen
 }
 
-#[tokio::test]
-async fn distribution_envelope() {
-    let malformed = (
-        "{\"events\": [{\"action\": 1}]}",
-        "not a registry notification envelope: invalid type",
-    );
-    let pushed = [("192.168.100.227:5000/hello-world", "latest")];
-    check(
-        Format::Distribution,
-        "distribution.json",
-        &[],
-        &pushed,
-        &["distribution"],
-        malformed,
-    )
-    .await;
+/// A test per format, each running `check` on its case.
+macro_rules! formats {
+    ($($test:ident => $case:expr;)*) => {$(
+        #[tokio::test]
+        async fn $test() {
+            check(&$case).await;
+        }
+    )*};
 }
 
-#[tokio::test]
-async fn gitlab_container_registry() {
-    let malformed = (
-        "not json",
-        "not a GitLab container registry notification envelope: expected",
-    );
-    let pushed = [("registry.gitlab.example.com/group/project/app", "v1.2.0")];
-    check(
-        Format::GitLab,
-        "gitlab.json",
-        &[],
-        &pushed,
-        &["gitlab"],
-        malformed,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn docker_hub() {
-    let malformed = (
-        "{\"push_data\": {}, \"repository\": {\"repo_name\": \"a/b\"}}",
-        "not a Docker Hub webhook payload: missing field `tag`",
-    );
-    let pushed = [("docker.io/svendowideit/testhook", "latest")];
-    check(
-        Format::DockerHub,
-        "dockerhub.json",
-        &[],
-        &pushed,
-        &["dockerhub"],
-        malformed,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn quay() {
-    let malformed = (
-        "{\"docker_url\": \"quay.io/a/b\"}",
-        "not a Quay repository push notification: missing field `updated_tags`",
-    );
-    let pushed = [("quay.io/dgangaia/test", "latest")];
-    check(Format::Quay, "quay.json", &[], &pushed, &["quay"], malformed).await;
-}
-
-#[tokio::test]
-async fn harbor_v1() {
-    let malformed = (
-        "{\"type\": \"pushImage\"}",
-        "not a Harbor webhook payload: a pushImage event without event_data",
-    );
-    let pushed = [("harbor.example.com/library/centos", "7")];
-    check(
-        Format::Harbor,
-        "harbor-v1.json",
-        &[],
-        &pushed,
-        &["harbor-v1"],
-        malformed,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn harbor_v2() {
-    let malformed = (
-        "{\"type\": \"PUSH_ARTIFACT\", \"event_data\": {\"resources\": [{\"tag\": \"v1\"}]}}",
-        "not a Harbor webhook payload: the resource of tag \"v1\" has no resource_url",
-    );
-    let pushed = [("hub.harbor.com/test-webhook/debian", "latest")];
-    check(
-        Format::Harbor,
-        "harbor-v2.json",
-        &[],
-        &pushed,
-        &["harbor-v2"],
-        malformed,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn harbor_v2_cloudevents() {
-    let malformed = (
-        "{\"specversion\": \"1.0\"}",
-        "not a Harbor webhook payload: missing field `type`",
-    );
-    let pushed = [("harbor.dev/library/busybox", "v1.0")];
-    check(
-        Format::Harbor,
-        "harbor-v2-cloudevents.json",
-        &[],
-        &pushed,
-        &["harbor-ce"],
-        malformed,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn github_package() {
-    let extra = [("x-github-event", "package")];
-    let malformed = (
-        "{\"action\": \"published\"}",
-        "not a GitHub package event: neither package nor registry_package",
-    );
-    let pushed = [("ghcr.io/codertocat/hello-world", "v1")];
-    check(
-        Format::GitHub,
-        "github-package.json",
-        &extra,
-        &pushed,
-        &["github"],
-        malformed,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn github_registry_package() {
-    let extra = [("x-github-event", "registry_package")];
-    let malformed = (
-        "{\"action\": \"published\", \"registry_package\": {}}",
-        "missing field `name`",
-    );
-    let pushed = [("ghcr.io/codertocat/hello-world", "v1")];
-    check(
-        Format::GitHub,
-        "github-registry-package.json",
-        &extra,
-        &pushed,
-        &["github"],
-        malformed,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn azure_container_registry() {
-    let malformed = (
-        "{\"action\": \"push\", \"target\": {\"repository\": \"hello-world\", \"tag\": \"v1\"}}",
-        "not an Azure Container Registry webhook event: a push without request.host",
-    );
-    let pushed = [("myregistry.azurecr.io/hello-world", "v1")];
-    check(Format::Acr, "acr.json", &[], &pushed, &["acr"], malformed).await;
+formats! {
+    distribution_envelope => Case {
+        format: Format::Distribution,
+        fixture: "distribution.json",
+        extra: &[],
+        pushed: &[("192.168.100.227:5000/hello-world", "latest")],
+        followers: &["distribution"],
+        malformed: r#"{"events": [{"action": 1}]}"#,
+        says: "not a registry notification envelope: invalid type",
+    };
+    gitlab_container_registry => Case {
+        format: Format::GitLab,
+        fixture: "gitlab.json",
+        extra: &[],
+        pushed: &[("registry.gitlab.example.com/group/project/app", "v1.2.0")],
+        followers: &["gitlab"],
+        malformed: "not json",
+        says: "not a GitLab container registry notification envelope: expected",
+    };
+    docker_hub => Case {
+        format: Format::DockerHub,
+        fixture: "dockerhub.json",
+        extra: &[],
+        pushed: &[("docker.io/svendowideit/testhook", "latest")],
+        followers: &["dockerhub"],
+        malformed: r#"{"push_data": {}, "repository": {"repo_name": "a/b"}}"#,
+        says: "not a Docker Hub webhook payload: missing field `tag`",
+    };
+    quay => Case {
+        format: Format::Quay,
+        fixture: "quay.json",
+        extra: &[],
+        pushed: &[("quay.io/dgangaia/test", "latest")],
+        followers: &["quay"],
+        malformed: r#"{"docker_url": "quay.io/a/b"}"#,
+        says: "not a Quay repository push notification: missing field `updated_tags`",
+    };
+    harbor_v1 => Case {
+        format: Format::Harbor,
+        fixture: "harbor-v1.json",
+        extra: &[],
+        pushed: &[("harbor.example.com/library/centos", "7")],
+        followers: &["harbor-v1"],
+        malformed: r#"{"type": "pushImage"}"#,
+        says: "not a Harbor webhook payload: a pushImage event without event_data",
+    };
+    harbor_v2 => Case {
+        format: Format::Harbor,
+        fixture: "harbor-v2.json",
+        extra: &[],
+        pushed: &[("hub.harbor.com/test-webhook/debian", "latest")],
+        followers: &["harbor-v2"],
+        malformed: r#"{"type": "PUSH_ARTIFACT", "event_data": {"resources": [{"tag": "v1"}]}}"#,
+        says: "not a Harbor webhook payload: the resource of tag \"v1\" has no resource_url",
+    };
+    harbor_v2_cloudevents => Case {
+        format: Format::Harbor,
+        fixture: "harbor-v2-cloudevents.json",
+        extra: &[],
+        pushed: &[("harbor.dev/library/busybox", "v1.0")],
+        followers: &["harbor-ce"],
+        malformed: r#"{"specversion": "1.0"}"#,
+        says: "not a Harbor webhook payload: missing field `type`",
+    };
+    github_package => Case {
+        format: Format::GitHub,
+        fixture: "github-package.json",
+        extra: &[("x-github-event", "package")],
+        pushed: &[("ghcr.io/codertocat/hello-world", "v1")],
+        followers: &["github"],
+        malformed: r#"{"action": "published"}"#,
+        says: "not a GitHub package event: neither package nor registry_package",
+    };
+    github_registry_package => Case {
+        format: Format::GitHub,
+        fixture: "github-registry-package.json",
+        extra: &[("x-github-event", "registry_package")],
+        pushed: &[("ghcr.io/codertocat/hello-world", "v1")],
+        followers: &["github"],
+        malformed: r#"{"action": "published", "registry_package": {}}"#,
+        says: "missing field `name`",
+    };
+    azure_container_registry => Case {
+        format: Format::Acr,
+        fixture: "acr.json",
+        extra: &[],
+        pushed: &[("myregistry.azurecr.io/hello-world", "v1")],
+        followers: &["acr"],
+        malformed: r#"{"action": "push", "target": {"repository": "hello-world", "tag": "v1"}}"#,
+        says: "not an Azure Container Registry webhook event: a push without request.host",
+    };
 }
 
 #[tokio::test]
 async fn generic_signed_form() {
-    let malformed = (
-        "{\"repository\": \"registry.example.com/Team/App\", \"tag\": \"v1\"}",
-        "has upper-case letters",
-    );
-    let pushed = [("registry.example.com/team/app", "v1")];
-    check(
-        Format::Generic,
-        "generic.json",
-        &[],
-        &pushed,
-        &["generic"],
-        malformed,
-    )
+    let seen = check(&Case {
+        format: Format::Generic,
+        fixture: "generic.json",
+        extra: &[],
+        pushed: &[("registry.example.com/team/app", "v1")],
+        followers: &["generic"],
+        malformed: r#"{"repository": "registry.example.com/Team/App", "tag": "v1"}"#,
+        says: "has upper-case letters",
+    })
     .await;
     // The digest is handed to the importer.
-    let (_, _, seen) = post(
-        Limits::default(),
-        Format::Generic,
-        Some(TOKEN),
-        &[],
-        &fixture("generic.json"),
-    )
-    .await;
     let digest = "sha256:2b8f1c7e4c0a3d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6";
     assert_eq!(seen, vec![("generic".to_owned(), Some(digest.to_owned()))]);
 }
@@ -384,11 +296,16 @@ async fn generic_signed_form() {
 async fn harbor_takes_a_bearer_header_and_ignores_what_is_not_a_push() {
     let body = fixture("harbor-v2.json");
     let (router, seen) = routes(Limits::default());
-    let auth = [("authorization", format!("Bearer {TOKEN}"))];
-    let (status, _) = send(router, "/registry/notifications/harbor", &auth, Body::from(body)).await;
+    let (status, _) = send(
+        router,
+        "/registry/notifications/harbor",
+        &bearer(),
+        Body::from(body),
+    )
+    .await;
     assert_eq!((status, seen.lock().unwrap().len()), (StatusCode::OK, 1));
     let pull = br#"{"type": "PULL_ARTIFACT", "event_data": {"resources": [{"tag": "latest"}]}}"#;
-    let (status, text, seen) = post(Limits::default(), Format::Harbor, Some(TOKEN), &[], pull).await;
+    let (status, text, seen) = post(Format::Harbor, Some(TOKEN), &[], pull).await;
     assert_eq!(
         (status, text.trim(), seen.len()),
         (StatusCode::OK, "{\"matched\":0}", 0)
@@ -399,7 +316,7 @@ async fn harbor_takes_a_bearer_header_and_ignores_what_is_not_a_push() {
 async fn github_pings_and_foreign_signatures() {
     let ping = br#"{"zen": "Keep it logically awesome.", "hook_id": 1}"#;
     let extra = [("x-github-event", "ping")];
-    let (status, text, _) = post(Limits::default(), Format::GitHub, Some(TOKEN), &extra, ping).await;
+    let (status, text, _) = post(Format::GitHub, Some(TOKEN), &extra, ping).await;
     assert_eq!((status, text.trim()), (StatusCode::OK, "{\"matched\":0}"));
     // A valid signature of another body.
     let (router, seen) = routes(Limits::default());
@@ -421,26 +338,23 @@ async fn github_pings_and_foreign_signatures() {
 async fn bodies_over_the_cap_are_413_and_unauthenticated_ones_are_never_read() {
     let huge = format!("{{\"events\":[],\"pad\":\"{}\"}}", "x".repeat(1 << 20)).into_bytes();
     for format in [Format::Distribution, Format::Generic, Format::DockerHub] {
-        let (status, text, seen) = post(Limits::default(), format, Some(TOKEN), &[], &huge).await;
+        let (status, text, seen) = post(format, Some(TOKEN), &[], &huge).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{format:?}: {text}");
         assert!(seen.is_empty());
         // No credentials: refused before the body is read. (A well-formed signature needs the body read,
         // with the cap, before it can be checked.)
-        let (status, _, _) = post(Limits::default(), format, None, &[], &huge).await;
+        let (status, _, _) = post(format, None, &[], &huge).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{format:?}");
         if format != Format::Generic {
-            let (status, _, _) = post(Limits::default(), format, Some("wrong"), &[], &huge).await;
+            let (status, _, _) = post(format, Some("wrong"), &[], &huge).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{format:?}");
         }
     }
     // A declared length over the cap is refused before anything is read.
     let (router, _) = routes(Limits::default());
-    let headers = [
-        ("authorization", format!("Bearer {TOKEN}")),
-        ("content-length", "2000000".into()),
-    ];
-    let pending = Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>());
-    let (status, _) = send(router, "/registry/notifications", &headers, pending).await;
+    let [auth] = bearer();
+    let headers = [auth, ("content-length", "2000000".into())];
+    let (status, _) = send(router, "/registry/notifications", &headers, pending()).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
@@ -451,9 +365,7 @@ async fn a_body_that_never_arrives_is_408() {
         ..Limits::default()
     };
     let (router, seen) = routes(limits);
-    let auth = [("authorization", format!("Bearer {TOKEN}"))];
-    let pending = Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>());
-    let (status, _) = send(router, "/registry/notifications", &auth, pending).await;
+    let (status, _) = send(router, "/registry/notifications", &bearer(), pending()).await;
     assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
     assert!(seen.lock().unwrap().is_empty());
 }
@@ -467,11 +379,11 @@ async fn requests_past_the_rate_are_429() {
     };
     let (router, _) = routes(limits);
     let body = fixture("distribution.json");
-    let auth = [("authorization", format!("Bearer {TOKEN}"))];
+    let [(name, value)] = bearer();
     let mut statuses = Vec::new();
     for _ in 0..3 {
         let request = Request::post("/registry/notifications")
-            .header("authorization", &auth[0].1)
+            .header(name, &value)
             .body(Body::from(body.clone()))
             .unwrap();
         let response = router.clone().oneshot(request).await.unwrap();

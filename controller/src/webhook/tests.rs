@@ -5,28 +5,11 @@ use std::sync::Mutex;
 use super::*;
 use axum::body::Body;
 use axum::http::{Request as HttpRequest, StatusCode, header};
-use berth_api::image::{ImageStreamTagSpec, TagSource};
-use kube::runtime::reflector::store::Writer;
-use kube::runtime::watcher::Event;
 use tower::ServiceExt;
 
-fn tag(name: &str, from: &str) -> ImageStreamTag {
-    let mut t = ImageStreamTag::new(
-        name,
-        ImageStreamTagSpec {
-            stream: "demo".into(),
-            tag: name.into(),
-            from: TagSource {
-                kind: SourceKind::DockerImage,
-                name: from.into(),
-                namespace: None,
-            },
-            ..Default::default()
-        },
-    );
-    t.metadata.namespace = Some("ns".into());
-    t
-}
+#[path = "../../tests/support/tag_cache.rs"]
+mod tag_cache;
+use tag_cache::{store, tag};
 
 fn envelope(host: &str, repository: &str, tag: &str) -> String {
     serde_json::json!({"events": [
@@ -37,19 +20,19 @@ fn envelope(host: &str, repository: &str, tag: &str) -> String {
     .to_string()
 }
 
-fn tags() -> Vec<Arc<ImageStreamTag>> {
+fn tags() -> Vec<ImageStreamTag> {
     vec![
-        Arc::new(tag("a", "10.213.0.1:5000/berth/demo:v2")),
-        Arc::new(tag("b", "10.213.0.1:5000/berth/demo:v1")),
-        Arc::new(tag("c", "other.example/berth/demo:v2")),
-        Arc::new(tag("d", "10.213.0.1:5000/berth/other:v2")),
+        tag("a", "10.213.0.1:5000/berth/demo:v2"),
+        tag("b", "10.213.0.1:5000/berth/demo:v1"),
+        tag("c", "other.example/berth/demo:v2"),
+        tag("d", "10.213.0.1:5000/berth/other:v2"),
     ]
 }
 
 #[test]
 fn only_tags_following_the_pushed_repository_and_tag_match() {
     let e: Envelope = serde_json::from_str(&envelope("10.213.0.1:5000", "berth/demo", "v2")).unwrap();
-    let matched: Vec<_> = matching_tags(&e.pushes(), &tags())
+    let matched: Vec<_> = matching_tags(&e.pushes(), &store(tags()).state())
         .into_iter()
         .map(|(r, d)| (r.name, d))
         .collect();
@@ -57,18 +40,11 @@ fn only_tags_following_the_pushed_repository_and_tag_match() {
 }
 
 fn webhook() -> (Router, Arc<Mutex<Vec<String>>>) {
-    let mut writer = Writer::<ImageStreamTag>::default();
-    let store = writer.as_reader();
-    writer.apply_watcher_event(&Event::InitDone);
-    for t in tags() {
-        writer.apply_watcher_event(&Event::Apply((*t).clone()));
-    }
-    drop(writer);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     let hook = Webhook {
         token: "s3cret".into(),
-        tags: store,
+        tags: store(tags()),
         on_push: Arc::new(move |r, _| sink.lock().unwrap().push(r.name)),
         metrics: Metrics::default(),
     };
