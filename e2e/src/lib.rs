@@ -7,3 +7,4 @@ pub mod controller;
 pub mod http;
 pub mod k8s;
 pub mod registry;
+pub mod web;

@@ -12,7 +12,7 @@ use berth_e2e::api::{
     LivePod, TestNamespace, admin_client, kubectl_apply, wait_for, wait_hosts_ready, workload_pods,
 };
 use berth_e2e::cluster::LocalCluster;
-use berth_e2e::http::get;
+use berth_e2e::web::{WEB_WORKLOAD, answers};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 
@@ -44,35 +44,6 @@ impl Drop for HostGuard {
     }
 }
 
-const WORKLOAD: &str = r#"apiVersion: image.berth.dev/v1alpha1
-kind: ImageStreamTag
-metadata: {name: app.v1}
-spec:
-  stream: app
-  tag: v1
-  from: {kind: DockerImage, name: "REGISTRY/berth/demo:v1"}
-  importPolicy: {insecure: true}
----
-apiVersion: apps.berth.dev/v1alpha1
-kind: Workload
-metadata: {name: web}
-spec:
-  replicas: 3
-  template:
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: web
-        imageFrom: {kind: ImageStreamTag, name: "app:v1"}
-        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
-"#;
-
-async fn answers(ip: &str) -> bool {
-    get(&format!("{ip}:8080"), "/", Duration::from_secs(1))
-        .await
-        .is_ok_and(|r| r.body.contains("berth-demo"))
-}
-
 /// One host at a time: the scenarios of this file never overlap.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -89,7 +60,7 @@ async fn scenario(prefix: &str, lose: &'static str, undo: &'static str) -> anyho
     kubectl_apply(
         &cluster,
         &ns.name,
-        &WORKLOAD.replace("REGISTRY", &cluster.registry),
+        &WEB_WORKLOAD.replace("REGISTRY", &cluster.registry),
     )
     .map_err(anyhow::Error::msg)?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
