@@ -328,17 +328,33 @@ async fn e2e_the_api_server_refuses_bad_manifests_naming_the_field() -> anyhow::
     Ok(())
 }
 
-/// `spec.tags[0].name` as `spec.tags.name`.
+/// `spec.tags[0].name` as `spec.tags.name`: only list indices (`[` digits `]`) go, so that a message that
+/// lists several errors in brackets (`is invalid: [a: ..., b: ...]`) keeps them.
 fn without_indices(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
-    let mut in_index = false;
-    for c in path.chars() {
-        match c {
-            '[' => in_index = true,
-            ']' if in_index => in_index = false,
-            _ if !in_index => out.push(c),
-            _ => {}
+    let mut rest = path;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find(']') {
+            Some(close) if close > 0 && after[..close].bytes().all(|b| b.is_ascii_digit()) => {
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('[');
+                rest = after;
+            }
         }
     }
+    out.push_str(rest);
     out
+}
+
+#[test]
+fn without_indices_drops_only_list_indices() {
+    assert_eq!(without_indices("spec.tags[0].from.kind"), "spec.tags.from.kind");
+    assert_eq!(
+        without_indices("is invalid: [spec.tags.from.kind: x, spec.tags[12].name: y]"),
+        "is invalid: [spec.tags.from.kind: x, spec.tags.name: y]"
+    );
 }
