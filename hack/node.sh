@@ -6,8 +6,8 @@
 #   hack/node.sh restore NODE       reconnect it
 #   hack/node.sh stop-agent NODE    stop its berth-agent (containers keep running)
 #   hack/node.sh start-agent NODE   start its berth-agent again (current binary)
-#   hack/node.sh stop NODE          stop the whole host: agent, containers, containerd
-#   hack/node.sh start NODE         start its containerd and agent again
+#   hack/node.sh stop NODE          stop the whole host: agent, kube-proxy, containers, containerd
+#   hack/node.sh start NODE         start its containerd, kube-proxy and agent again
 set -euo pipefail
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/lib/load.sh
@@ -40,13 +40,18 @@ start-agent)
 	;;
 stop)
 	stop_named "berth-agent-$node" 10
+	stop_named "kube-proxy-$node" 10
 	containerd_clean "$node"
-	log "$node stopped (containers, containerd, agent)"
+	log "$node stopped (containers, containerd, kube-proxy, agent)"
 	;;
 start)
 	pid_alive "containerd-$node" && die "containerd on $node is already running"
 	containerd_start "$node"
 	wait_for "containerd of $node" 30 "$(node_dir "$node")/containerd.log" "containerd-$node" containerd_healthy "$node"
+	if ! pid_alive "kube-proxy-$node"; then
+		kube_proxy_start "$node" "$("$HACK/build-kube.sh" | tail -n1)"
+		wait_for "kube-proxy of $node (healthz)" 60 "$(node_dir "$node")/kube-proxy.log" "kube-proxy-$node" kube_proxy_healthy "$node"
+	fi
 	if [[ -x "$(berth_agent_bin)" && "${BERTH_NO_COMPONENTS:-0}" != 1 ]]; then
 		berth_start_agent "$node"
 		berth_check_alive "$node"

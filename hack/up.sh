@@ -75,6 +75,11 @@ if cluster_healthy; then
 	log "cluster already running ($running Berth nodes$([[ -z "$(kubelet_nodes)" ]] || echo ", kubelet host $(kubelet_nodes)"))"
 	mapfile -t running_nodes < <(agent_nodes)
 	berth_start_missing "${running_nodes[@]}"
+	for node in $(cluster_nodes); do
+		pid_alive "kube-proxy-$node" && continue
+		kube_proxy_start "$node" "$("$HACK/build-kube.sh" | tail -n1)"
+		log "started kube-proxy on $node (log: $(node_dir "$node")/kube-proxy.log)"
+	done
 	print_next_steps
 	exit 0
 fi
