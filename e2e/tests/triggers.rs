@@ -323,7 +323,7 @@ async fn e2e_a_malformed_annotation_is_reported_once_per_error() -> anyhow::Resu
     let ns = TestNamespace::create(&client, "trig-bad").await?;
     let containers = [("web", "example.invalid/web:1")];
     let bad_path = json!([{"from": {"kind": "ImageStreamTag", "name": "app:live"},
-                           "fieldPath": "spec.template.spec.containers[0].image"}])
+                           "fieldPath": "spec.template.spec.containers[*].image"}])
     .to_string();
     kubectl_apply(
         &cluster,
@@ -350,7 +350,7 @@ async fn e2e_a_malformed_annotation_is_reported_once_per_error() -> anyhow::Resu
         })
     })
     .await?;
-    assert!(first[0].contains("select the container by name"), "{first:?}");
+    assert!(first[0].contains("select the container by index or by name"), "{first:?}");
 
     // A change of the object that leaves the same error reports nothing new.
     let mut relabelled: Value = serde_json::from_str(&deployment(

@@ -4,6 +4,7 @@
 //! Decisions are pure functions ([`lifecycle`], [`status`], [`probe`], [`images`], [`backoff`]); the
 //! modules that talk to the API server and the runtime are thin around them.
 
+pub mod admission;
 pub mod agent;
 pub mod apply;
 pub mod backoff;
@@ -22,6 +23,9 @@ pub mod podspec;
 pub mod probe;
 pub mod prober;
 pub mod pull;
+pub mod quantity;
+pub mod resources;
+pub mod security;
 pub mod server;
 pub mod start;
 pub mod status;

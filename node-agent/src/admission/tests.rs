@@ -1,0 +1,161 @@
+use super::*;
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, ResourceRequirements,
+    SELinuxOptions, SecurityContext, Sysctl, Volume,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+fn pod(c: Container) -> Pod {
+    Pod {
+        spec: Some(PodSpec {
+            containers: vec![c],
+            enable_service_links: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn app(sc: Option<SecurityContext>) -> Container {
+    Container {
+        name: "app".into(),
+        image: Some("r/app:1".into()),
+        security_context: sc,
+        ..Default::default()
+    }
+}
+
+fn refused(p: &Pod, policy: &NodePolicy) -> Vec<String> {
+    review(p, policy).refused.into_iter().map(|f| f.field).collect()
+}
+
+#[test]
+fn the_pod_of_the_issue_runs_with_everything_it_asked_for() {
+    let mut c = app(Some(SecurityContext {
+        run_as_user: Some(1000),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            add: None,
+            drop: Some(vec!["ALL".into()]),
+        }),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        ..Default::default()
+    }));
+    c.resources = Some(ResourceRequirements {
+        limits: Some([("memory".to_string(), Quantity("64Mi".into()))].into()),
+        ..Default::default()
+    });
+    let r = review(&pod(c), &NodePolicy::default());
+    assert_eq!(r, Review::default(), "nothing refused, nothing ignored");
+}
+
+#[test]
+fn what_cannot_be_honoured_is_refused_by_name() {
+    let p = pod(app(Some(SecurityContext {
+        se_linux_options: Some(SELinuxOptions::default()),
+        proc_mount: Some("Unmasked".into()),
+        ..Default::default()
+    })));
+    let r = review(&p, &NodePolicy::default());
+    let rejection = r.rejection().expect("refused");
+    assert_eq!(rejection.reason, "Unsupported");
+    assert!(
+        rejection
+            .message
+            .starts_with("Pod was rejected: berth-agent cannot honour spec.containers[app].securityContext.procMount"),
+        "{}",
+        rejection.message
+    );
+    assert!(rejection.message.contains("spec.containers[app].securityContext.seLinuxOptions (SELinux"));
+}
+
+#[test]
+fn privilege_and_host_namespaces_need_the_nodes_permission() {
+    let mut p = pod(app(Some(SecurityContext {
+        privileged: Some(true),
+        ..Default::default()
+    })));
+    p.spec.as_mut().unwrap().host_network = Some(true);
+    let closed = NodePolicy::default();
+    assert_eq!(
+        refused(&p, &closed),
+        vec!["spec.hostNetwork", "spec.containers[app].securityContext.privileged"]
+    );
+    assert_eq!(review(&p, &closed).rejection().unwrap().reason, "Forbidden");
+    let open = NodePolicy {
+        allow_privileged: true,
+        allow_host_namespaces: true,
+        ..Default::default()
+    };
+    assert!(refused(&p, &open).is_empty());
+}
+
+#[test]
+fn sysctls_outside_the_safe_set_are_forbidden() {
+    let mut p = pod(app(None));
+    p.spec.as_mut().unwrap().security_context = Some(PodSecurityContext {
+        sysctls: Some(vec![
+            Sysctl {
+                name: "net.ipv4.ip_local_port_range".into(),
+                value: "1024 65000".into(),
+            },
+            Sysctl {
+                name: "kernel.msgmax".into(),
+                value: "1".into(),
+            },
+        ]),
+        ..Default::default()
+    });
+    let r = review(&p, &NodePolicy::default());
+    assert_eq!(r.refused.len(), 1);
+    let rejection = r.rejection().unwrap();
+    assert_eq!(rejection.reason, "SysctlForbidden");
+    assert!(rejection.message.contains(r#"forbidden sysctl: "kernel.msgmax" not allowlisted"#));
+    let kernel = NodePolicy {
+        allowed_unsafe_sysctls: vec!["kernel.msg*".into()],
+        ..Default::default()
+    };
+    assert!(refused(&p, &kernel).is_empty());
+}
+
+#[test]
+fn storage_is_refused_and_the_token_volume_is_reported() {
+    let mut p = pod(app(None));
+    p.spec.as_mut().unwrap().volumes = Some(vec![
+        Volume {
+            name: "kube-api-access-x1".into(),
+            ..Default::default()
+        },
+        Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: "data".into(),
+                read_only: None,
+            }),
+            ..Default::default()
+        },
+    ]);
+    let r = review(&p, &NodePolicy::default());
+    assert_eq!(r.ignored_fields(), vec!["spec.volumes[kube-api-access-x1]"]);
+    assert_eq!(refused(&p, &NodePolicy::default()), vec!["spec.volumes[data]"]);
+}
+
+#[test]
+fn limits_the_node_cannot_enforce_are_refused() {
+    let mut c = app(None);
+    c.resources = Some(ResourceRequirements {
+        limits: Some(
+            [
+                ("cpu".to_string(), Quantity("1".into())),
+                ("ephemeral-storage".to_string(), Quantity("1Gi".into())),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    });
+    assert_eq!(
+        refused(&pod(c), &NodePolicy::default()),
+        vec!["spec.containers[app].resources.limits[ephemeral-storage]"]
+    );
+}
