@@ -184,7 +184,8 @@ fn pod_label(pod: &Pod) -> String {
 
 /// The kubelet's `verifyRunAsNonRoot`: with `runAsNonRoot`, refuses a container that would run
 /// as uid 0 (its own `runAsUser`, else the image's user), or whose image user is a name that
-/// cannot be checked. `image_uid`/`image_user` are what the runtime's ImageStatus reports.
+/// cannot be checked. `image_uid`/`image_user` are what the runtime's ImageStatus reports
+/// (neither: the image runs as root).
 pub fn verify_run_as_non_root(pod: &Pod, c: &Container, image_uid: Option<i64>, image_user: &str) -> Result<(), String> {
     if !run_as_non_root(pod, c) {
         return Ok(());
@@ -195,6 +196,8 @@ pub fn verify_run_as_non_root(pod: &Pod, c: &Container, image_uid: Option<i64>, 
         Some(_) => return Ok(()),
         None => {}
     }
+    // An image that names no user runs as root (the kubelet's `getImageUser`).
+    let image_uid = image_uid.or(image_user.is_empty().then_some(0));
     match image_uid {
         Some(0) => Err(format!("container has runAsNonRoot and image will run as root {who}")),
         None if !image_user.is_empty() => Err(format!(

@@ -138,6 +138,10 @@ fn run_as_non_root_is_checked_against_the_image_user() {
         "container has runAsNonRoot and image will run as root (pod: \"web_shop(u-1)\", container: app)"
     );
     assert!(verify_run_as_non_root(&p, first(&p), Some(1234), "").is_ok());
+    assert!(
+        verify_run_as_non_root(&p, first(&p), None, "").is_err(),
+        "an image without a user runs as root"
+    );
     let err = verify_run_as_non_root(&p, first(&p), None, "nobody").unwrap_err();
     assert!(err.contains("non-numeric user (nobody)"), "{err}");
     let p = non_root(Some(0));
