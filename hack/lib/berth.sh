@@ -37,6 +37,23 @@ berth_start_controller() {
 	log "started berth-controller (import interval ${BERTH_IMPORT_INTERVAL:-30s}; log: $LOG_DIR/berth-controller.log)"
 }
 
+# berth_agent_root NODE: the agent's --root-dir (pod volumes, /etc/hosts, termination
+# messages under <root>/pods/<uid>/).
+berth_agent_root() { echo "$(node_dir "$1")/agent"; }
+
+# berth_agent_root_shared NODE: the agent's root dir as a shared bind mount, made before the
+# host's containerd starts (containerd_start calls it). containerd runs in a mount namespace
+# of its own (slave of the machine's) and the machine's root mount is private here: without
+# this, the tmpfs the agent mounts for secret, projected, downward API and Memory emptyDir
+# volumes would never reach containerd, and containers would see empty directories.
+berth_agent_root_shared() {
+	local root
+	root="$(berth_agent_root "$1")"
+	mkdir -p "$root"
+	mountpoint -q "$root" || mount --bind "$root" "$root"
+	mount --make-rshared "$root"
+}
+
 # berth_start_agent NODE: inside the host's network namespace, with its own
 # identity, CRI socket, pod CIDR and serving cert for :10250 (logs), which
 # only accepts clients with a certificate of the cluster CA (the API server's
@@ -56,6 +73,7 @@ berth_start_agent() {
 		BERTH_TLS_KEY="$PKI_DIR/node-$node.key" \
 		BERTH_CLIENT_CA="$PKI_DIR/ca.crt" \
 		BERTH_POD_LOG_DIR="$dir/logs" \
+		BERTH_ROOT_DIR="$(berth_agent_root "$node")" \
 		RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
 		"$bin"
 }

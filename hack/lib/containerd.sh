@@ -115,6 +115,8 @@ cni_config() {
 containerd_start() {
 	local node="$1" dir
 	dir="$(node_dir "$node")"
+	# Before containerd's mount namespace is made, so the agent's tmpfs volumes reach it.
+	berth_agent_root_shared "$node"
 	rm -f "$dir/containerd.sock"
 	start_bg "containerd-$node" "$dir/containerd.log" \
 		nsenter --net="/run/netns/$(node_netns "$node")" -- \

@@ -50,6 +50,12 @@ pub struct Config {
     #[arg(long, env = "BERTH_POD_LOG_DIR", default_value = "/var/log/pods")]
     pub pod_log_dir: PathBuf,
 
+    /// The agent's own state directory: pod volumes, `/etc/hosts` and termination-message
+    /// files under `<dir>/pods/<uid>/` (see [`crate::volumes`]). It must be a shared mount
+    /// that the container runtime sees, or tmpfs volumes look empty in containers.
+    #[arg(long, env = "BERTH_ROOT_DIR", default_value = "/var/lib/berth-agent")]
+    pub root_dir: PathBuf,
+
     /// Address of the HTTPS server for container logs, `/healthz` and `/metrics` (the API server
     /// reaches it at the node IP and `daemonEndpoints.kubeletEndpoint.Port`).
     #[arg(long, env = "BERTH_LISTEN_ADDR", default_value = "0.0.0.0:10250")]

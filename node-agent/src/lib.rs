@@ -9,7 +9,10 @@ pub mod agent;
 pub mod apply;
 pub mod backoff;
 pub mod config;
+pub mod configure;
 pub mod cri;
+pub mod downward;
+pub mod env;
 pub mod error;
 pub mod images;
 pub mod lease;
@@ -30,5 +33,7 @@ pub mod server;
 pub mod start;
 pub mod status;
 pub mod sync;
+pub mod termination;
+pub mod volumes;
 
 pub use error::{Error, Result};

@@ -104,8 +104,8 @@ fn dispatch(
     });
 }
 
-/// Removes sandboxes of pods that are neither in the index nor handled by a worker (pods
-/// deleted while the agent was down).
+/// Removes sandboxes and volume directories of pods that are neither in the index nor
+/// handled by a worker (pods deleted while the agent was down).
 async fn sweep_orphans(
     shared: &Shared,
     index: &PodIndex,
@@ -129,10 +129,18 @@ async fn sweep_orphans(
         .filter(|uid| !known.contains(*uid) && !workers.contains_key(*uid))
         .cloned()
         .collect();
+    let mut failed = HashSet::new();
     for uid in orphans {
         info!(%uid, "removing the runtime objects of a pod the API server no longer has");
         if let Err(e) = sync::remove_all(&shared.cri, &uid).await {
             warn!(%uid, error = %e, "removing an orphaned pod");
+            failed.insert(uid);
         }
     }
+    // Volume directories of pods gone while the agent was down (kept while their runtime
+    // objects could not be removed: a container may still use them).
+    let mut keep: HashSet<String> = known;
+    keep.extend(workers.keys().cloned());
+    keep.extend(failed);
+    crate::volumes::sweep(&shared.volumes, &keep);
 }

@@ -37,6 +37,8 @@ pub struct Shared {
     pub log_root: std::path::PathBuf,
     /// Metrics.
     pub metrics: Metrics,
+    /// Where pod volumes live and what they may be ([`crate::volumes`]).
+    pub volumes: crate::volumes::Settings,
 }
 
 /// What a worker remembers between rounds (lost on restart, rebuilt from the runtime).
@@ -54,6 +56,8 @@ pub(crate) struct Memory {
     ips: pod_ip::Known,
     /// Where the pod's IP came from last round (logged when it changes).
     ip_source: Option<pod_ip::Source>,
+    /// The pod's volumes ([`crate::volumes`]).
+    volumes: crate::volumes::PodVolumes,
 }
 
 /// Unix time in nanoseconds.
@@ -71,8 +75,9 @@ pub async fn pod_worker(shared: Arc<Shared>, uid: String, mut rx: watch::Receive
     loop {
         let pod = rx.borrow_and_update().clone();
         let Some(pod) = pod else {
-            if let Err(e) = remove_all(&shared.cri, &uid).await {
-                warn!(error = %e, "removing the runtime objects of a vanished pod");
+            match remove_all(&shared.cri, &uid).await {
+                Ok(()) => crate::volumes::teardown(&shared.volumes, &uid),
+                Err(e) => warn!(error = %e, "removing the runtime objects of a vanished pod"),
             }
             return;
         };
@@ -114,6 +119,7 @@ pub async fn remove_all(cri: &CriClient, uid: &str) -> Result<()> {
 async fn observe_pod(shared: &Shared, pod: &Pod, mem: &mut Memory) -> Result<Observed> {
     let mut obs = observe::observe(&shared.cri, pod.metadata.uid.as_deref().unwrap_or_default()).await?;
     let source = pod_ip::resolve(pod, &mut obs, &mut mem.ips);
+    crate::termination::fill(&shared.volumes.root, &shared.log_root, pod, &mut obs);
     if mem.ip_source.replace(source) != Some(source) {
         let ip = obs.ready_sandbox().and_then(|s| s.ip.as_deref()).unwrap_or("");
         match source {
@@ -140,12 +146,14 @@ async fn sync_pod(
     updates: watch::Receiver<Option<Arc<Pod>>>,
 ) -> Result<Option<Duration>> {
     let mut obs = observe_pod(shared, pod, mem).await?;
-    let plan = lifecycle::plan(pod, &obs, &mem.pulls, now_nanos());
+    let mut plan = lifecycle::plan(pod, &obs, &mem.pulls, now_nanos());
+    mount_volumes(shared, pod, mem, &mut plan).await;
     let acted = !plan.actions.is_empty();
     for action in plan.actions {
         debug!(?action, "executing");
         match action {
             Action::DeletePod => {
+                crate::volumes::teardown(&shared.volumes, pod.metadata.uid.as_deref().unwrap_or(""));
                 delete_pod(shared, pod).await?;
                 return Ok(None);
             }
@@ -194,6 +202,25 @@ async fn sync_pod(
     }
     let requeue = plan.requeue.unwrap_or(lifecycle::RESYNC);
     Ok(Some(next_probe.map_or(requeue, |p| p.min(requeue))))
+}
+
+/// Sets up or refreshes the pod's volumes ([`crate::volumes::sync`]) unless it is being
+/// deleted or is done; until they are set up, `plan` starts no sandbox and no container.
+/// Each distinct failure is published once as `FailedMount`.
+async fn mount_volumes(shared: &Shared, pod: &Pod, mem: &mut Memory, plan: &mut lifecycle::Plan) {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if pod.metadata.deletion_timestamp.is_some() || matches!(phase, Some("Succeeded" | "Failed")) {
+        return;
+    }
+    let out = crate::volumes::sync(&shared.client, &shared.volumes, pod, &mut mem.volumes).await;
+    for f in out.failures {
+        warn!(message = %f, "volume set-up failed");
+        publish_once(shared, pod, mem, EventType::Warning, "FailedMount", f).await;
+    }
+    if !out.ready {
+        plan.actions
+            .retain(|a| !matches!(a, Action::RunSandbox { .. } | Action::StartContainer { .. }));
+    }
 }
 
 /// Runs the probes that are due, reports failures (`Unhealthy`, on the first of a run), kills

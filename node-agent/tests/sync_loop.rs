@@ -29,7 +29,8 @@ const EXITED: i32 = ContainerState::ContainerExited as i32;
 type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
 
 /// A kube client whose "API server" records every request and answers with a plausible body:
-/// the request body itself for writes, a minimal Pod otherwise, 404 for secrets.
+/// the request body itself for writes, no Services, a minimal Pod otherwise, 404 for secrets,
+/// ConfigMaps and Services.
 fn fake_api() -> (kube::Client, Seen) {
     let seen: Seen = Arc::default();
     let log = seen.clone();
@@ -44,10 +45,12 @@ fn fake_api() -> (kube::Client, Seen) {
                 .unwrap_or_else(|e| e.into_inner())
                 .push((method.clone(), path.clone(), body.clone()));
             let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default"}}"#;
-            let (code, answer) = if path.contains("/secrets/") {
+            let (code, answer) = if path.contains("/secrets/") || path.contains("/configmaps/") || path.contains("/services/") {
                 (404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_string())
             } else if method == "POST" && path.contains("/events") {
                 (201, body)
+            } else if path.split('?').next().is_some_and(|p| p.ends_with("/services")) {
+                (200, r#"{"apiVersion":"v1","kind":"ServiceList","metadata":{},"items":[]}"#.to_string())
             } else {
                 (200, pod.to_string())
             };
@@ -93,6 +96,10 @@ async fn harness() -> Harness {
         runtime_name: "fake".into(),
         log_root: dir.path().join("logs"),
         metrics: Metrics::new(),
+        volumes: berth_agent::volumes::Settings {
+            root: dir.path().join("root"),
+            ..Default::default()
+        },
     });
     Harness {
         fake,

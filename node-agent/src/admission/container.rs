@@ -7,22 +7,20 @@ use k8s_openapi::api::core::v1::{
 
 use super::{NodePolicy, Review, Why};
 
-/// The downward-API `fieldRef` paths the agent fills in (`crate::podspec`).
-pub const FIELD_REFS: [&str; 7] = [
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.uid",
-    "status.podIP",
-    "status.hostIP",
-    "spec.nodeName",
-    "spec.serviceAccountName",
-];
-
-/// True for the service-account token volume the API server's admission adds to every pod
-/// (`kube-api-access-*`, or a `<sa>-token-*` secret in older clusters).
-pub fn is_service_account_volume(name: &str) -> bool {
-    name.starts_with("kube-api-access-") || name.contains("-token-")
+/// True for a downward-API `fieldRef` path the agent fills in ([`crate::downward::env_field`]).
+pub fn field_ref_supported(path: &str) -> bool {
+    crate::downward::env_field(&Pod::default(), "", "", "", path).is_some()
 }
+
+/// The `resourceFieldRef` resources the agent fills in ([`crate::downward::resource_field`]).
+pub const RESOURCE_FIELDS: [&str; 6] = [
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+];
 
 pub(super) fn review(pod: &Pod, c: &Container, base: &str, policy: &NodePolicy, host_network: bool, r: &mut Review) {
     let Container {
@@ -58,9 +56,9 @@ pub(super) fn review(pod: &Pod, c: &Container, base: &str, policy: &NodePolicy, 
             review_env_source(from, &format!("{base}.env[{}].valueFrom", e.name), r);
         }
     }
-    if env_from.as_ref().is_some_and(|e| !e.is_empty()) {
-        r.refuse(format!("{base}.envFrom"), Why::Unsupported, "envFrom is not implemented yet");
-    }
+    // envFrom: honoured (crate::env: configMapRef, secretRef, prefix, optional; invalid keys
+    // are skipped with an InvalidEnvironmentVariableNames Event, as the kubelet's).
+    let _ = env_from;
     if let Some(Lifecycle {
         post_start,
         pre_stop,
@@ -105,19 +103,28 @@ pub(super) fn review(pod: &Pod, c: &Container, base: &str, policy: &NodePolicy, 
         review_security(sc, &format!("{base}.securityContext"), policy, r);
     }
     let _ = host_network;
-    let default_path = termination_message_path.as_deref().is_none_or(|p| p == "/dev/termination-log");
-    let default_policy = termination_message_policy.as_deref().is_none_or(|p| p == "File");
-    if !default_path || !default_policy {
-        r.ignore(
-            format!("{base}.terminationMessagePath"),
-            "the termination message is not read yet",
+    // terminationMessagePath: honoured (a file per container start mounted there, read into
+    // state.terminated.message: crate::termination); the policy File or FallbackToLogsOnError.
+    let _ = termination_message_path;
+    if let Some(p) = termination_message_policy
+        .as_deref()
+        .filter(|p| !matches!(*p, "File" | "FallbackToLogsOnError"))
+    {
+        r.refuse(
+            format!("{base}.terminationMessagePolicy"),
+            Why::Unsupported,
+            format!("unknown policy {p:?}"),
         );
     }
     if volume_devices.as_ref().is_some_and(|v| !v.is_empty()) {
         r.refuse(format!("{base}.volumeDevices"), Why::Unsupported, "block devices are not implemented");
     }
+    let privileged = security_context
+        .as_ref()
+        .and_then(|s| s.privileged)
+        .unwrap_or(false);
     for m in volume_mounts.iter().flatten() {
-        review_mount(m, &format!("{base}.volumeMounts[{}]", m.name), r);
+        review_mount(m, &format!("{base}.volumeMounts[{}]", m.name), privileged, r);
     }
     let _ = pod;
 }
@@ -129,21 +136,25 @@ fn review_env_source(from: &EnvVarSource, field: &str, r: &mut Review) {
         secret_key_ref,
         resource_field_ref,
     } = from;
-    if let Some(f) = field_ref.as_ref().filter(|f| !FIELD_REFS.contains(&f.field_path.as_str())) {
+    if let Some(f) = field_ref.as_ref().filter(|f| !field_ref_supported(&f.field_path)) {
         r.refuse(
             format!("{field}.fieldRef"),
             Why::Unsupported,
             format!("the field {:?} is not filled in", f.field_path),
         );
     }
-    for (set, what) in [
-        (config_map_key_ref.is_some(), "configMapKeyRef"),
-        (secret_key_ref.is_some(), "secretKeyRef"),
-        (resource_field_ref.is_some(), "resourceFieldRef"),
-    ] {
-        if set {
-            r.refuse(format!("{field}.{what}"), Why::Unsupported, "not implemented yet");
-        }
+    // configMapKeyRef, secretKeyRef: honoured (crate::env; a missing object or key is the
+    // container's CreateContainerConfigError unless optional).
+    let _ = (config_map_key_ref, secret_key_ref);
+    if let Some(rf) = resource_field_ref
+        .as_ref()
+        .filter(|rf| !RESOURCE_FIELDS.contains(&rf.resource.as_str()))
+    {
+        r.refuse(
+            format!("{field}.resourceFieldRef"),
+            Why::Unsupported,
+            format!("the resource {:?} is not filled in", rf.resource),
+        );
     }
 }
 
@@ -263,19 +274,38 @@ fn review_security(sc: &SecurityContext, base: &str, policy: &NodePolicy, r: &mu
     }
 }
 
-fn review_mount(m: &VolumeMount, field: &str, r: &mut Review) {
+fn review_mount(m: &VolumeMount, field: &str, privileged: bool, r: &mut Review) {
     let VolumeMount {
+        // Honoured (crate::volumes::container): the path, read-only, subPath and subPathExpr
+        // (resolved inside the volume).
         mount_path: _,
-        name,
+        name: _,
         read_only: _,
+        sub_path: _,
+        sub_path_expr: _,
+        // Decided below.
         mount_propagation,
         recursive_read_only,
-        sub_path,
-        sub_path_expr,
     } = m;
-    if is_service_account_volume(name) {
-        return; // reported with the volume
+    match mount_propagation.as_deref() {
+        None | Some("None" | "HostToContainer") => {}
+        Some("Bidirectional") if privileged => {}
+        Some("Bidirectional") => r.refuse(
+            format!("{field}.mountPropagation"),
+            Why::Forbidden,
+            "Bidirectional mount propagation is available only to privileged containers",
+        ),
+        Some(o) => r.refuse(
+            format!("{field}.mountPropagation"),
+            Why::Unsupported,
+            format!("unknown mount propagation {o:?}"),
+        ),
     }
-    r.refuse(field, Why::Unsupported, "volumes are not mounted yet");
-    let _ = (mount_propagation, recursive_read_only, sub_path, sub_path_expr);
+    if recursive_read_only.as_deref() == Some("Enabled") {
+        r.refuse(
+            format!("{field}.recursiveReadOnly"),
+            Why::Unsupported,
+            "recursive read-only mounts are not implemented",
+        );
+    }
 }

@@ -33,6 +33,7 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
         node_name: _,
         hostname: _,
         share_process_namespace: _,
+        readiness_gates: _, // Ready waits for their conditions (crate::status)
         active_deadline_seconds: _,
         // The scheduler's decisions, already made when the pod reaches the node.
         affinity: _,
@@ -55,7 +56,6 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
         host_pid,
         host_users,
         os,
-        readiness_gates: _,
         resource_claims,
         resources,
         runtime_class_name,
@@ -65,14 +65,16 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
     if let Some(p) = dns_policy.as_deref().filter(|p| !DNS_POLICIES.contains(p)) {
         r.refuse("spec.dnsPolicy", Why::Unsupported, format!("unknown DNS policy {p:?}"));
     }
-    if enable_service_links.unwrap_or(true) {
-        r.ignore(
-            "spec.enableServiceLinks",
-            "the Services' environment variables are not injected yet",
+    // enableServiceLinks: honoured (crate::env::service_vars).
+    let _ = enable_service_links;
+    // hostAliases: honoured in the pod's managed /etc/hosts (crate::volumes::container),
+    // which host-network pods do not get from the agent.
+    if host_aliases.as_ref().is_some_and(|a| !a.is_empty()) && *host_network == Some(true) {
+        r.refuse(
+            "spec.hostAliases",
+            Why::Unsupported,
+            "the agent does not write /etc/hosts of host-network pods",
         );
-    }
-    if host_aliases.as_ref().is_some_and(|a| !a.is_empty()) {
-        r.refuse("spec.hostAliases", Why::Unsupported, "the agent does not manage /etc/hosts yet");
     }
     for (set, field) in [
         (host_network, "spec.hostNetwork"),
@@ -109,9 +111,8 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
     if *set_hostname_as_fqdn == Some(true) {
         r.refuse("spec.setHostnameAsFQDN", Why::Unsupported, "not implemented");
     }
-    if subdomain.as_ref().is_some_and(|s| !s.is_empty()) {
-        r.ignore("spec.subdomain", "the pod's FQDN is not written to /etc/hosts");
-    }
+    // subdomain: honoured (the pod's FQDN in its managed /etc/hosts).
+    let _ = subdomain;
     if let Some(sc) = security_context {
         review_pod_security(pod, sc, *host_network == Some(true), policy, r);
     }

@@ -120,13 +120,15 @@ fn sysctls_outside_the_safe_set_are_forbidden() {
 }
 
 #[test]
-fn storage_is_refused_and_the_token_volume_is_reported() {
+fn storage_is_refused_and_the_token_volume_is_mounted() {
     let mut p = pod(app(None));
+    let token: Volume = serde_json::from_value(serde_json::json!({"name": "kube-api-access-x1", "projected": {
+        "sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}}))
+    .unwrap();
     p.spec.as_mut().unwrap().volumes = Some(vec![
-        Volume {
-            name: "kube-api-access-x1".into(),
-            ..Default::default()
-        },
+        token,
         Volume {
             name: "data".into(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
@@ -137,8 +139,69 @@ fn storage_is_refused_and_the_token_volume_is_reported() {
         },
     ]);
     let r = review(&p, &NodePolicy::default());
-    assert_eq!(r.ignored_fields(), vec!["spec.volumes[kube-api-access-x1]"]);
+    assert!(r.ignored_fields().is_empty());
     assert_eq!(refused(&p, &NodePolicy::default()), vec!["spec.volumes[data]"]);
+}
+
+#[test]
+fn volumes_mounts_and_env_sources_the_agent_honours() {
+    let c: Container = serde_json::from_value(serde_json::json!({"name": "app", "image": "r/x:1",
+        "envFrom": [{"configMapRef": {"name": "c"}, "prefix": "C_"}, {"secretRef": {"name": "s"}}],
+        "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "a"}}},
+                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "b"}}},
+                {"name": "M", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}},
+                {"name": "L", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}}],
+        "terminationMessagePath": "/tmp/msg", "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": "cfg", "mountPath": "/etc/c", "subPath": "x"},
+                         {"name": "mem", "mountPath": "/m", "mountPropagation": "HostToContainer"}]}))
+    .unwrap();
+    let mut p = pod(c);
+    p.spec.as_mut().unwrap().volumes = Some(
+        serde_json::from_value(serde_json::json!([
+            {"name": "cfg", "configMap": {"name": "c"}},
+            {"name": "sec", "secret": {"secretName": "s"}},
+            {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+            {"name": "disk", "emptyDir": {"sizeLimit": "1Gi"}},
+            {"name": "dapi", "downwardAPI": {"items": [{"path": "l", "fieldRef": {"fieldPath": "metadata.labels"}}]}}
+        ]))
+        .unwrap(),
+    );
+    p.spec.as_mut().unwrap().enable_service_links = Some(true);
+    let r = review(&p, &NodePolicy::default());
+    assert!(r.refused.is_empty(), "{:?}", r.refused);
+    assert!(r.ignored.is_empty(), "{:?}", r.ignored);
+}
+
+#[test]
+fn volume_decisions_that_refuse() {
+    let mut c = app(None);
+    c.volume_mounts = Some(
+        serde_json::from_value(serde_json::json!([{"name": "disk", "mountPath": "/d", "mountPropagation": "Bidirectional"}]))
+            .unwrap(),
+    );
+    let mut p = pod(c);
+    p.spec.as_mut().unwrap().volumes = Some(
+        serde_json::from_value(serde_json::json!([
+            {"name": "disk", "emptyDir": {"medium": "HugePages"}},
+            {"name": "host", "hostPath": {"path": "/var/data", "type": "Directory"}}
+        ]))
+        .unwrap(),
+    );
+    let mut got = refused(&p, &NodePolicy::default());
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            "spec.containers[app].volumeMounts[disk].mountPropagation",
+            "spec.volumes[disk].emptyDir",
+            "spec.volumes[host].hostPath",
+        ]
+    );
+    let allow = NodePolicy {
+        allow_host_path: true,
+        ..Default::default()
+    };
+    assert!(!refused(&p, &allow).contains(&"spec.volumes[host].hostPath".to_string()));
 }
 
 #[test]

@@ -2,25 +2,22 @@
 
 use k8s_openapi::api::core::v1::{PodSpec, Volume};
 
-use super::container::is_service_account_volume;
 use super::{NodePolicy, Review, Why};
+use crate::volumes::layout::{self, Kind};
 
 pub(super) fn review(volumes: &[Volume], spec: &PodSpec, policy: &NodePolicy, r: &mut Review) {
     for v in volumes {
         let field = format!("spec.volumes[{}]", v.name);
-        if is_service_account_volume(&v.name) {
-            // Fewer credentials, not less isolation: the pod runs without its token.
-            r.ignore(field, "the service-account token is not mounted yet");
-            continue;
-        }
         let Volume {
             name: _,
-            // Types the agent implements: none yet but the service-account token above.
-            config_map,
-            downward_api,
+            // Types the agent implements (crate::volumes): configMap, secret, downwardAPI and
+            // projected (with service-account tokens, so the kube-api-access-* volume too),
+            // emptyDir (disk; Memory as a tmpfs of sizeLimit), hostPath when the node allows it.
+            config_map: _,
+            downward_api: _,
+            secret: _,
             empty_dir,
             projected,
-            secret,
             host_path,
             // Storage the node does not attach.
             aws_elastic_block_store,
@@ -48,23 +45,33 @@ pub(super) fn review(volumes: &[Volume], spec: &PodSpec, policy: &NodePolicy, r:
             storageos,
             vsphere_volume,
         } = v;
-        let kinds = [
-            (config_map.is_some(), "configMap"),
-            (downward_api.is_some(), "downwardAPI"),
-            (empty_dir.is_some(), "emptyDir"),
-            (projected.is_some(), "projected"),
-            (secret.is_some(), "secret"),
-        ];
-        for (_, kind) in kinds.iter().filter(|(set, _)| *set) {
-            r.refuse(format!("{field}.{kind}"), Why::Unsupported, "this volume type is not implemented yet");
+        if empty_dir.is_some()
+            && let Kind::Refused(why) = layout::kind(v, policy.allow_host_path)
+        {
+            // Honoured but for unknown media and non-positive limits; a disk-backed sizeLimit
+            // is enforced by eviction (crate::volumes::over_limit), a Memory one is the tmpfs size.
+            r.refuse(format!("{field}.emptyDir"), Why::Unsupported, why);
+        }
+        if projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+            .any(|s| s.cluster_trust_bundle.is_some())
+        {
+            r.refuse(
+                format!("{field}.projected"),
+                Why::Unsupported,
+                "clusterTrustBundle projections are not implemented",
+            );
         }
         if host_path.is_some() {
-            let why = if policy.allow_host_path { Why::Unsupported } else { Why::Forbidden };
-            r.refuse(
-                format!("{field}.hostPath"),
-                why,
-                "this node does not allow hostPath volumes (berth-agent --allow-host-path)",
-            );
+            match layout::kind(v, policy.allow_host_path) {
+                Kind::HostPath(_) => {}
+                Kind::Refused(why) if !policy.allow_host_path => {
+                    r.refuse(format!("{field}.hostPath"), Why::Forbidden, why)
+                }
+                Kind::Refused(why) => r.refuse(format!("{field}.hostPath"), Why::Unsupported, why),
+                _ => {}
+            }
         }
         let storage = [
             aws_elastic_block_store.is_some(),
