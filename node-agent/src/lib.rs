@@ -14,6 +14,8 @@ pub mod cri;
 pub mod downward;
 pub mod env;
 pub mod error;
+pub mod hook_runner;
+pub mod hooks;
 pub mod images;
 pub mod lease;
 pub mod lifecycle;

@@ -144,11 +144,117 @@ pub fn spec_containers(pod: &Pod) -> Vec<(&str, &str)> {
         .unwrap_or_default()
 }
 
+/// The names and images of the pod's init containers, in spec order.
+pub fn spec_init_containers(pod: &Pod) -> Vec<(&str, &str)> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .map(|cs| {
+            cs.iter()
+                .map(|c| (c.name.as_str(), c.image.as_deref().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The reason of a pod failed by its `activeDeadlineSeconds` (the kubelet's).
+pub const DEADLINE_REASON: &str = "DeadlineExceeded";
+/// The message of a pod failed by its `activeDeadlineSeconds` (the kubelet's).
+pub const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
+
+fn terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// When the pod's `activeDeadlineSeconds` runs out (Unix nanoseconds): counted from the
+/// `startTime` of its status, as the kubelet; `None` without a deadline or a start time.
+pub fn deadline(pod: &Pod) -> Option<i64> {
+    let secs = pod.spec.as_ref()?.active_deadline_seconds?;
+    let start = pod.status.as_ref()?.start_time.as_ref()?;
+    let start = i64::try_from(start.0.as_nanosecond()).ok()?;
+    Some(start.saturating_add(secs.saturating_mul(1_000_000_000)))
+}
+
+/// True when a pod not yet done has been active longer than its `activeDeadlineSeconds`: its
+/// containers are killed and it fails with [`DEADLINE_REASON`].
+pub fn deadline_exceeded(pod: &Pod, now: i64) -> bool {
+    !terminal(pod) && deadline(pod).is_some_and(|at| now >= at)
+}
+
+/// True when an init container failed and the restart policy is `Never`: the pod fails.
+pub fn init_failed_for_good(pod: &Pod, obs: &Observed) -> bool {
+    restart_policy(pod) == "Never"
+        && spec_init_containers(pod).iter().any(|(name, _)| {
+            obs.latest(name)
+                .is_some_and(|c| c.state == State::Exited && c.exit_code != 0)
+        })
+}
+
+/// Where the pod's initialization stands in its current sandbox (as the kubelet's
+/// `findNextInitContainerToRun`): init containers run one at a time in spec order, each to
+/// success, before any app container; a new sandbox runs them all again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Init {
+    /// No init containers, all succeeded in this sandbox, or an app container was created in
+    /// it already (init containers never run again then, even if removed since).
+    Done,
+    /// Init container `name` is to start: its first run in this sandbox or a restart due now;
+    /// `replace` is a container of it that was created but never started (removed first).
+    Start {
+        /// Its name.
+        name: String,
+        /// A created, never started container of it to remove first.
+        replace: Option<String>,
+    },
+    /// An init container runs: wait for it.
+    Running,
+    /// An init container failed and restarts at this time (Unix nanoseconds), after back-off.
+    BackOff {
+        /// When.
+        at: i64,
+    },
+    /// Init container `name` failed and the restart policy is `Never`: the pod fails.
+    Failed {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// The initialization of `pod` in sandbox `sandbox_id` at `now` (see [`Init`]).
+pub fn init_progress(pod: &Pod, obs: &Observed, sandbox_id: &str, now: i64) -> Init {
+    let inits = spec_init_containers(pod);
+    let in_sandbox = |name: &str| obs.attempts(name).find(|c| c.sandbox_id == sandbox_id).cloned();
+    if inits.is_empty() || spec_containers(pod).iter().any(|(n, _)| in_sandbox(n).is_some()) {
+        return Init::Done;
+    }
+    let policy = restart_policy(pod);
+    for (name, _) in inits {
+        let name = name.to_string();
+        match in_sandbox(&name) {
+            None => return Init::Start { name, replace: None },
+            Some(c) if c.state == State::Running => return Init::Running,
+            Some(c) if c.state != State::Exited => return Init::Start { name, replace: Some(c.id) },
+            Some(c) if c.exit_code == 0 => {}
+            Some(c) => {
+                return match restart(policy, &c, now) {
+                    Restart::Never => Init::Failed { name },
+                    Restart::Now => Init::Start { name, replace: None },
+                    Restart::At(at) => Init::BackOff { at },
+                };
+            }
+        }
+    }
+    Init::Done
+}
+
 /// True when every container has run and none will run again: the pod is done
-/// (`Succeeded` or `Failed`). A pod whose status already says so stays done.
+/// (`Succeeded` or `Failed`). A pod whose status already says so stays done; so does a pod
+/// past its active deadline, and one whose init container failed under `Never`.
 pub fn pod_finished(pod: &Pod, obs: &Observed, now: i64) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    if matches!(phase, Some("Succeeded" | "Failed")) {
+    if terminal(pod) || deadline_exceeded(pod, now) || init_failed_for_good(pod, obs) {
         return true;
     }
     let policy = restart_policy(pod);
@@ -166,6 +272,29 @@ fn earliest(a: Option<Duration>, b: Duration) -> Option<Duration> {
 
 fn nanos_until(at: i64, now: i64) -> Duration {
     Duration::from_nanos(u64::try_from(at - now).unwrap_or(0)).max(Duration::from_millis(100))
+}
+
+/// Starts container `name` as its next attempt, unless a failed pull of `image` is backing
+/// off: then look again when it may be retried.
+fn start_or_wait(
+    plan: &mut Plan,
+    obs: &Observed,
+    pulls: &HashMap<String, PullFailure>,
+    name: &str,
+    image: &str,
+    now: i64,
+) {
+    let blocked = pulls
+        .get(name)
+        .filter(|p| p.image == image && p.retry_at > now)
+        .map(|p| p.retry_at);
+    match blocked {
+        Some(at) => plan.requeue = earliest(plan.requeue, nanos_until(at, now)),
+        None => plan.actions.push(Action::StartContainer {
+            name: name.to_string(),
+            attempt: obs.attempts(name).map(|c| c.attempt + 1).max().unwrap_or(0),
+        }),
+    }
 }
 
 /// The actions for a pod being deleted: stop containers with the grace period, stop and
@@ -198,10 +327,11 @@ pub fn plan(pod: &Pod, obs: &Observed, pulls: &HashMap<String, PullFailure>, now
     }
     let mut plan = Plan::default();
     let spec = spec_containers(pod);
+    let inits = spec_init_containers(pod);
 
     // Containers of names no longer in the spec, and all but the two newest attempts of each.
     for c in &obs.containers {
-        let known = spec.iter().any(|(n, _)| *n == c.name);
+        let known = spec.iter().chain(&inits).any(|(n, _)| *n == c.name);
         let stale = obs.attempts(&c.name).position(|x| x.id == c.id).unwrap_or(0) >= 2;
         if !known || stale {
             if c.state != State::Exited {
@@ -216,7 +346,22 @@ pub fn plan(pod: &Pod, obs: &Observed, pulls: &HashMap<String, PullFailure>, now
     }
 
     if pod_finished(pod, obs, now) {
-        // Done: stop the sandbox, keep containers for status and logs.
+        // Done: stop what still runs (past the deadline, or a failed init container under
+        // Never), stop the sandbox, keep containers for status and logs.
+        let stale = |c: &&Container| plan.actions.iter().any(|a| matches!(a, Action::RemoveContainer { id } if *id == c.id));
+        let live: Vec<&Container> = obs
+            .containers
+            .iter()
+            .filter(|c| c.state != State::Exited)
+            .filter(|c| !stale(c))
+            .collect();
+        for c in live {
+            plan.actions.push(Action::KillContainer {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                grace: grace_period(pod),
+            });
+        }
         for s in obs.sandboxes.iter().filter(|s| s.ready) {
             plan.actions.push(Action::StopSandbox { id: s.id.clone() });
         }
@@ -244,20 +389,31 @@ pub fn plan(pod: &Pod, obs: &Observed, pulls: &HashMap<String, PullFailure>, now
         plan.actions.push(Action::RemoveSandbox { id: s.id.clone() });
     }
 
+    // Init containers first, one at a time; app containers once they all succeeded.
+    match init_progress(pod, obs, &sandbox.id, now) {
+        Init::Done => {}
+        Init::Start { name, replace } => {
+            if let Some(id) = replace {
+                plan.actions.push(Action::RemoveContainer { id });
+            }
+            let image = inits.iter().find(|(n, _)| *n == name).map_or("", |(_, i)| *i);
+            start_or_wait(&mut plan, obs, pulls, &name, image, now);
+            plan.requeue = earliest(plan.requeue, RESYNC);
+            return plan;
+        }
+        Init::BackOff { at } => {
+            plan.requeue = earliest(plan.requeue, nanos_until(at, now).min(RESYNC));
+            return plan;
+        }
+        Init::Running | Init::Failed { .. } => {
+            plan.requeue = earliest(plan.requeue, RESYNC);
+            return plan;
+        }
+    }
+
     let policy = restart_policy(pod);
     for (name, image) in &spec {
-        let next_attempt = obs.attempts(name).map(|c| c.attempt + 1).max().unwrap_or(0);
-        let pull_blocked = pulls
-            .get(*name)
-            .filter(|p| p.image == *image && p.retry_at > now)
-            .map(|p| p.retry_at);
-        let start = |plan: &mut Plan| match pull_blocked {
-            Some(at) => plan.requeue = earliest(plan.requeue, nanos_until(at, now)),
-            None => plan.actions.push(Action::StartContainer {
-                name: (*name).to_string(),
-                attempt: next_attempt,
-            }),
-        };
+        let start = |plan: &mut Plan| start_or_wait(plan, obs, pulls, name, image, now);
         match obs.latest(name) {
             // Never started, or the sandbox is new: containers of a dead sandbox restart.
             None => start(&mut plan),

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// Which probe.
@@ -130,23 +130,38 @@ pub fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, St
     }
 }
 
+/// The check of an `httpGet` action (probes and lifecycle hooks): the scheme upper-cased, a
+/// blank host left to the pod's IP, the port resolved, the path `/` when unset.
+pub fn http_get_check(container: &Container, h: &HTTPGetAction) -> Result<Check, String> {
+    Ok(Check::Http {
+        scheme: h.scheme.clone().unwrap_or_else(|| "HTTP".into()).to_uppercase(),
+        host: h.host.clone().filter(|s| !s.is_empty()),
+        port: resolve_port(container, &h.port)?,
+        path: h.path.clone().filter(|p| !p.is_empty()).map_or_else(
+            || "/".to_string(),
+            |p| if p.starts_with('/') { p } else { format!("/{p}") },
+        ),
+        headers: h
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|x| (x.name.clone(), x.value.clone()))
+            .collect(),
+    })
+}
+
+/// The check of an `exec` action (probes and lifecycle hooks): a command is required.
+pub fn exec_check(e: &ExecAction) -> Result<Check, String> {
+    let command = e.command.clone().unwrap_or_default();
+    if command.is_empty() {
+        return Err("exec action without a command".into());
+    }
+    Ok(Check::Exec { command })
+}
+
 fn check(container: &Container, probe: &Probe) -> Result<Check, String> {
     if let Some(h) = &probe.http_get {
-        return Ok(Check::Http {
-            scheme: h.scheme.clone().unwrap_or_else(|| "HTTP".into()).to_uppercase(),
-            host: h.host.clone().filter(|s| !s.is_empty()),
-            port: resolve_port(container, &h.port)?,
-            path: h.path.clone().filter(|p| !p.is_empty()).map_or_else(
-                || "/".to_string(),
-                |p| if p.starts_with('/') { p } else { format!("/{p}") },
-            ),
-            headers: h
-                .http_headers
-                .iter()
-                .flatten()
-                .map(|x| (x.name.clone(), x.value.clone()))
-                .collect(),
-        });
+        return http_get_check(container, h);
     }
     if let Some(t) = &probe.tcp_socket {
         return Ok(Check::Tcp {
@@ -155,11 +170,7 @@ fn check(container: &Container, probe: &Probe) -> Result<Check, String> {
         });
     }
     if let Some(e) = &probe.exec {
-        let command = e.command.clone().unwrap_or_default();
-        if command.is_empty() {
-            return Err("exec probe without a command".into());
-        }
-        return Ok(Check::Exec { command });
+        return exec_check(e).map_err(|_| "exec probe without a command".to_string());
     }
     if probe.grpc.is_some() {
         return Err("gRPC probes are not supported by berth-agent".into());

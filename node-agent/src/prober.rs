@@ -209,22 +209,39 @@ pub async fn run(cri: &CriClient, d: &Due) -> Outcome {
             path,
             headers,
         } => {
-            let tls = match scheme.as_str() {
-                "HTTP" => false,
-                "HTTPS" => true,
-                other => return Outcome::Failure(format!("unknown probe scheme {other:?}")),
-            };
             let Some(host) = target(host.as_deref(), d.pod_ip.as_deref()) else {
                 return Outcome::Skipped(no_host(&scheme.to_lowercase(), *port));
             };
-            let url = format!("{}://{host}:{port}{path}", scheme.to_lowercase());
-            match tokio::time::timeout(timeout, http_status(host, *port, path, headers, tls)).await {
-                Ok(Ok(code)) if (200..400).contains(&code) => Outcome::Success,
-                Ok(Ok(code)) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
-                Ok(Err(e)) => Outcome::Failure(format!("Get {url:?}: {e}")),
-                Err(_) => Outcome::Failure(format!("Get {url:?}: timeout after {timeout:?}")),
+            match http_get(scheme, host, *port, path, headers, timeout).await {
+                Ok(code) if (200..400).contains(&code) => Outcome::Success,
+                Ok(code) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
+                Err(e) => Outcome::Failure(e),
             }
         }
+    }
+}
+
+/// Sends one GET (`scheme` `HTTP` or `HTTPS`, the latter without certificate verification)
+/// within `timeout` and returns the response's status code, or why there is none
+/// (`Get "url": error`). Shared by HTTP probes and `httpGet` lifecycle hooks.
+pub async fn http_get(
+    scheme: &str,
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<u16, String> {
+    let tls = match scheme {
+        "HTTP" => false,
+        "HTTPS" => true,
+        other => return Err(format!("unknown scheme {other:?}")),
+    };
+    let url = format!("{}://{host}:{port}{path}", scheme.to_lowercase());
+    match tokio::time::timeout(timeout, http_status(host, port, path, headers, tls)).await {
+        Ok(Ok(code)) => Ok(code),
+        Ok(Err(e)) => Err(format!("Get {url:?}: {e}")),
+        Err(_) => Err(format!("Get {url:?}: timeout after {timeout:?}")),
     }
 }
 

@@ -1,11 +1,15 @@
 //! Starting a container: pull its image per policy (a failed pull is remembered for back-off
 //! and reported), then create and start it in the pod's ready sandbox.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Pod;
+use tokio::sync::watch;
 use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
 use crate::backoff;
+use crate::hook_runner;
 use crate::error::{Error, Result};
 use crate::images::{self, PullPolicy};
 use crate::lifecycle::PullFailure;
@@ -13,8 +17,10 @@ use crate::observe::Observed;
 use crate::podspec;
 use crate::sync::{Memory, Shared, now_nanos, publish};
 
-/// Pulls (per policy) and creates and starts container `name`; a failed pull is remembered
-/// for back-off and reported, not returned as an error.
+/// Pulls (per policy) and creates and starts container `name` (an app or an init container);
+/// a failed pull is remembered for back-off and reported, not returned as an error. An app
+/// container's postStart hook runs right after it started ([`hook_runner::post_start`]; a
+/// deletion seen on `updates` abandons it).
 pub(crate) async fn start_container(
     shared: &Shared,
     pod: &Pod,
@@ -22,12 +28,14 @@ pub(crate) async fn start_container(
     mem: &mut Memory,
     name: &str,
     attempt: u32,
+    updates: watch::Receiver<Option<Arc<Pod>>>,
 ) -> Result<()> {
-    let Some(spec) = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.containers.iter().find(|c| c.name == name))
-    else {
+    let Some(spec) = pod.spec.as_ref().and_then(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+            .find(|c| c.name == name)
+    }) else {
         return Ok(());
     };
     let image = spec.image.clone().unwrap_or_default();
@@ -124,5 +132,5 @@ pub(crate) async fn start_container(
         format!("Started container {name} (restart {attempt})")
     };
     publish(shared, pod, EventType::Normal, "Started", note).await;
-    Ok(())
+    hook_runner::post_start(shared, pod, name, &id, sandbox.ip.as_deref(), updates).await
 }

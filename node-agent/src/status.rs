@@ -74,11 +74,12 @@ fn waiting(reason: &str, message: Option<String>) -> ContainerState {
     }
 }
 
-/// The status of one spec container.
+/// The status of one spec container (`init`: one of the init containers).
 fn container_status(
     pod: &Pod,
     name: &str,
     image: &str,
+    init: bool,
     obs: &Observed,
     ctx: &Context<'_>,
 ) -> ContainerStatus {
@@ -132,6 +133,11 @@ fn container_status(
             }
             waiting(reason, Some(p.message.clone()))
         }
+        // An init container that succeeded is done, whatever the restart policy.
+        (Some(c), None) if c.state == State::Exited && init && c.exit_code == 0 => ContainerState {
+            terminated: Some(terminated(c, &ctx.runtime_name)),
+            ..Default::default()
+        },
         (Some(c), None) if c.state == State::Exited => {
             match lifecycle::restart(lifecycle::restart_policy(pod), c, ctx.now) {
                 Restart::At(_) => {
@@ -147,8 +153,15 @@ fn container_status(
                 },
             }
         }
+        // Not created yet: `PodInitializing` in a pod with init containers, as the kubelet.
+        _ if !lifecycle::spec_init_containers(pod).is_empty() => waiting("PodInitializing", None),
         _ => waiting("ContainerCreating", None),
     };
+    if init {
+        // An init container is ready once it succeeded; `started` is not reported for it.
+        status.ready = state.terminated.as_ref().is_some_and(|t| t.exit_code == 0);
+        status.started = None;
+    }
     status.state = Some(state);
     status.last_state = last.map(|t| ContainerState {
         terminated: Some(t),
@@ -164,6 +177,9 @@ fn phase(pod: &Pod, statuses: &[ContainerStatus], obs: &Observed, now: i64) -> &
         Some("Succeeded") => return "Succeeded",
         Some("Failed") => return "Failed",
         _ => {}
+    }
+    if lifecycle::deadline_exceeded(pod, now) || lifecycle::init_failed_for_good(pod, obs) {
+        return "Failed";
     }
     if lifecycle::pod_finished(pod, obs, now) {
         let all_ok = statuses.iter().all(|s| {
@@ -217,11 +233,57 @@ fn condition(
     }
 }
 
+/// The `Initialized` condition, as the kubelet's: true without init containers or once all
+/// succeeded; else false, naming those not done.
+fn initialized(pod: &Pod, init_statuses: &[ContainerStatus], phase: &str, now: i64) -> PodCondition {
+    let incomplete: Vec<&str> = init_statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
+    if phase == "Succeeded" && !init_statuses.is_empty() {
+        return condition(pod, "Initialized", true, Some("PodCompleted"), None, now);
+    }
+    if incomplete.is_empty() {
+        return condition(pod, "Initialized", true, None, None, now);
+    }
+    let message = format!("containers with incomplete status: [{}]", incomplete.join(" "));
+    condition(
+        pod,
+        "Initialized",
+        false,
+        Some("ContainersNotInitialized"),
+        Some(message),
+        now,
+    )
+}
+
+/// The pod's `reason` and `message` besides an admission refusal: the active deadline's when
+/// it ran out; a terminal pod keeps those it was given; else none.
+fn reason_message(pod: &Pod, now: i64) -> (Option<String>, Option<String>) {
+    if lifecycle::deadline_exceeded(pod, now) {
+        return (
+            Some(lifecycle::DEADLINE_REASON.to_string()),
+            Some(lifecycle::DEADLINE_MESSAGE.to_string()),
+        );
+    }
+    match pod.status.as_ref() {
+        Some(s) if matches!(s.phase.as_deref(), Some("Succeeded" | "Failed")) => {
+            (s.reason.clone(), s.message.clone())
+        }
+        _ => (None, None),
+    }
+}
+
 /// The full pod status the agent reports.
 pub fn compute(pod: &Pod, obs: &Observed, ctx: &Context<'_>) -> PodStatus {
     let statuses: Vec<ContainerStatus> = lifecycle::spec_containers(pod)
         .into_iter()
-        .map(|(name, image)| container_status(pod, name, image, obs, ctx))
+        .map(|(name, image)| container_status(pod, name, image, false, obs, ctx))
+        .collect();
+    let init_statuses: Vec<ContainerStatus> = lifecycle::spec_init_containers(pod)
+        .into_iter()
+        .map(|(name, image)| container_status(pod, name, image, true, obs, ctx))
         .collect();
     let phase = phase(pod, &statuses, obs, ctx.now);
     // The running sandbox's IP (rebuilt by `pod_ip::resolve` when the runtime leaves it out);
@@ -250,7 +312,7 @@ pub fn compute(pod: &Pod, obs: &Observed, ctx: &Context<'_>) -> PodStatus {
         )
     };
     let mut conditions = vec![
-        condition(pod, "Initialized", true, None, None, ctx.now),
+        initialized(pod, &init_statuses, phase, ctx.now),
         condition(
             pod,
             "ContainersReady",
@@ -276,14 +338,18 @@ pub fn compute(pod: &Pod, obs: &Observed, ctx: &Context<'_>) -> PodStatus {
         .as_ref()
         .and_then(|s| s.start_time.clone())
         .or_else(|| Some(now_time(ctx.now)));
+    let (pod_reason, pod_message) = reason_message(pod, ctx.now);
     PodStatus {
         phase: Some(phase.to_string()),
+        reason: pod_reason,
+        message: pod_message,
         conditions: Some(conditions),
         host_ip: Some(ctx.host_ip.clone()),
         pod_ip: pod_ip.clone(),
         pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
         start_time,
         container_statuses: Some(statuses),
+        init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         qos_class: pod.status.as_ref().and_then(|s| s.qos_class.clone()),
         ..Default::default()
     }
@@ -298,10 +364,13 @@ pub fn changed(pod: &Pod, new: &PodStatus) -> bool {
     let old_conditions: Vec<&PodCondition> = old.conditions.iter().flatten().filter(ours).collect();
     let new_conditions: Vec<&PodCondition> = new.conditions.iter().flatten().filter(ours).collect();
     old.phase != new.phase
+        || old.reason != new.reason
+        || old.message != new.message
         || old.host_ip != new.host_ip
         || old.pod_ip != new.pod_ip
         || old.start_time != new.start_time
         || old.container_statuses != new.container_statuses
+        || old.init_container_statuses != new.init_container_statuses
         || old_conditions.len() != new_conditions.len()
         || old_conditions.iter().any(|o| !new_conditions.contains(o))
 }

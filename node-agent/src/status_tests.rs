@@ -181,3 +181,128 @@ fn readiness_probe_drives_ready_and_conditions() {
     let s = compute(&p, &obs, &ctx(None, 101 * SEC));
     assert!(!s.container_statuses.expect("statuses")[0].ready);
 }
+
+// Init containers and the active deadline.
+
+fn init_status<'a>(s: &'a PodStatus, name: &str) -> &'a ContainerStatus {
+    s.init_container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == name)
+        .expect("init container status")
+}
+
+fn condition_of<'a>(s: &'a PodStatus, t: &str) -> &'a PodCondition {
+    s.conditions.iter().flatten().find(|c| c.type_ == t).expect("condition")
+}
+
+fn waiting_reason(c: &ContainerStatus) -> Option<&str> {
+    c.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
+}
+
+#[test]
+fn while_init_runs_the_pod_is_pending_and_not_initialized() {
+    use crate::lifecycle::tests::{init_pod, named};
+    let p = init_pod("Always");
+    let obs = Observed {
+        sandboxes: vec![ready_sandbox()],
+        containers: vec![named("a", "i1", 0, State::Running, 0, 100, "sb1")],
+    };
+    let s = compute(&p, &obs, &ctx(None, 101 * SEC));
+    assert_eq!(s.phase.as_deref(), Some("Pending"));
+    let a = init_status(&s, "a");
+    assert!(a.state.as_ref().is_some_and(|st| st.running.is_some()));
+    assert!(!a.ready);
+    assert_eq!(a.started, None);
+    assert_eq!(a.container_id.as_deref(), Some("containerd://i1"));
+    assert_eq!(a.image, "10.213.0.1:5000/berth/demo:v1");
+    assert_eq!(waiting_reason(init_status(&s, "b")), Some("PodInitializing"));
+    assert_eq!(reason(&s).as_deref(), Some("PodInitializing"), "the app waits");
+    let init = condition_of(&s, "Initialized");
+    assert_eq!(init.status, "False");
+    assert_eq!(init.reason.as_deref(), Some("ContainersNotInitialized"));
+    assert_eq!(init.message.as_deref(), Some("containers with incomplete status: [a b]"));
+}
+
+#[test]
+fn once_init_succeeded_the_pod_is_initialized_and_runs() {
+    use crate::lifecycle::tests::{init_pod, named};
+    let p = init_pod("Always");
+    let obs = Observed {
+        sandboxes: vec![ready_sandbox()],
+        containers: vec![
+            named("a", "i1", 0, State::Exited, 0, 100, "sb1"),
+            named("app", "c1", 0, State::Running, 0, 120, "sb1"),
+            named("b", "i2", 0, State::Exited, 0, 110, "sb1"),
+        ],
+    };
+    let s = compute(&p, &obs, &ctx(None, 130 * SEC));
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    for name in ["a", "b"] {
+        let c = init_status(&s, name);
+        assert!(c.ready, "{name}");
+        let t = c.state.as_ref().and_then(|st| st.terminated.as_ref()).expect("terminated");
+        assert_eq!(t.reason.as_deref(), Some("Completed"), "no CrashLoopBackOff under Always");
+    }
+    let init = condition_of(&s, "Initialized");
+    assert_eq!((init.status.as_str(), init.reason.as_deref()), ("True", None));
+}
+
+#[test]
+fn a_failing_init_container_crash_loops_or_fails_the_pod_under_never() {
+    use crate::lifecycle::tests::{init_pod, named};
+    let obs = Observed {
+        sandboxes: vec![ready_sandbox()],
+        containers: vec![named("a", "i2", 1, State::Exited, 1, 100, "sb1")],
+    };
+    let s = compute(&init_pod("Always"), &obs, &ctx(None, 105 * SEC));
+    assert_eq!(s.phase.as_deref(), Some("Pending"));
+    let a = init_status(&s, "a");
+    assert_eq!(waiting_reason(a), Some("CrashLoopBackOff"));
+    assert_eq!(a.restart_count, 1);
+    assert!(a.last_state.as_ref().and_then(|l| l.terminated.as_ref()).is_some_and(|t| t.exit_code == 1));
+
+    let s = compute(&init_pod("Never"), &obs, &ctx(None, 105 * SEC));
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    let a = init_status(&s, "a");
+    assert!(a.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 1));
+    assert_eq!(condition_of(&s, "Initialized").status, "False");
+}
+
+#[test]
+fn pods_without_init_containers_report_none() {
+    let s = compute(&pod("Always"), &Observed::default(), &ctx(None, SEC));
+    assert_eq!(s.init_container_statuses, None);
+    assert_eq!(condition_of(&s, "Initialized").status, "True");
+    assert_eq!(reason(&s).as_deref(), Some("ContainerCreating"));
+}
+
+#[test]
+fn past_the_active_deadline_the_pod_fails_with_the_kubelets_reason() {
+    let p = crate::lifecycle::tests::deadline_pod();
+    let obs = Observed {
+        sandboxes: vec![ready_sandbox()],
+        containers: vec![container("c1", 0, State::Running, 0, 105)],
+    };
+    let before = compute(&p, &obs, &ctx(None, 109 * SEC));
+    assert_eq!(before.phase.as_deref(), Some("Running"));
+    assert_eq!(before.reason, None);
+    let s = compute(&p, &obs, &ctx(None, 111 * SEC));
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(
+        s.message.as_deref(),
+        Some("Pod was active on the node longer than the specified deadline")
+    );
+    // Written once, the phase, reason and message stay while the containers are stopped.
+    let mut p = p;
+    p.status = Some(s.clone());
+    let stopped = Observed {
+        sandboxes: vec![ready_sandbox()],
+        containers: vec![container("c1", 0, State::Exited, 143, 112)],
+    };
+    let later = compute(&p, &stopped, &ctx(None, 120 * SEC));
+    assert_eq!(later.phase.as_deref(), Some("Failed"));
+    assert_eq!(later.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(later.message, s.message);
+}

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::observe::{self, Observed};
 use crate::podspec::{self, NodeFacts};
 use crate::prober::{self, Probes};
-use crate::{apply, pod_ip, status};
+use crate::{apply, hook_runner, pod_ip, status};
 
 /// What every pod worker shares.
 pub struct Shared {
@@ -148,18 +148,31 @@ async fn sync_pod(
     let mut obs = observe_pod(shared, pod, mem).await?;
     let mut plan = lifecycle::plan(pod, &obs, &mem.pulls, now_nanos());
     mount_volumes(shared, pod, mem, &mut plan).await;
+    if lifecycle::deadline_exceeded(pod, now_nanos()) {
+        let note = lifecycle::DEADLINE_MESSAGE.to_string();
+        publish_once(shared, pod, mem, EventType::Normal, lifecycle::DEADLINE_REASON, note).await;
+    }
     let acted = !plan.actions.is_empty();
+    // Consecutive kills run side by side (each runs its preStop hook within the grace
+    // period, as the kubelet's), before the next action.
+    let mut kills = Vec::new();
     for action in plan.actions {
         debug!(?action, "executing");
+        if let Action::KillContainer { id, name, grace } = action {
+            kills.push((id, name, grace));
+            continue;
+        }
+        kill_all(shared, pod, &obs, std::mem::take(&mut kills)).await?;
         match action {
             Action::DeletePod => {
                 crate::volumes::teardown(&shared.volumes, pod.metadata.uid.as_deref().unwrap_or(""));
                 delete_pod(shared, pod).await?;
                 return Ok(None);
             }
-            a => execute(shared, pod, &obs, mem, a).await?,
+            a => execute(shared, pod, &obs, mem, a, updates.clone()).await?,
         }
     }
+    kill_all(shared, pod, &obs, kills).await?;
     if acted {
         obs = observe_pod(shared, pod, mem).await?;
     }
@@ -275,8 +288,8 @@ async fn run_probes(
         let what = k.kind.name();
         info!(container = %k.name, probe = %what, "killing a container that failed its probe");
         let note = format!("Container {} failed {what} probe, will be restarted", k.name);
-        publish(shared, pod, EventType::Normal, "Killing", note).await;
-        shared.cri.stop_container(&k.id, k.grace).await?;
+        let ip = obs.ready_sandbox().and_then(|s| s.ip.clone());
+        hook_runner::kill(shared, pod, &k.id, &k.name, k.grace, ip.as_deref(), Some(note)).await?;
     }
     if !kills.is_empty() {
         *obs = observe_pod(shared, pod, mem).await?;
@@ -284,7 +297,24 @@ async fn run_probes(
     Ok(next)
 }
 
-async fn execute(shared: &Shared, pod: &Pod, obs: &Observed, mem: &mut Memory, action: Action) -> Result<()> {
+/// Stops containers (id, name, grace) side by side, each after its preStop hook.
+async fn kill_all(shared: &Shared, pod: &Pod, obs: &Observed, kills: Vec<(String, String, Duration)>) -> Result<()> {
+    let ip = obs.ready_sandbox().and_then(|s| s.ip.clone());
+    let stops = kills.iter().map(|(id, name, grace)| {
+        let note = format!("Stopping container {name}");
+        hook_runner::kill(shared, pod, id, name, *grace, ip.as_deref(), Some(note))
+    });
+    futures::future::try_join_all(stops).await.map(|_| ())
+}
+
+async fn execute(
+    shared: &Shared,
+    pod: &Pod,
+    obs: &Observed,
+    mem: &mut Memory,
+    action: Action,
+    updates: watch::Receiver<Option<Arc<Pod>>>,
+) -> Result<()> {
     let cri = &shared.cri;
     match action {
         Action::RunSandbox { attempt } => {
@@ -303,21 +333,10 @@ async fn execute(shared: &Shared, pod: &Pod, obs: &Observed, mem: &mut Memory, a
             cri.stop_pod_sandbox(&id).await?;
             cri.remove_pod_sandbox(&id).await?;
         }
-        Action::KillContainer { id, name, grace } => {
-            info!(container = %name, grace_s = grace.as_secs(), "stopping container");
-            publish(
-                shared,
-                pod,
-                EventType::Normal,
-                "Killing",
-                format!("Stopping container {name}"),
-            )
-            .await;
-            cri.stop_container(&id, grace).await?;
-        }
+        Action::KillContainer { id, name, grace } => kill_all(shared, pod, obs, vec![(id, name, grace)]).await?,
         Action::RemoveContainer { id } => cri.remove_container(&id).await?,
         Action::StartContainer { name, attempt } => {
-            crate::start::start_container(shared, pod, obs, mem, &name, attempt).await?
+            crate::start::start_container(shared, pod, obs, mem, &name, attempt, updates).await?
         }
         Action::DeletePod => {}
     }
