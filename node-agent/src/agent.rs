@@ -94,6 +94,27 @@ pub async fn run(cfg: Config) -> Result<()> {
         facts: NodeFacts {
             node_name: cfg.node_name.clone(),
             host_ip: cfg.node_ip.to_string(),
+            memory_bytes: i64::try_from(host.memory_kib.saturating_mul(1024)).unwrap_or(i64::MAX),
+            seccomp_root: cfg.seccomp_profile_root.clone(),
+            resolv: crate::dns::parse_resolv_conf(&std::fs::read_to_string(&cfg.resolv_conf).unwrap_or_else(|e| {
+                warn!(path = %cfg.resolv_conf.display(), error = %e, "cannot read the node's resolver configuration; dnsPolicy Default pods get none");
+                String::new()
+            })),
+            cluster_dns: crate::dns::ClusterDns {
+                servers: cfg.cluster_dns.clone(),
+                domain: cfg.cluster_domain.clone(),
+            },
+        },
+        policy: cfg.node_policy(),
+        volumes: crate::volumes::Settings {
+            root: cfg.root_dir.clone(),
+            allow_host_path: cfg.allow_host_path,
+            allocatable: crate::downward::Allocatable {
+                cpu_millis: i64::try_from(host.cpus).unwrap_or(1).saturating_mul(1000),
+                memory_bytes: i64::try_from(host.memory_kib.saturating_mul(1024)).unwrap_or(i64::MAX),
+                ephemeral_bytes: 0,
+            },
+            refresh: None,
         },
         runtime_name: version.runtime_name.clone(),
         log_root: cfg.pod_log_dir.clone(),

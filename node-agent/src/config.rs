@@ -77,6 +77,41 @@ pub struct Config {
     #[arg(long, env = "BERTH_LEASE_DURATION_SECONDS", default_value_t = 40)]
     pub lease_duration_seconds: i32,
 
+    /// Allow containers with `securityContext.privileged: true` (refused otherwise).
+    #[arg(long, env = "BERTH_ALLOW_PRIVILEGED")]
+    pub allow_privileged: bool,
+
+    /// Allow pods with `hostNetwork`, `hostPID` or `hostIPC` (refused otherwise).
+    #[arg(long, env = "BERTH_ALLOW_HOST_NAMESPACES")]
+    pub allow_host_namespaces: bool,
+
+    /// Allow `hostPath` volumes (refused otherwise).
+    #[arg(long, env = "BERTH_ALLOW_HOST_PATH")]
+    pub allow_host_path: bool,
+
+    /// Sysctls beyond the kubelet's safe set that pods may set, comma-separated names or
+    /// `prefix.*` (as the kubelet's `--allowed-unsafe-sysctls`).
+    #[arg(long, env = "BERTH_ALLOWED_UNSAFE_SYSCTLS", value_delimiter = ',')]
+    pub allowed_unsafe_sysctls: Vec<String>,
+
+    /// Directory of the node's seccomp profiles (`seccompProfile.type: Localhost` names a
+    /// file in it).
+    #[arg(long, env = "BERTH_SECCOMP_PROFILE_ROOT", default_value = "/var/lib/berth/seccomp")]
+    pub seccomp_profile_root: PathBuf,
+
+    /// The cluster DNS Service's addresses, comma-separated (as the kubelet's `--cluster-dns`);
+    /// without them `dnsPolicy: ClusterFirst` pods get the node's resolver, with an Event.
+    #[arg(long, env = "BERTH_CLUSTER_DNS", value_delimiter = ',')]
+    pub cluster_dns: Vec<String>,
+
+    /// The cluster's DNS domain (the kubelet's `--cluster-domain`).
+    #[arg(long, env = "BERTH_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    /// The node's resolver configuration, the base of `dnsPolicy: Default` pods.
+    #[arg(long, env = "BERTH_RESOLV_CONF", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+
     /// Log output format.
     #[arg(long, env = "BERTH_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -92,6 +127,16 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// What this node allows pods beyond the default.
+    pub fn node_policy(&self) -> crate::admission::NodePolicy {
+        crate::admission::NodePolicy {
+            allow_privileged: self.allow_privileged,
+            allow_host_namespaces: self.allow_host_namespaces,
+            allow_host_path: self.allow_host_path,
+            allowed_unsafe_sysctls: self.allowed_unsafe_sysctls.clone(),
+        }
+    }
+
     /// How often the Lease is renewed.
     pub fn lease_renew_interval(&self) -> Duration {
         Duration::from_secs(self.lease_renew_seconds.max(1))

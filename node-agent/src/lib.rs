@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod config;
 pub mod configure;
 pub mod cri;
+pub mod dns;
 pub mod downward;
 pub mod env;
 pub mod error;

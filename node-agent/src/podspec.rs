@@ -1,17 +1,17 @@
-//! Translating a Pod into CRI configurations (sandbox and containers), and listing the pod
-//! fields the agent does not implement. Pure functions.
+//! Translating a Pod into CRI configurations (sandbox and containers). What the agent cannot
+//! honour never gets here: [`crate::admission`] refuses it first. Pure functions.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::cri::api::{
-    ContainerConfig, ContainerMetadata, ImageSpec, KeyValue, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
-    PortMapping, Protocol,
+    ContainerConfig, ContainerMetadata, ImageSpec, KeyValue, LinuxContainerConfig, LinuxPodSandboxConfig,
+    PodSandboxConfig, PodSandboxMetadata, PortMapping, Protocol,
 };
 use crate::cri::labels;
+use crate::{resources, security};
 
 /// What the pod's downward-API environment can refer to besides the pod itself.
 #[derive(Clone, Debug, Default)]
@@ -20,6 +20,14 @@ pub struct NodeFacts {
     pub node_name: String,
     /// The node's IP.
     pub host_ip: String,
+    /// The node's memory in bytes (the OOM score of Burstable containers).
+    pub memory_bytes: i64,
+    /// The directory of the node's `Localhost` seccomp profiles.
+    pub seccomp_root: std::path::PathBuf,
+    /// The node's resolver (`--resolv-conf`), the base of `dnsPolicy: Default`.
+    pub resolv: crate::dns::ResolvConf,
+    /// The cluster's DNS (`--cluster-dns`, `--cluster-domain`).
+    pub cluster_dns: crate::dns::ClusterDns,
 }
 
 fn meta(pod: &Pod) -> (&str, &str, &str) {
@@ -51,7 +59,7 @@ pub fn log_directory(root: &Path, pod: &Pod) -> std::path::PathBuf {
 }
 
 /// The sandbox configuration of `pod` (attempt `attempt`).
-pub fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> PodSandboxConfig {
+pub fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path, facts: &NodeFacts) -> PodSandboxConfig {
     let (name, ns, uid) = meta(pod);
     let spec = pod.spec.as_ref();
     let hostname = spec
@@ -81,107 +89,34 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> PodSandboxCon
         }),
         hostname,
         log_directory: log_directory(log_root, pod).display().to_string(),
+        dns_config: Some(crate::dns::pod_dns(pod, &facts.resolv, &facts.cluster_dns)),
         port_mappings,
         labels: pod_labels(pod),
         annotations: HashMap::new(),
         linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Pod as i32,
-                    pid: NamespaceMode::Container as i32,
-                    ipc: NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+            security_context: Some(security::sandbox(pod, &facts.seccomp_root)),
+            sysctls: spec
+                .and_then(|s| s.security_context.as_ref())
+                .into_iter()
+                .flat_map(|sc| sc.sysctls.iter().flatten())
+                .map(|s| (s.name.clone(), s.value.clone()))
+                .collect(),
             ..Default::default()
         }),
         ..Default::default()
     }
 }
 
-/// The value of a downward-API `fieldRef`, if the agent supports it.
-fn field_ref(pod: &Pod, facts: &NodeFacts, pod_ip: &str, path: &str) -> Option<String> {
-    let (name, ns, uid) = meta(pod);
-    Some(match path {
-        "metadata.name" => name.to_string(),
-        "metadata.namespace" => ns.to_string(),
-        "metadata.uid" => uid.to_string(),
-        "status.podIP" => pod_ip.to_string(),
-        "status.hostIP" => facts.host_ip.clone(),
-        "spec.nodeName" => facts.node_name.clone(),
-        "spec.serviceAccountName" => pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.service_account_name.clone())
-            .unwrap_or_default(),
-        _ => return None,
-    })
-}
-
-/// Expands `$(VAR)` references to earlier variables, as the kubelet (`$$` escapes).
-fn expand(value: &str, vars: &[KeyValue]) -> String {
-    let mut out = String::new();
-    let mut rest = value;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(stripped) = after.strip_prefix('$') {
-            out.push('$');
-            rest = stripped;
-        } else if let Some(end) = after.strip_prefix('(').and_then(|a| a.find(')')) {
-            let name = &after[1..=end];
-            match vars.iter().rev().find(|kv| kv.key == name) {
-                Some(kv) => out.push_str(&kv.value),
-                None => out.push_str(&rest[i..i + end + 3]),
-            }
-            rest = &after[end + 2..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The container's environment: literal values (with `$(VAR)` expansion) and downward-API
-/// `fieldRef`s; other sources are unsupported and skipped.
-pub fn environment(pod: &Pod, c: &Container, facts: &NodeFacts, pod_ip: &str) -> Vec<KeyValue> {
-    let mut vars: Vec<KeyValue> = Vec::new();
-    for EnvVar {
-        name,
-        value,
-        value_from,
-    } in c.env.iter().flatten()
-    {
-        let v = match (value, value_from) {
-            (Some(v), _) => Some(expand(v, &vars)),
-            (None, Some(from)) => from
-                .field_ref
-                .as_ref()
-                .and_then(|f| field_ref(pod, facts, pod_ip, &f.field_path)),
-            (None, None) => Some(String::new()),
-        };
-        if let Some(value) = v {
-            vars.push(KeyValue {
-                key: name.clone(),
-                value,
-            });
-        }
-    }
-    vars
-}
-
-/// The CRI configuration of spec container `c` (attempt `attempt`).
+/// The CRI configuration of spec container `c` (attempt `attempt`) with its environment
+/// `env` ([`crate::env::build`]); `command` and `args` are expanded against it. The caller
+/// adds the mounts ([`crate::volumes::prepare_container`]).
 pub fn container_config(
     pod: &Pod,
     c: &Container,
     attempt: u32,
     facts: &NodeFacts,
-    pod_ip: &str,
+    env: Vec<KeyValue>,
 ) -> ContainerConfig {
-    let env = environment(pod, c, facts, pod_ip);
     let mut container_labels = pod_labels(pod);
     container_labels.insert(labels::CONTAINER_NAME.to_string(), c.name.clone());
     let grace = crate::lifecycle::grace_period(pod).as_secs();
@@ -194,8 +129,8 @@ pub fn container_config(
             image: c.image.clone().unwrap_or_default(),
             ..Default::default()
         }),
-        command: c.command.iter().flatten().map(|s| expand(s, &env)).collect(),
-        args: c.args.iter().flatten().map(|s| expand(s, &env)).collect(),
+        command: c.command.iter().flatten().map(|s| crate::env::expand_with(s, &env)).collect(),
+        args: c.args.iter().flatten().map(|s| crate::env::expand_with(s, &env)).collect(),
         working_dir: c.working_dir.clone().unwrap_or_default(),
         envs: env,
         log_path: format!("{}/{attempt}.log", c.name),
@@ -210,97 +145,22 @@ pub fn container_config(
         stdin: c.stdin.unwrap_or(false),
         stdin_once: c.stdin_once.unwrap_or(false),
         tty: c.tty.unwrap_or(false),
+        linux: Some(LinuxContainerConfig {
+            resources: Some(resources::linux_resources(
+                resources::qos(pod),
+                c,
+                facts.memory_bytes,
+            )),
+            security_context: Some(security::container(pod, c, &facts.seccomp_root)),
+        }),
         ..Default::default()
     }
-}
-
-/// True for the service-account token volume the API server's admission adds to every pod
-/// (`kube-api-access-*` or a `<sa>-token-*` secret): not mounted, and not worth a warning.
-fn is_service_account_volume(name: &str) -> bool {
-    name.starts_with("kube-api-access-") || name.contains("-token-")
-}
-
-/// True for probes the agent cannot run (gRPC, HTTPS): they fail every period.
-fn unsupported_probe(p: &k8s_openapi::api::core::v1::Probe) -> bool {
-    p.grpc.is_some()
-        || p.http_get.as_ref().is_some_and(|h| {
-            h.scheme
-                .as_deref()
-                .is_some_and(|s| !s.eq_ignore_ascii_case("HTTP"))
-        })
-}
-
-/// The pod's fields the agent ignores, as JSON paths (for an Event and a condition).
-pub fn unsupported_fields(pod: &Pod) -> Vec<String> {
-    let Some(spec) = pod.spec.as_ref() else {
-        return vec![];
-    };
-    let mut out = Vec::new();
-    if spec
-        .volumes
-        .iter()
-        .flatten()
-        .any(|v| !is_service_account_volume(&v.name))
-    {
-        out.push("spec.volumes".to_string());
-    }
-    if spec.init_containers.as_ref().is_some_and(|v| !v.is_empty()) {
-        out.push("spec.initContainers".to_string());
-    }
-    if spec.host_network == Some(true) {
-        out.push("spec.hostNetwork".to_string());
-    }
-    for c in &spec.containers {
-        let p = format!("spec.containers[{}]", c.name);
-        if c.volume_mounts
-            .iter()
-            .flatten()
-            .any(|m| !is_service_account_volume(&m.name))
-        {
-            out.push(format!("{p}.volumeMounts"));
-        }
-        if c.env_from.as_ref().is_some_and(|v| !v.is_empty()) {
-            out.push(format!("{p}.envFrom"));
-        }
-        for e in c.env.iter().flatten() {
-            if let Some(from) = &e.value_from {
-                let ok = from
-                    .field_ref
-                    .as_ref()
-                    .is_some_and(|f| field_ref(pod, &NodeFacts::default(), "", &f.field_path).is_some());
-                if !ok {
-                    out.push(format!("{p}.env[{}].valueFrom", e.name));
-                }
-            }
-        }
-        for (set, name) in [
-            (
-                c.liveness_probe.as_ref().is_some_and(unsupported_probe),
-                "livenessProbe",
-            ),
-            (
-                c.readiness_probe.as_ref().is_some_and(unsupported_probe),
-                "readinessProbe",
-            ),
-            (
-                c.startup_probe.as_ref().is_some_and(unsupported_probe),
-                "startupProbe",
-            ),
-            (c.lifecycle.is_some(), "lifecycle"),
-            (c.security_context.is_some(), "securityContext"),
-        ] {
-            if set {
-                out.push(format!("{p}.{name}"));
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{EnvVarSource, ObjectFieldSelector, PodSpec, Volume};
+    use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec};
 
     fn pod() -> Pod {
         Pod {
@@ -360,14 +220,17 @@ mod tests {
         let facts = NodeFacts {
             node_name: "berth-1".into(),
             host_ip: "10.213.0.11".into(),
+            ..Default::default()
         };
-        let c = container_config(
-            &p,
-            &p.spec.as_ref().unwrap().containers[0],
-            2,
-            &facts,
-            "10.214.1.9",
-        );
+        let spec = &p.spec.as_ref().unwrap().containers[0];
+        let src = crate::env::Sources {
+            node_name: facts.node_name.clone(),
+            host_ip: facts.host_ip.clone(),
+            pod_ip: "10.214.1.9".into(),
+            ..Default::default()
+        };
+        let env = crate::env::build(&p, spec, &src).expect("env").vars;
+        let c = container_config(&p, spec, 2, &facts, env);
         assert_eq!(c.command, vec!["sh", "-c"]);
         assert_eq!(c.args, vec!["echo hi $(x)"]);
         assert_eq!(c.working_dir, "/www");
@@ -386,25 +249,9 @@ mod tests {
 
     #[test]
     fn sandbox_config_names_the_pod() {
-        let s = sandbox_config(&pod(), 1, Path::new("/var/log/pods"));
+        let s = sandbox_config(&pod(), 1, Path::new("/var/log/pods"), &NodeFacts::default());
         assert_eq!(s.log_directory, "/var/log/pods/shop_web_u-1");
         assert_eq!(s.hostname, "web");
         assert_eq!(s.metadata.unwrap().attempt, 1);
-    }
-
-    #[test]
-    fn unsupported_fields_are_listed_but_service_account_volumes_are_not() {
-        let mut p = pod();
-        assert!(unsupported_fields(&p).is_empty());
-        p.spec.as_mut().unwrap().volumes = Some(vec![Volume {
-            name: "default-token-abcde".into(),
-            ..Default::default()
-        }]);
-        assert!(unsupported_fields(&p).is_empty());
-        p.spec.as_mut().unwrap().volumes.as_mut().unwrap().push(Volume {
-            name: "data".into(),
-            ..Default::default()
-        });
-        assert_eq!(unsupported_fields(&p), vec!["spec.volumes"]);
     }
 }

@@ -31,6 +31,8 @@ pub struct Context<'a> {
     pub image_ids: Option<&'a HashMap<String, String>>,
     /// Fields of the pod the agent ignores (for the `UnsupportedFields` condition).
     pub unsupported: Vec<String>,
+    /// Admission's refusal of the pod: phase `Failed` with its reason and message.
+    pub rejection: Option<&'a crate::admission::Rejection>,
     /// Probe results of running containers (readiness, startup gate).
     pub probes: Option<&'a Probes>,
     /// Now, Unix nanoseconds.
@@ -121,6 +123,12 @@ fn container_status(
                 }),
                 ..Default::default()
             }
+        }
+        (_, Some(p)) if p.kind == lifecycle::FailureKind::Config => {
+            if let Some(c) = latest.filter(|c| c.state == State::Exited) {
+                last = Some(terminated(c, &ctx.runtime_name));
+            }
+            waiting("CreateContainerConfigError", Some(p.message.clone()))
         }
         (_, Some(p)) => {
             let reason = if p.retry_at > ctx.now && p.failures > 1 {
@@ -275,6 +283,38 @@ fn reason_message(pod: &Pod, now: i64) -> (Option<String>, Option<String>) {
     }
 }
 
+/// The first readiness gate (`spec.readinessGates`) whose condition is not `True`, as the
+/// kubelet's message for it (`pkg/kubelet/status/generate.go`).
+pub fn unmet_readiness_gate(pod: &Pod) -> Option<String> {
+    let gates = pod.spec.as_ref()?.readiness_gates.as_ref()?;
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    gates.iter().find_map(|g| {
+        let t = &g.condition_type;
+        match conditions.into_iter().flatten().find(|c| &c.type_ == t) {
+            None => Some(format!("corresponding condition of pod readiness gate {t:?} does not exist.")),
+            Some(c) if c.status != "True" => Some(format!(
+                "the status of pod readiness gate {t:?} is not \"True\", but {}",
+                c.status
+            )),
+            Some(_) => None,
+        }
+    })
+}
+
+/// `Ready`: the containers are ready and every readiness gate's condition is `True`.
+fn ready_condition(
+    pod: &Pod,
+    containers_ready: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+    now: i64,
+) -> PodCondition {
+    match unmet_readiness_gate(pod).filter(|_| containers_ready) {
+        Some(gate) => condition(pod, "Ready", false, Some("ReadinessGatesNotReady"), Some(gate), now),
+        None => condition(pod, "Ready", containers_ready, reason, message, now),
+    }
+}
+
 /// The full pod status the agent reports.
 pub fn compute(pod: &Pod, obs: &Observed, ctx: &Context<'_>) -> PodStatus {
     let statuses: Vec<ContainerStatus> = lifecycle::spec_containers(pod)
@@ -285,7 +325,10 @@ pub fn compute(pod: &Pod, obs: &Observed, ctx: &Context<'_>) -> PodStatus {
         .into_iter()
         .map(|(name, image)| container_status(pod, name, image, true, obs, ctx))
         .collect();
-    let phase = phase(pod, &statuses, obs, ctx.now);
+    let phase = match ctx.rejection {
+        Some(_) => "Failed",
+        None => phase(pod, &statuses, obs, ctx.now),
+    };
     // The running sandbox's IP (rebuilt by `pod_ip::resolve` when the runtime leaves it out);
     // without a running sandbox the IP last reported stays.
     let pod_ip = match obs.ready_sandbox() {
@@ -321,7 +364,7 @@ pub fn compute(pod: &Pod, obs: &Observed, ctx: &Context<'_>) -> PodStatus {
             message.clone(),
             ctx.now,
         ),
-        condition(pod, "Ready", all_ready, reason, message, ctx.now),
+        ready_condition(pod, all_ready, reason, message, ctx.now),
     ];
     if !ctx.unsupported.is_empty() {
         conditions.push(condition(
@@ -341,8 +384,6 @@ pub fn compute(pod: &Pod, obs: &Observed, ctx: &Context<'_>) -> PodStatus {
     let (pod_reason, pod_message) = reason_message(pod, ctx.now);
     PodStatus {
         phase: Some(phase.to_string()),
-        reason: pod_reason,
-        message: pod_message,
         conditions: Some(conditions),
         host_ip: Some(ctx.host_ip.clone()),
         pod_ip: pod_ip.clone(),
@@ -350,7 +391,13 @@ pub fn compute(pod: &Pod, obs: &Observed, ctx: &Context<'_>) -> PodStatus {
         start_time,
         container_statuses: Some(statuses),
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
-        qos_class: pod.status.as_ref().and_then(|s| s.qos_class.clone()),
+        qos_class: pod
+            .status
+            .as_ref()
+            .and_then(|s| s.qos_class.clone())
+            .or_else(|| Some(crate::resources::qos(pod).name().to_string())),
+        reason: ctx.rejection.map(|r| r.reason.to_string()).or(pod_reason),
+        message: ctx.rejection.map(|r| r.message.clone()).or(pod_message),
         ..Default::default()
     }
 }
@@ -360,7 +407,14 @@ pub fn changed(pod: &Pod, new: &PodStatus) -> bool {
     let Some(old) = pod.status.as_ref() else {
         return true;
     };
-    let ours = |c: &&PodCondition| c.type_ != "PodScheduled";
+    // PodScheduled is the scheduler's, readiness gates' conditions are their controllers'.
+    let gates: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.readiness_gates.iter().flatten())
+        .map(|g| g.condition_type.as_str())
+        .collect();
+    let ours = |c: &&PodCondition| c.type_ != "PodScheduled" && !gates.contains(&c.type_.as_str());
     let old_conditions: Vec<&PodCondition> = old.conditions.iter().flatten().filter(ours).collect();
     let new_conditions: Vec<&PodCondition> = new.conditions.iter().flatten().filter(ours).collect();
     old.phase != new.phase

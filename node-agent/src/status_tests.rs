@@ -13,6 +13,7 @@ fn ctx<'a>(pulls: Option<&'a HashMap<String, PullFailure>>, now: i64) -> Context
         pulls,
         image_ids: None,
         unsupported: vec![],
+        rejection: None,
         probes: None,
         now,
     }
@@ -87,6 +88,7 @@ fn pull_errors_then_back_off() {
             failures: 1,
             retry_at: 110 * SEC,
             message: "not found".into(),
+            ..Default::default()
         },
     )]);
     let obs = Observed {
@@ -305,4 +307,34 @@ fn past_the_active_deadline_the_pod_fails_with_the_kubelets_reason() {
     assert_eq!(later.phase.as_deref(), Some("Failed"));
     assert_eq!(later.reason.as_deref(), Some("DeadlineExceeded"));
     assert_eq!(later.message, s.message);
+}
+
+#[test]
+fn ready_waits_for_the_readiness_gates() {
+    use k8s_openapi::api::core::v1::PodReadinessGate;
+    let obs = Observed {
+        sandboxes: vec![ready_sandbox()],
+        containers: vec![container("c1", 0, State::Running, 0, 100)],
+    };
+    let mut p = pod("Always");
+    p.spec.as_mut().unwrap().readiness_gates = Some(vec![PodReadinessGate {
+        condition_type: "example.com/lb".into(),
+    }]);
+    let ready = |p: &Pod| {
+        let s = compute(p, &obs, &ctx(None, 100 * SEC));
+        (condition_of(&s, "ContainersReady").status.clone(), condition_of(&s, "Ready").clone())
+    };
+    let (containers, r) = ready(&p);
+    assert_eq!((containers.as_str(), r.status.as_str()), ("True", "False"));
+    assert_eq!(r.reason.as_deref(), Some("ReadinessGatesNotReady"));
+    assert!(r.message.unwrap().contains("\"example.com/lb\" does not exist"));
+    let gate = |status: &str| PodCondition {
+        type_: "example.com/lb".into(),
+        status: status.into(),
+        ..Default::default()
+    };
+    p.status.get_or_insert_with(Default::default).conditions = Some(vec![gate("False")]);
+    assert!(ready(&p).1.message.unwrap().contains("is not \"True\", but False"));
+    p.status.as_mut().unwrap().conditions = Some(vec![gate("True")]);
+    assert_eq!(ready(&p).1.status, "True");
 }

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::observe::{self, Observed};
 use crate::podspec::{self, NodeFacts};
 use crate::prober::{self, Probes};
-use crate::{apply, hook_runner, pod_ip, status};
+use crate::{admission, apply, hook_runner, pod_ip, status};
 
 /// What every pod worker shares.
 pub struct Shared {
@@ -37,6 +37,8 @@ pub struct Shared {
     pub log_root: std::path::PathBuf,
     /// Metrics.
     pub metrics: Metrics,
+    /// What this node allows pods beyond the default ([`admission`]).
+    pub policy: admission::NodePolicy,
     /// Where pod volumes live and what they may be ([`crate::volumes`]).
     pub volumes: crate::volumes::Settings,
 }
@@ -58,6 +60,8 @@ pub(crate) struct Memory {
     ip_source: Option<pod_ip::Source>,
     /// The pod's volumes ([`crate::volumes`]).
     volumes: crate::volumes::PodVolumes,
+    /// Set once the pod is evicted (an emptyDir over its sizeLimit): it fails, as rejected.
+    evicted: Option<admission::Rejection>,
 }
 
 /// Unix time in nanoseconds.
@@ -146,8 +150,18 @@ async fn sync_pod(
     updates: watch::Receiver<Option<Arc<Pod>>>,
 ) -> Result<Option<Duration>> {
     let mut obs = observe_pod(shared, pod, mem).await?;
-    let mut plan = lifecycle::plan(pod, &obs, &mem.pulls, now_nanos());
-    mount_volumes(shared, pod, mem, &mut plan).await;
+    let review = admission::review(pod, &shared.policy);
+    let rejection = review.rejection().or_else(|| evicted(shared, pod, mem));
+    let mut plan = match &rejection {
+        Some(_) if pod.metadata.deletion_timestamp.is_none() => lifecycle::plan_rejected(pod, &obs),
+        _ => lifecycle::plan(pod, &obs, &mem.pulls, now_nanos()),
+    };
+    if rejection.is_none() {
+        mount_volumes(shared, pod, mem, &mut plan).await;
+    }
+    if let Some(r) = &rejection {
+        publish_once(shared, pod, mem, EventType::Warning, r.reason, r.message.clone()).await;
+    }
     if lifecycle::deadline_exceeded(pod, now_nanos()) {
         let note = lifecycle::DEADLINE_MESSAGE.to_string();
         publish_once(shared, pod, mem, EventType::Normal, lifecycle::DEADLINE_REASON, note).await;
@@ -178,7 +192,7 @@ async fn sync_pod(
     }
     let next_probe = run_probes(shared, pod, &mut obs, mem, updates).await?;
     crate::pull::refresh_image_ids(shared, pod, &obs, mem).await;
-    let unsupported = podspec::unsupported_fields(pod);
+    let unsupported = review.ignored_fields();
     if !unsupported.is_empty() {
         publish_once(
             shared,
@@ -197,6 +211,7 @@ async fn sync_pod(
         image_ids: Some(&mem.image_ids),
         probes: Some(&mem.probes),
         unsupported,
+        rejection: rejection.as_ref(),
         now: now_nanos(),
     };
     let new = status::compute(pod, &obs, &ctx);
@@ -215,6 +230,31 @@ async fn sync_pod(
     }
     let requeue = plan.requeue.unwrap_or(lifecycle::RESYNC);
     Ok(Some(next_probe.map_or(requeue, |p| p.min(requeue))))
+}
+
+/// The pod's eviction, as the kubelet's for local storage: once a disk-backed emptyDir uses
+/// more than its `sizeLimit`, the pod fails with reason `Evicted` (its containers are stopped
+/// as a rejected pod's); remembered, and rebuilt from the status after an agent restart.
+fn evicted(shared: &Shared, pod: &Pod, mem: &mut Memory) -> Option<admission::Rejection> {
+    let status = pod.status.as_ref();
+    if mem.evicted.is_none() && status.and_then(|s| s.reason.as_deref()) == Some("Evicted") {
+        mem.evicted = Some(admission::Rejection {
+            reason: "Evicted",
+            message: status.and_then(|s| s.message.clone()).unwrap_or_default(),
+        });
+    }
+    let phase = status.and_then(|s| s.phase.as_deref());
+    if mem.evicted.is_none()
+        && pod.metadata.deletion_timestamp.is_none()
+        && !matches!(phase, Some("Succeeded" | "Failed"))
+        && let Some(message) = crate::volumes::over_limit(&shared.volumes, pod, &mut mem.volumes)
+    {
+        mem.evicted = Some(admission::Rejection {
+            reason: "Evicted",
+            message,
+        });
+    }
+    mem.evicted.clone()
 }
 
 /// Sets up or refreshes the pod's volumes ([`crate::volumes::sync`]) unless it is being
@@ -318,7 +358,11 @@ async fn execute(
     let cri = &shared.cri;
     match action {
         Action::RunSandbox { attempt } => {
-            let config = podspec::sandbox_config(pod, attempt, &shared.log_root);
+            if crate::dns::base(pod, &shared.facts.cluster_dns).1 {
+                let note = "pod: the node has no cluster DNS configured (berth-agent --cluster-dns) and cannot create the pod using the \"ClusterFirst\" policy; falling back to the \"Default\" policy";
+                publish_once(shared, pod, mem, EventType::Warning, "MissingClusterDNS", note.to_string()).await;
+            }
+            let config = podspec::sandbox_config(pod, attempt, &shared.log_root, &shared.facts);
             let dir = config.log_directory.clone();
             std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
                 what: "creating pod log directory",
