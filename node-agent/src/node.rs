@@ -209,11 +209,27 @@ pub fn node_status(cfg: &Config, host: &HostInfo, ready: NodeCondition, runtime_
 /// [`apply::FIELD_MANAGER`].
 pub async fn register(api: &Api<Node>, node: &Node) -> Result<()> {
     let name = node.metadata.name.clone().unwrap_or_default();
-    let body = apply::node_body(node)?;
+    let existing = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::kube(format!("reading node {name}"), e))?;
+    let node = with_taints_of(node, existing.as_ref());
+    let body = apply::node_body(&node)?;
     api.patch(&name, &apply::object_params(), &Patch::Apply(&body))
         .await
         .map_err(|e| Error::kube(format!("registering node {name}"), e))?;
     Ok(())
+}
+
+/// `node` with the taints of the Node already registered, if any: as the kubelet's
+/// `--register-with-taints`, the agent's taints apply when it creates its Node only, so a
+/// restart does not put back a taint someone lifted (or drop one someone added).
+pub fn with_taints_of(node: &Node, existing: Option<&Node>) -> Node {
+    let mut node = node.clone();
+    if let (Some(spec), Some(old)) = (node.spec.as_mut(), existing) {
+        spec.taints = old.spec.as_ref().and_then(|s| s.taints.clone());
+    }
+    node
 }
 
 /// Writes the Node's status, applied as [`apply::STATUS_FIELD_MANAGER`] (never the manager
@@ -242,6 +258,16 @@ mod tests {
             "--tls-key=/k",
         ])
         .unwrap()
+    }
+
+    #[test]
+    fn taints_are_the_registered_nodes_once_it_exists() {
+        let fresh = node_object(&cfg(), &HostInfo::default());
+        assert_eq!(with_taints_of(&fresh, None), fresh, "a new Node gets the agent's taints");
+        let mut lifted = fresh.clone();
+        lifted.spec.as_mut().unwrap().taints = None;
+        let again = with_taints_of(&fresh, Some(&lifted));
+        assert_eq!(again.spec.unwrap().taints, None, "a lifted taint stays lifted");
     }
 
     #[test]
