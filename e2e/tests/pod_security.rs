@@ -209,3 +209,38 @@ async fn e2e_run_as_non_root_with_a_root_image_waits_with_the_kubelets_message()
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_a_container_over_its_memory_limit_is_oom_killed_as_the_kubelet_reports_it() -> anyhow::Result<()> {
+    let Some((cluster, ns)) = setup("e2e-oom").await? else {
+        return Ok(());
+    };
+    let api = ns.pods();
+    let image = format!("{}/berth/demo:v1", cluster.registry);
+    // 64 MiB of 'a' in a shell variable, under a 16 MiB limit.
+    let hog: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "hog"},
+        "spec": {"nodeName": cluster.nodes[0].name, "restartPolicy": "Never",
+                 "automountServiceAccountToken": false, "enableServiceLinks": false,
+                 "containers": [{"name": "app", "image": image,
+                                 "command": ["sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo ${#x}"],
+                                 "resources": {"limits": {"memory": "16Mi"}}}]}
+    }))?;
+    create_pod(&api, &hog).await?;
+    let reason = wait_pod(&api, "hog", TIMEOUT, |p| {
+        let t = p
+            .status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .first()?
+            .state
+            .as_ref()?
+            .terminated
+            .clone()?;
+        Some(t.reason.unwrap_or_default())
+    })
+    .await?;
+    ensure!(reason == "OOMKilled", "terminated with reason {reason}");
+    Ok(())
+}
