@@ -44,7 +44,14 @@ pub(crate) async fn configure(
         }
     };
     for note in built.invalid {
-        publish(shared, pod, EventType::Warning, "InvalidEnvironmentVariableNames", note).await;
+        publish(
+            shared,
+            pod,
+            EventType::Warning,
+            "InvalidEnvironmentVariableNames",
+            note,
+        )
+        .await;
     }
     let mounts = match volumes::prepare_container(&shared.volumes, pod, spec, attempt, &built.vars, pod_ip) {
         Ok(m) => m,

@@ -50,9 +50,7 @@ fn go_quote(s: &str) -> String {
 
 /// The subscript of `metadata.labels['key']`, if `path` is one for `prefix`.
 fn subscript<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
-    path.strip_prefix(prefix)?
-        .strip_prefix("['")?
-        .strip_suffix("']")
+    path.strip_prefix(prefix)?.strip_prefix("['")?.strip_suffix("']")
 }
 
 /// The value of `fieldRef.fieldPath` for the pod's metadata (volumes and env alike), `None`
@@ -120,7 +118,11 @@ fn ceil_div(a: i64, b: i64) -> i64 {
 
 /// The value of `sel` for container `c` (for env: the container itself; for volumes: the
 /// container `sel.containerName` of `pod`).
-pub fn resource_field(c: &Container, sel: &ResourceFieldSelector, alloc: Allocatable) -> Result<String, ResourceError> {
+pub fn resource_field(
+    c: &Container,
+    sel: &ResourceFieldSelector,
+    alloc: Allocatable,
+) -> Result<String, ResourceError> {
     let res = c.resources.as_ref();
     let get = |which: &str, name: &str| -> Option<String> {
         let m = if which == "limits" {
@@ -166,7 +168,11 @@ pub fn resource_field(c: &Container, sel: &ResourceFieldSelector, alloc: Allocat
 }
 
 /// [`resource_field`] for a volume item: the container is named by the selector.
-pub fn pod_resource_field(pod: &Pod, sel: &ResourceFieldSelector, alloc: Allocatable) -> Result<String, ResourceError> {
+pub fn pod_resource_field(
+    pod: &Pod,
+    sel: &ResourceFieldSelector,
+    alloc: Allocatable,
+) -> Result<String, ResourceError> {
     let name = sel.container_name.clone().unwrap_or_default();
     let c = pod
         .spec
@@ -204,14 +210,26 @@ mod tests {
     #[test]
     fn metadata_fields_as_the_kubelet_formats_them() {
         let p = pod();
-        assert_eq!(metadata_field(&p, "metadata.labels").unwrap(), "a=\"x\\\"y\"\nb=\"2\"");
+        assert_eq!(
+            metadata_field(&p, "metadata.labels").unwrap(),
+            "a=\"x\\\"y\"\nb=\"2\""
+        );
         assert_eq!(metadata_field(&p, "metadata.labels['b']").unwrap(), "2");
         assert_eq!(metadata_field(&p, "metadata.annotations['none']").unwrap(), "");
         assert_eq!(metadata_field(&p, "metadata.namespace").unwrap(), "shop");
         assert_eq!(metadata_field(&p, "spec.nodeName"), None);
-        assert_eq!(env_field(&p, "n1", "10.0.0.1", "10.1.0.2", "spec.nodeName").unwrap(), "n1");
-        assert_eq!(env_field(&p, "n1", "10.0.0.1", "10.1.0.2", "status.podIP").unwrap(), "10.1.0.2");
-        assert_eq!(env_field(&p, "n1", "", "", "spec.serviceAccountName").unwrap(), "robot");
+        assert_eq!(
+            env_field(&p, "n1", "10.0.0.1", "10.1.0.2", "spec.nodeName").unwrap(),
+            "n1"
+        );
+        assert_eq!(
+            env_field(&p, "n1", "10.0.0.1", "10.1.0.2", "status.podIP").unwrap(),
+            "10.1.0.2"
+        );
+        assert_eq!(
+            env_field(&p, "n1", "", "", "spec.serviceAccountName").unwrap(),
+            "robot"
+        );
         assert_eq!(env_field(&p, "n1", "", "", "spec.hostname"), None);
     }
 
@@ -228,10 +246,19 @@ mod tests {
         assert_eq!(f("limits.cpu", Some("1m"), "app").unwrap(), "500");
         assert_eq!(f("requests.cpu", Some("1m"), "app").unwrap(), "250");
         assert_eq!(f("limits.memory", Some("1Mi"), "app").unwrap(), "64");
-        assert_eq!(f("limits.memory", None, "bare").unwrap(), (1u64 << 30).to_string());
+        assert_eq!(
+            f("limits.memory", None, "bare").unwrap(),
+            (1u64 << 30).to_string()
+        );
         assert_eq!(f("limits.cpu", Some("1m"), "bare").unwrap(), "2000");
         assert_eq!(f("requests.memory", None, "bare").unwrap(), "0");
-        assert!(matches!(f("limits.gpu", None, "app"), Err(ResourceError::Unsupported(_))));
-        assert!(matches!(f("limits.cpu", None, "nope"), Err(ResourceError::NoContainer(_))));
+        assert!(matches!(
+            f("limits.gpu", None, "app"),
+            Err(ResourceError::Unsupported(_))
+        ));
+        assert!(matches!(
+            f("limits.cpu", None, "nope"),
+            Err(ResourceError::NoContainer(_))
+        ));
     }
 }

@@ -121,7 +121,12 @@ pub fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
 
 /// Expands `value` against a built environment (the last value of a name wins).
 pub fn expand_with(value: &str, vars: &[KeyValue]) -> String {
-    expand(value, &|n| vars.iter().rev().find(|kv| kv.key == n).map(|kv| kv.value.clone()))
+    expand(value, &|n| {
+        vars.iter()
+            .rev()
+            .find(|kv| kv.key == n)
+            .map(|kv| kv.value.clone())
+    })
 }
 
 fn env_name(s: &str) -> String {
@@ -158,7 +163,10 @@ pub fn service_vars(pod_ns: &str, enable_links: bool, services: &[Service]) -> B
         m.insert(format!("{prefix}_SERVICE_PORT"), first.port.to_string());
         for p in &ports {
             if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
-                m.insert(format!("{prefix}_SERVICE_PORT_{}", env_name(pn)), p.port.to_string());
+                m.insert(
+                    format!("{prefix}_SERVICE_PORT_{}", env_name(pn)),
+                    p.port.to_string(),
+                );
             }
         }
         let host = |port: i32| {
@@ -227,7 +235,11 @@ impl Ordered {
 /// The environment of container `c` of `pod`.
 pub fn build(pod: &Pod, c: &Container, src: &Sources) -> Result<Built, EnvError> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
     let mut service = service_vars(ns, links, &src.services);
     let mut env = Ordered::default();
     let mut invalid = Vec::new();
@@ -238,7 +250,11 @@ pub fn build(pod: &Pod, c: &Container, src: &Sources) -> Result<Built, EnvError>
                 Some(cm) => (
                     "configMap",
                     &r.name,
-                    cm.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    cm.data
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                 ),
                 None if r.optional == Some(true) => continue,
                 None => return Err(EnvError::ConfigMapNotFound(r.name.clone())),
@@ -369,7 +385,11 @@ pub async fn fetch(client: &Client, pod: &Pod, c: &Container, src: &mut Sources)
         let o = get_opt(&secret_api, "secret", &name).await?;
         src.secrets.insert(name, o);
     }
-    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
     let default_api: Api<Service> = Api::namespaced(client.clone(), "default");
     if let Some(k) = get_opt(&default_api, "service", "kubernetes").await? {
         src.services.push(k);

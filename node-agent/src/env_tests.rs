@@ -29,7 +29,10 @@ fn svc(ns: &str, name: &str, ip: &str, ports: serde_json::Value) -> Service {
 }
 
 fn vars(b: &Built) -> HashMap<&str, &str> {
-    b.vars.iter().map(|kv| (kv.key.as_str(), kv.value.as_str())).collect()
+    b.vars
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.as_str()))
+        .collect()
 }
 
 fn sources() -> Sources {
@@ -39,10 +42,19 @@ fn sources() -> Sources {
         pod_ip: "10.1.0.5".into(),
         ..Default::default()
     };
-    s.config_maps.insert("app".into(), Some(cm("app", serde_json::json!({"mode": "fast", "1bad": "x", "LEVEL": "3"}))));
+    s.config_maps.insert(
+        "app".into(),
+        Some(cm(
+            "app",
+            serde_json::json!({"mode": "fast", "1bad": "x", "LEVEL": "3"}),
+        )),
+    );
     s.config_maps.insert("gone".into(), None);
     // "hunter2" base64
-    s.secrets.insert("db".into(), Some(secret("db", serde_json::json!({"password": "aHVudGVyMg=="}))));
+    s.secrets.insert(
+        "db".into(),
+        Some(secret("db", serde_json::json!({"password": "aHVudGVyMg=="}))),
+    );
     s.secrets.insert("nope".into(), None);
     s
 }
@@ -50,16 +62,16 @@ fn sources() -> Sources {
 #[test]
 fn env_from_key_refs_and_expansion() {
     let c = serde_json::json!({"name": "app",
-        "envFrom": [{"configMapRef": {"name": "app"}, "prefix": "CFG_"}, {"secretRef": {"name": "db"}},
-                    {"configMapRef": {"name": "gone", "optional": true}}],
-        "env": [
-            {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "app", "key": "mode"}}},
-            {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
-            {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "x", "optional": true}}},
-            {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-            {"name": "MSG", "value": "$(MODE)-$(CFG_LEVEL)-$(UNKNOWN)-$$(MODE)"},
-            {"name": "CFG_LEVEL", "value": "override"}
-        ]});
+    "envFrom": [{"configMapRef": {"name": "app"}, "prefix": "CFG_"}, {"secretRef": {"name": "db"}},
+                {"configMapRef": {"name": "gone", "optional": true}}],
+    "env": [
+        {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "app", "key": "mode"}}},
+        {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+        {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "x", "optional": true}}},
+        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "MSG", "value": "$(MODE)-$(CFG_LEVEL)-$(UNKNOWN)-$$(MODE)"},
+        {"name": "CFG_LEVEL", "value": "override"}
+    ]});
     let p = pod(c, None);
     let b = build(&p, &p.spec.as_ref().unwrap().containers[0], &sources()).expect("built");
     let v = vars(&b);
@@ -84,26 +96,53 @@ fn invalid_keys_are_skipped_and_reported_without_values() {
     assert!(!vars(&b).contains_key("1bad"));
     assert_eq!(
         b.invalid,
-        vec!["Keys [1bad] from the EnvFrom configMap shop/app were skipped since they are considered invalid environment variable names."]
+        vec![
+            "Keys [1bad] from the EnvFrom configMap shop/app were skipped since they are considered invalid environment variable names."
+        ]
     );
 }
 
 #[test]
 fn missing_objects_and_keys_are_the_kubelets_errors() {
     let cases = [
-        (serde_json::json!({"configMapKeyRef": {"name": "gone", "key": "k"}}), "configmap \"gone\" not found"),
-        (serde_json::json!({"secretKeyRef": {"name": "nope", "key": "k"}}), "secret \"nope\" not found"),
-        (serde_json::json!({"configMapKeyRef": {"name": "app", "key": "k"}}), "couldn't find key k in ConfigMap shop/app"),
-        (serde_json::json!({"secretKeyRef": {"name": "db", "key": "k"}}), "couldn't find key k in Secret shop/db"),
-        (serde_json::json!({"fieldRef": {"fieldPath": "spec.hostname"}}), "unsupported fieldPath: spec.hostname"),
+        (
+            serde_json::json!({"configMapKeyRef": {"name": "gone", "key": "k"}}),
+            "configmap \"gone\" not found",
+        ),
+        (
+            serde_json::json!({"secretKeyRef": {"name": "nope", "key": "k"}}),
+            "secret \"nope\" not found",
+        ),
+        (
+            serde_json::json!({"configMapKeyRef": {"name": "app", "key": "k"}}),
+            "couldn't find key k in ConfigMap shop/app",
+        ),
+        (
+            serde_json::json!({"secretKeyRef": {"name": "db", "key": "k"}}),
+            "couldn't find key k in Secret shop/db",
+        ),
+        (
+            serde_json::json!({"fieldRef": {"fieldPath": "spec.hostname"}}),
+            "unsupported fieldPath: spec.hostname",
+        ),
     ];
     for (from, want) in cases {
-        let p = pod(serde_json::json!({"name": "app", "env": [{"name": "X", "valueFrom": from}]}), None);
-        let err = build(&p, &p.spec.as_ref().unwrap().containers[0], &sources()).err().expect("an error");
+        let p = pod(
+            serde_json::json!({"name": "app", "env": [{"name": "X", "valueFrom": from}]}),
+            None,
+        );
+        let err = build(&p, &p.spec.as_ref().unwrap().containers[0], &sources())
+            .err()
+            .expect("an error");
         assert_eq!(err.to_string(), want);
     }
-    let p = pod(serde_json::json!({"name": "app", "envFrom": [{"secretRef": {"name": "nope"}}]}), None);
-    let err = build(&p, &p.spec.as_ref().unwrap().containers[0], &sources()).err().expect("an error");
+    let p = pod(
+        serde_json::json!({"name": "app", "envFrom": [{"secretRef": {"name": "nope"}}]}),
+        None,
+    );
+    let err = build(&p, &p.spec.as_ref().unwrap().containers[0], &sources())
+        .err()
+        .expect("an error");
     assert_eq!(err.to_string(), "secret \"nope\" not found");
 }
 
@@ -123,8 +162,18 @@ fn resource_field_ref_of_the_container_itself() {
 #[test]
 fn service_variables_as_the_kubelet_injects_them() {
     let services = vec![
-        svc("default", "kubernetes", "10.215.0.1", serde_json::json!([{"name": "https", "port": 443}])),
-        svc("shop", "redis-master", "10.215.0.9", serde_json::json!([{"port": 6379}, {"name": "metrics", "port": 9121, "protocol": "TCP"}])),
+        svc(
+            "default",
+            "kubernetes",
+            "10.215.0.1",
+            serde_json::json!([{"name": "https", "port": 443}]),
+        ),
+        svc(
+            "shop",
+            "redis-master",
+            "10.215.0.9",
+            serde_json::json!([{"port": 6379}, {"name": "metrics", "port": 9121, "protocol": "TCP"}]),
+        ),
         svc("shop", "headless", "None", serde_json::json!([{"port": 80}])),
         svc("other", "db", "10.215.0.7", serde_json::json!([{"port": 5432}])),
     ];
@@ -158,7 +207,13 @@ fn service_variables_as_the_kubelet_injects_them() {
     let v = vars(&b);
     assert_eq!(v["URL"], "https://10.215.0.1");
     assert_eq!(v["REDIS_MASTER_SERVICE_PORT"], "1");
-    assert_eq!(b.vars.iter().filter(|kv| kv.key == "REDIS_MASTER_SERVICE_PORT").count(), 1);
+    assert_eq!(
+        b.vars
+            .iter()
+            .filter(|kv| kv.key == "REDIS_MASTER_SERVICE_PORT")
+            .count(),
+        1
+    );
 }
 
 #[test]

@@ -34,7 +34,12 @@ pub fn log_tail(cri_log: &str) -> String {
     let mut partial = String::new();
     for l in cri_log.lines() {
         let mut parts = l.splitn(4, ' ');
-        let (_, _, tag, text) = (parts.next(), parts.next(), parts.next(), parts.next().unwrap_or(""));
+        let (_, _, tag, text) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next().unwrap_or(""),
+        );
         partial.push_str(text);
         if tag != Some("P") {
             lines.push(std::mem::take(&mut partial) + "\n");
@@ -103,7 +108,9 @@ mod tests {
         let many: String = (0..100).map(|i| format!("t stdout F line{i}\n")).collect();
         let t = log_tail(&many);
         assert!(t.starts_with("line20\n") && t.ends_with("line99\n"), "{t}");
-        let long: String = (0..10).map(|_| format!("t stdout F {}\n", "x".repeat(500))).collect();
+        let long: String = (0..10)
+            .map(|_| format!("t stdout F {}\n", "x".repeat(500)))
+            .collect();
         assert_eq!(log_tail(&long).len(), MAX_LOG_BYTES);
     }
 

@@ -63,19 +63,31 @@ fn fake_api(objects: Objects) -> (kube::Client, Seen) {
                     .map(|(_, v)| v.clone())
                     .collect();
                 (200, serde_json::json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": items}).to_string())
-            } else if method == "GET" && (path.contains("/configmaps/") || path.contains("/secrets/") || path.contains("/services/")) {
+            } else if method == "GET"
+                && (path.contains("/configmaps/")
+                    || path.contains("/secrets/")
+                    || path.contains("/services/"))
+            {
                 match objs.get(&path) {
                     Some(o) => (200, o.to_string()),
                     None => not_found(),
                 }
             } else if method == "POST" && path.ends_with("/token") {
-                (201, serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                (
+                    201,
+                    serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                     "spec": {"expirationSeconds": 3600, "audiences": []},
-                    "status": {"token": "tok", "expirationTimestamp": "2099-01-01T00:00:00Z"}}).to_string())
+                    "status": {"token": "tok", "expirationTimestamp": "2099-01-01T00:00:00Z"}})
+                    .to_string(),
+                )
             } else if method == "POST" && path.contains("/events") {
                 (201, body)
             } else {
-                (200, r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default"}}"#.to_string())
+                (
+                    200,
+                    r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default"}}"#
+                        .to_string(),
+                )
             };
             let resp = http::Response::builder()
                 .status(code)
@@ -104,12 +116,17 @@ fn config_map(name: &str, data: serde_json::Value) -> serde_json::Value {
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     let (fake, endpoint) = FakeCri::start(dir.path()).await;
-    let cri = CriClient::connect(&endpoint).await.expect("connecting to FakeCri");
+    let cri = CriClient::connect(&endpoint)
+        .await
+        .expect("connecting to FakeCri");
     let objects: Objects = Arc::default();
     {
         let mut o = objects.lock().unwrap();
         let ns = "/api/v1/namespaces/default";
-        o.insert(format!("{ns}/configmaps/app"), config_map("app", serde_json::json!({"mode": "fast", "app.conf": "v=1"})));
+        o.insert(
+            format!("{ns}/configmaps/app"),
+            config_map("app", serde_json::json!({"mode": "fast", "app.conf": "v=1"})),
+        );
         o.insert(
             format!("{ns}/secrets/db"),
             serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "default"},
@@ -227,7 +244,11 @@ async fn env_and_mounts_reach_the_container_and_updates_reach_the_files() {
     let _tx = sync::spawn_worker(h.shared.clone(), Arc::new(pod("u1", app_spec())));
     until("container running", 10, || running(&h.fake, "u1").is_some()).await;
     let config = running(&h.fake, "u1").expect("config");
-    let env: HashMap<&str, &str> = config.envs.iter().map(|kv| (kv.key.as_str(), kv.value.as_str())).collect();
+    let env: HashMap<&str, &str> = config
+        .envs
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.as_str()))
+        .collect();
     assert_eq!(env["MODE"], "fast");
     assert_eq!(env["CFG_mode"], "fast");
     assert_eq!(env["PASSWORD"], SECRET);
@@ -243,13 +264,27 @@ async fn env_and_mounts_reach_the_container_and_updates_reach_the_files() {
     let pod_dir = h.root.join("pods/u1");
     let cfg_dir = pod_dir.join("volumes/kubernetes.io~configmap/cfg");
     assert_eq!(mounts["/etc/app"], (cfg_dir.to_str().unwrap(), true));
-    assert!(mounts["/scratch"].0.ends_with("kubernetes.io~empty-dir/scratch/one"));
+    assert!(
+        mounts["/scratch"]
+            .0
+            .ends_with("kubernetes.io~empty-dir/scratch/one")
+    );
     assert!(!mounts["/scratch"].1);
     assert!(mounts["/etc/hosts"].0.ends_with("pods/u1/etc-hosts"));
-    assert!(mounts["/dev/termination-log"].0.ends_with("pods/u1/containers/app/0"));
-    assert_eq!(std::fs::read_to_string(cfg_dir.join("conf/app.conf")).unwrap(), "v=1");
+    assert!(
+        mounts["/dev/termination-log"]
+            .0
+            .ends_with("pods/u1/containers/app/0")
+    );
+    assert_eq!(
+        std::fs::read_to_string(cfg_dir.join("conf/app.conf")).unwrap(),
+        "v=1"
+    );
     let hosts = std::fs::read_to_string(pod_dir.join("etc-hosts")).unwrap();
-    assert!(hosts.contains("\tweb\n") && hosts.contains("10.9.9.9\tdb.local\n"), "{hosts}");
+    assert!(
+        hosts.contains("\tweb\n") && hosts.contains("10.9.9.9\tdb.local\n"),
+        "{hosts}"
+    );
 
     // The ConfigMap changes: the file follows, in place, while the container runs.
     h.objects.lock().unwrap().insert(
@@ -293,7 +328,10 @@ async fn a_missing_config_map_in_the_env_is_create_container_config_error() {
         "/api/v1/namespaces/default/configmaps/missing".into(),
         config_map("missing", serde_json::json!({"x": "1"})),
     );
-    until("container running after the ConfigMap appeared", 20, || running(&h.fake, "u2").is_some()).await;
+    until("container running after the ConfigMap appeared", 20, || {
+        running(&h.fake, "u2").is_some()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -306,14 +344,23 @@ async fn a_missing_config_map_volume_holds_the_pod_back_with_failed_mount() {
     until("FailedMount event", 10, || {
         events(&h.seen).iter().any(|e| {
             e.contains("FailedMount")
-                && e.contains(r#"MountVolume.SetUp failed for volume \"cfg\" : configmap \"missing\" not found"#)
+                && e.contains(
+                    r#"MountVolume.SetUp failed for volume \"cfg\" : configmap \"missing\" not found"#,
+                )
         })
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(h.fake.sandboxes_of("u3"), 0, "no sandbox before the volumes are set up");
+    assert_eq!(
+        h.fake.sandboxes_of("u3"),
+        0,
+        "no sandbox before the volumes are set up"
+    );
     let s = last_status(&h.seen).expect("status");
-    assert_eq!(s["containerStatuses"][0]["state"]["waiting"]["reason"], "ContainerCreating");
+    assert_eq!(
+        s["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "ContainerCreating"
+    );
 }
 
 #[tokio::test]
@@ -325,7 +372,9 @@ async fn a_tmpfs_volume_the_runtime_could_not_see_is_refused_with_a_reason() {
             "volumeMounts": [{"name": "sec", "mountPath": "/s"}]}]});
     let _tx = sync::spawn_worker(h.shared.clone(), Arc::new(pod("u4", spec)));
     until("FailedMount event", 10, || {
-        events(&h.seen).iter().any(|e| e.contains("FailedMount") && e.contains("not on a shared mount"))
+        events(&h.seen)
+            .iter()
+            .any(|e| e.contains("FailedMount") && e.contains("not on a shared mount"))
     })
     .await;
     assert_eq!(h.fake.sandboxes_of("u4"), 0);
@@ -347,7 +396,10 @@ async fn a_disk_empty_dir_over_its_size_limit_evicts_the_pod() {
     })
     .await;
     let s = last_status(&h.seen).unwrap();
-    assert_eq!(s["message"], "Usage of EmptyDir volume \"scratch\" exceeds the limit \"64Ki\". ");
+    assert_eq!(
+        s["message"],
+        "Usage of EmptyDir volume \"scratch\" exceeds the limit \"64Ki\". "
+    );
     until("container stopped", 10, || running(&h.fake, "u6").is_none()).await;
     assert!(events(&h.seen).iter().any(|e| e.contains("Evicted")));
 }
@@ -369,9 +421,8 @@ async fn the_termination_message_is_read_and_the_pod_dir_removed_with_the_pod() 
     std::fs::write(h.root.join("pods/u5/containers/app/0"), "all done\n").unwrap();
     h.fake.exit(&id, 3, 1, 0);
     until("terminated with the message", 10, || {
-        last_status(&h.seen).is_some_and(|s| {
-            s["containerStatuses"][0]["state"]["terminated"]["message"] == "all done\n"
-        })
+        last_status(&h.seen)
+            .is_some_and(|s| s["containerStatuses"][0]["state"]["terminated"]["message"] == "all done\n")
     })
     .await;
     let pod_dir = h.root.join("pods/u5");

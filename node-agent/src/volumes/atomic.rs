@@ -69,7 +69,8 @@ fn unchanged(dir: &Path, payload: &Payload) -> bool {
     }
     payload.iter().all(|(p, f)| {
         let path = current.join(p);
-        let mode_ok = std::fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o7777 == f.mode & 0o7777);
+        let mode_ok =
+            std::fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o7777 == f.mode & 0o7777);
         mode_ok && std::fs::read(&path).is_ok_and(|d| d == f.data)
     })
 }
@@ -181,7 +182,10 @@ pub fn write(dir: &Path, payload: &Payload, fs_group: Option<u32>) -> Result<boo
     }
     if let Some(old) = old.filter(|o| o.as_os_str() != name.as_str()) {
         let old = dir.join(old);
-        if old.file_name().is_some_and(|n| n.to_string_lossy().starts_with("..")) {
+        if old
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".."))
+        {
             let _ = std::fs::remove_dir_all(old);
         }
     }

@@ -23,11 +23,18 @@ pub fn hosts_file(pod: &Pod, pod_ip: &str) -> String {
         "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
          fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
     );
-    match spec.and_then(|s| s.subdomain.as_deref()).filter(|d| !d.is_empty()) {
-        Some(sub) => s.push_str(&format!("{pod_ip}\t{hostname}.{sub}.{ns}.svc.cluster.local\t{hostname}\n")),
+    match spec
+        .and_then(|s| s.subdomain.as_deref())
+        .filter(|d| !d.is_empty())
+    {
+        Some(sub) => s.push_str(&format!(
+            "{pod_ip}\t{hostname}.{sub}.{ns}.svc.cluster.local\t{hostname}\n"
+        )),
         None => s.push_str(&format!("{pod_ip}\t{hostname}\n")),
     }
-    let aliases = spec.and_then(|s| s.host_aliases.as_ref()).filter(|a| !a.is_empty());
+    let aliases = spec
+        .and_then(|s| s.host_aliases.as_ref())
+        .filter(|a| !a.is_empty());
     if let Some(aliases) = aliases {
         s.push_str("\n# Entries added by HostAliases.\n");
         for a in aliases {
@@ -44,7 +51,9 @@ pub fn validate_sub_path(sub: &str) -> Result<(), String> {
         return Err(format!("error SubPath `{sub}` must not be an absolute path"));
     }
     if Path::new(sub).components().any(|c| c == Component::ParentDir) {
-        return Err(format!("unable to provision SubPath `{sub}`: must not contain '..'"));
+        return Err(format!(
+            "unable to provision SubPath `{sub}`: must not contain '..'"
+        ));
     }
     Ok(())
 }
@@ -54,7 +63,9 @@ pub fn sub_path(m: &VolumeMount, env: &[KeyValue]) -> Result<Option<String>, Str
     if let Some(expr) = m.sub_path_expr.as_deref().filter(|e| !e.is_empty()) {
         let expanded = crate::env::expand_with(expr, env);
         if expanded.contains("$(") {
-            return Err(format!("subPathExpr {expr:?}: a variable it names is not defined"));
+            return Err(format!(
+                "subPathExpr {expr:?}: a variable it names is not defined"
+            ));
         }
         validate_sub_path(&expanded)?;
         return Ok(Some(expanded));
@@ -73,12 +84,13 @@ pub fn sub_path(m: &VolumeMount, env: &[KeyValue]) -> Result<Option<String>, Str
 pub fn resolve_sub_path(volume: &Path, sub: &str) -> Result<PathBuf, String> {
     let path = volume.join(sub);
     if std::fs::symlink_metadata(&path).is_err() {
-        std::fs::create_dir_all(&path).map_err(|e| format!("failed to create subPath directory {sub:?}: {e}"))?;
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("failed to create subPath directory {sub:?}: {e}"))?;
     }
-    let real = path
+    let real = path.canonicalize().map_err(|e| format!("subPath {sub:?}: {e}"))?;
+    let base = volume
         .canonicalize()
-        .map_err(|e| format!("subPath {sub:?}: {e}"))?;
-    let base = volume.canonicalize().map_err(|e| format!("{}: {e}", volume.display()))?;
+        .map_err(|e| format!("{}: {e}", volume.display()))?;
     if !real.starts_with(&base) {
         return Err(format!("subPath {sub:?} resolves outside of its volume"));
     }
@@ -121,7 +133,10 @@ pub fn mounts(
     let mut etc_hosts_mounted = false;
     for m in c.volume_mounts.iter().flatten() {
         let Some((_, path, kind)) = resolved.volumes.iter().find(|(n, _, _)| *n == m.name) else {
-            return Err(format!("cannot find volume {:?} to mount into container {:?}", m.name, c.name));
+            return Err(format!(
+                "cannot find volume {:?} to mount into container {:?}",
+                m.name, c.name
+            ));
         };
         let host = match sub_path(m, env)? {
             Some(sub) => resolve_sub_path(path, &sub)?,
@@ -134,7 +149,6 @@ pub fn mounts(
             readonly: m.read_only.unwrap_or(false) || kind.read_only(),
             selinux_relabel: false,
             propagation: propagation(m, privileged)? as i32,
-            ..Default::default()
         });
     }
     if let Some(h) = hosts.filter(|_| !etc_hosts_mounted) {
@@ -144,7 +158,10 @@ pub fn mounts(
             ..Default::default()
         });
     }
-    if let (Some(t), Some(path)) = (termination, c.termination_message_path.as_deref().filter(|p| !p.is_empty())) {
+    if let (Some(t), Some(path)) = (
+        termination,
+        c.termination_message_path.as_deref().filter(|p| !p.is_empty()),
+    ) {
         out.push(Mount {
             container_path: path.to_string(),
             host_path: t.display().to_string(),

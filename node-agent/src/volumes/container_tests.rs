@@ -65,7 +65,11 @@ fn mounts_of_a_container() {
         view,
         vec![
             ("/etc/app", true, MountPropagation::PropagationPrivate as i32),
-            ("/cache", false, MountPropagation::PropagationHostToContainer as i32),
+            (
+                "/cache",
+                false,
+                MountPropagation::PropagationHostToContainer as i32
+            ),
             ("/ro", true, MountPropagation::PropagationPrivate as i32),
             ("/etc/hosts", false, 0),
             ("/dev/termination-log", false, 0),
@@ -87,8 +91,10 @@ fn mounts_of_a_container() {
     assert!(err.contains("privileged"), "{err}");
 
     // A volume the node does not provide cannot be mounted.
-    let pvc = pod(serde_json::json!({"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "x"}}],
-        "containers": [{"name": "app", "volumeMounts": [{"name": "d", "mountPath": "/d"}]}]}));
+    let pvc = pod(
+        serde_json::json!({"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "x"}}],
+        "containers": [{"name": "app", "volumeMounts": [{"name": "d", "mountPath": "/d"}]}]}),
+    );
     let r = resolve(&pvc, root, false);
     assert!(mounts(&pvc.spec.as_ref().unwrap().containers[0], &r, &[], None, None).is_err());
 }

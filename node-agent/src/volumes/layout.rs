@@ -20,7 +20,9 @@ pub fn valid_uid(uid: &str) -> bool {
     !uid.is_empty()
         && uid != "."
         && uid != ".."
-        && uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && uid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// What the agent does for one volume.
@@ -101,12 +103,20 @@ pub fn kind(v: &Volume, allow_host_path: bool) -> Kind {
     }
     if let Some(h) = &v.host_path {
         if !allow_host_path {
-            return Kind::Refused("this node does not allow hostPath volumes (berth-agent --allow-host-path)".into());
+            return Kind::Refused(
+                "this node does not allow hostPath volumes (berth-agent --allow-host-path)".into(),
+            );
         }
         let ty = h.type_.as_deref().unwrap_or("");
         if !matches!(
             ty,
-            "" | "DirectoryOrCreate" | "Directory" | "FileOrCreate" | "File" | "Socket" | "CharDevice" | "BlockDevice"
+            "" | "DirectoryOrCreate"
+                | "Directory"
+                | "FileOrCreate"
+                | "File"
+                | "Socket"
+                | "CharDevice"
+                | "BlockDevice"
         ) {
             return Kind::Refused(format!("unknown hostPath type {ty:?}"));
         }
@@ -115,7 +125,10 @@ pub fn kind(v: &Volume, allow_host_path: bool) -> Kind {
         }
         return Kind::HostPath(PathBuf::from(&h.path));
     }
-    Kind::Refused("this node attaches no storage (persistent volumes, CSI and network filesystems are not implemented)".into())
+    Kind::Refused(
+        "this node attaches no storage (persistent volumes, CSI and network filesystems are not implemented)"
+            .into(),
+    )
 }
 
 /// The host directory of volume `v` of pod `uid` (hostPath: the host's path itself).
@@ -133,7 +146,10 @@ pub fn etc_hosts(root: &Path, uid: &str) -> PathBuf {
 
 /// The termination-message file of attempt `attempt` of container `name`.
 pub fn termination_file(root: &Path, uid: &str, name: &str, attempt: u32) -> PathBuf {
-    pod_dir(root, uid).join("containers").join(name).join(attempt.to_string())
+    pod_dir(root, uid)
+        .join("containers")
+        .join(name)
+        .join(attempt.to_string())
 }
 
 /// The pod's uid when it can name a directory.
@@ -153,13 +169,34 @@ mod tests {
     fn kinds_and_paths() {
         let root = Path::new("/r");
         let cases = [
-            (serde_json::json!({"name": "a", "emptyDir": {}}), Kind::EmptyDisk(None)),
-            (serde_json::json!({"name": "a", "emptyDir": {"sizeLimit": "1Gi"}}), Kind::EmptyDisk(Some(1 << 30))),
-            (serde_json::json!({"name": "a", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}), Kind::EmptyMemory(Some(1 << 20))),
-            (serde_json::json!({"name": "a", "configMap": {"name": "c"}}), Kind::ConfigMap),
-            (serde_json::json!({"name": "a", "secret": {"secretName": "s"}}), Kind::Secret),
-            (serde_json::json!({"name": "a", "projected": {"sources": []}}), Kind::Projected),
-            (serde_json::json!({"name": "a", "downwardAPI": {}}), Kind::DownwardApi),
+            (
+                serde_json::json!({"name": "a", "emptyDir": {}}),
+                Kind::EmptyDisk(None),
+            ),
+            (
+                serde_json::json!({"name": "a", "emptyDir": {"sizeLimit": "1Gi"}}),
+                Kind::EmptyDisk(Some(1 << 30)),
+            ),
+            (
+                serde_json::json!({"name": "a", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}),
+                Kind::EmptyMemory(Some(1 << 20)),
+            ),
+            (
+                serde_json::json!({"name": "a", "configMap": {"name": "c"}}),
+                Kind::ConfigMap,
+            ),
+            (
+                serde_json::json!({"name": "a", "secret": {"secretName": "s"}}),
+                Kind::Secret,
+            ),
+            (
+                serde_json::json!({"name": "a", "projected": {"sources": []}}),
+                Kind::Projected,
+            ),
+            (
+                serde_json::json!({"name": "a", "downwardAPI": {}}),
+                Kind::DownwardApi,
+            ),
         ];
         for (v, want) in cases {
             assert_eq!(kind(&vol(v), false), want);
@@ -178,7 +215,10 @@ mod tests {
             volume_path(root, "u1", &s, &Kind::Secret).unwrap(),
             Path::new("/r/pods/u1/volumes/kubernetes.io~secret/tok")
         );
-        assert_eq!(volume_path(root, "u1", &host, &Kind::HostPath("/data".into())).unwrap(), Path::new("/data"));
+        assert_eq!(
+            volume_path(root, "u1", &host, &Kind::HostPath("/data".into())).unwrap(),
+            Path::new("/data")
+        );
         assert!(valid_uid("0b6c-11"));
         assert!(!valid_uid("../etc") && !valid_uid("") && !valid_uid(".."));
     }

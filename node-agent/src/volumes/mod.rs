@@ -90,15 +90,22 @@ pub const MEASURE_EVERY: Duration = Duration::from_secs(10);
 /// measured at most every [`MEASURE_EVERY`].
 pub fn over_limit(settings: &Settings, pod: &Pod, state: &mut PodVolumes) -> Option<String> {
     let now = Instant::now();
-    if state.measured.is_some_and(|m| now.duration_since(m) < MEASURE_EVERY) {
+    if state
+        .measured
+        .is_some_and(|m| now.duration_since(m) < MEASURE_EVERY)
+    {
         return None;
     }
     state.measured = Some(now);
     let uid = layout::uid(pod)?;
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         let kind = layout::kind(v, settings.allow_host_path);
-        let Kind::EmptyDisk(Some(limit)) = kind else { continue };
-        let Some(dir) = layout::volume_path(&settings.root, uid, v, &kind) else { continue };
+        let Kind::EmptyDisk(Some(limit)) = kind else {
+            continue;
+        };
+        let Some(dir) = layout::volume_path(&settings.root, uid, v, &kind) else {
+            continue;
+        };
         let used = host::usage(&dir);
         if used > u64::try_from(limit).unwrap_or(u64::MAX) {
             let text = v
@@ -107,7 +114,10 @@ pub fn over_limit(settings: &Settings, pod: &Pod, state: &mut PodVolumes) -> Opt
                 .and_then(|e| e.size_limit.as_ref())
                 .map_or_else(|| limit.to_string(), |q| q.0.clone());
             info!(volume = %v.name, used, limit, "emptyDir over its sizeLimit: evicting the pod");
-            return Some(format!("Usage of EmptyDir volume {:?} exceeds the limit {text:?}. ", v.name));
+            return Some(format!(
+                "Usage of EmptyDir volume {:?} exceeds the limit {text:?}. ",
+                v.name
+            ));
         }
     }
     None
@@ -153,15 +163,19 @@ async fn read_objects(client: &Client, pod: &Pod, inputs: &mut payload::Inputs) 
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         let (cms, secrets) = payload::references(v);
         for name in cms {
-            if !inputs.config_maps.contains_key(&name) {
-                let o = crate::env::get_opt(&cm_api, "configmap", &name).await.map_err(|e| e.to_string())?;
-                inputs.config_maps.insert(name, o);
+            if let std::collections::hash_map::Entry::Vacant(e) = inputs.config_maps.entry(name) {
+                let o = crate::env::get_opt(&cm_api, "configmap", e.key())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                e.insert(o);
             }
         }
         for name in secrets {
-            if !inputs.secrets.contains_key(&name) {
-                let o = crate::env::get_opt(&secret_api, "secret", &name).await.map_err(|e| e.to_string())?;
-                inputs.secrets.insert(name, o);
+            if let std::collections::hash_map::Entry::Vacant(e) = inputs.secrets.entry(name) {
+                let o = crate::env::get_opt(&secret_api, "secret", e.key())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                e.insert(o);
             }
         }
     }
@@ -209,12 +223,22 @@ fn tmpfs(dir: &Path, size: Option<i64>) -> Result<(), String> {
 }
 
 /// Sets up one volume; its files when it has any.
-fn set_up(dir: &Path, v: &k8s_openapi::api::core::v1::Volume, kind: &Kind, pod: &Pod, inputs: &payload::Inputs) -> Result<(), String> {
+fn set_up(
+    dir: &Path,
+    v: &k8s_openapi::api::core::v1::Volume,
+    kind: &Kind,
+    pod: &Pod,
+    inputs: &payload::Inputs,
+) -> Result<(), String> {
     let group = fs_group(pod);
     match kind {
         Kind::Refused(r) => Err(r.clone()),
         Kind::HostPath(p) => {
-            let ty = v.host_path.as_ref().and_then(|h| h.type_.as_deref()).unwrap_or("");
+            let ty = v
+                .host_path
+                .as_ref()
+                .and_then(|h| h.type_.as_deref())
+                .unwrap_or("");
             host::check_host_path(p, ty)
         }
         Kind::EmptyDisk(_) | Kind::EmptyMemory(_) => {
@@ -265,7 +289,11 @@ pub async fn sync(client: &Client, settings: &Settings, pod: &Pod, state: &mut P
     let mut failures = ensure_tokens(client, pod, state, secs).await;
     let mut inputs = payload::Inputs {
         allocatable: settings.allocatable,
-        tokens: state.tokens.iter().map(|(k, t)| (k.clone(), t.token.clone())).collect(),
+        tokens: state
+            .tokens
+            .iter()
+            .map(|(k, t)| (k.clone(), t.token.clone()))
+            .collect(),
         ..Default::default()
     };
     if let Err(e) = read_objects(client, pod, &mut inputs).await {
@@ -334,7 +362,11 @@ pub fn prepare_container(
     } else {
         None
     };
-    let termination = if c.termination_message_path.as_deref().is_some_and(|p| !p.is_empty()) {
+    let termination = if c
+        .termination_message_path
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
         let path = layout::termination_file(&settings.root, uid, &c.name, attempt);
         if let Some(p) = path.parent() {
             std::fs::create_dir_all(p).map_err(|e| format!("creating {}: {e}", p.display()))?;

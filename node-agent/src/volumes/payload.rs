@@ -29,7 +29,11 @@ pub struct Inputs {
 
 /// The key of a token request: audience and lifetime.
 pub fn token_key(t: &ServiceAccountTokenProjection) -> String {
-    format!("{}|{}", t.audience.as_deref().unwrap_or(""), t.expiration_seconds.unwrap_or(3600))
+    format!(
+        "{}|{}",
+        t.audience.as_deref().unwrap_or(""),
+        t.expiration_seconds.unwrap_or(3600)
+    )
 }
 
 fn mode(m: Option<i32>, default: i32) -> u32 {
@@ -92,7 +96,11 @@ fn config_map_data(cm: &ConfigMap) -> HashMap<String, Vec<u8>> {
 }
 
 fn secret_data(s: &Secret) -> HashMap<String, Vec<u8>> {
-    s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect()
+    s.data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect()
 }
 
 fn config_map(
@@ -201,25 +209,65 @@ pub fn payload(pod: &Pod, v: &Volume, inputs: &Inputs) -> Result<Option<Payload>
     let mut out = Payload::new();
     if let Some(c) = &v.config_map {
         let dm = c.default_mode.unwrap_or(DEFAULT_MODE);
-        config_map(inputs, &c.name, c.items.as_ref(), dm, c.optional == Some(true), &mut out)?;
+        config_map(
+            inputs,
+            &c.name,
+            c.items.as_ref(),
+            dm,
+            c.optional == Some(true),
+            &mut out,
+        )?;
     } else if let Some(s) = &v.secret {
         let dm = s.default_mode.unwrap_or(DEFAULT_MODE);
         let name = s.secret_name.as_deref().unwrap_or("");
-        secret(inputs, name, s.items.as_ref(), dm, s.optional == Some(true), &mut out)?;
+        secret(
+            inputs,
+            name,
+            s.items.as_ref(),
+            dm,
+            s.optional == Some(true),
+            &mut out,
+        )?;
     } else if let Some(d) = &v.downward_api {
         let dm = d.default_mode.unwrap_or(DEFAULT_MODE);
-        downward_items(pod, d.items.as_deref().unwrap_or_default(), dm, inputs.allocatable, &mut out)?;
+        downward_items(
+            pod,
+            d.items.as_deref().unwrap_or_default(),
+            dm,
+            inputs.allocatable,
+            &mut out,
+        )?;
     } else if let Some(p) = &v.projected {
         let dm = p.default_mode.unwrap_or(DEFAULT_MODE);
         for s in p.sources.iter().flatten() {
             if let Some(c) = &s.config_map {
-                config_map(inputs, &c.name, c.items.as_ref(), dm, c.optional == Some(true), &mut out)?;
+                config_map(
+                    inputs,
+                    &c.name,
+                    c.items.as_ref(),
+                    dm,
+                    c.optional == Some(true),
+                    &mut out,
+                )?;
             }
             if let Some(x) = &s.secret {
-                secret(inputs, &x.name, x.items.as_ref(), dm, x.optional == Some(true), &mut out)?;
+                secret(
+                    inputs,
+                    &x.name,
+                    x.items.as_ref(),
+                    dm,
+                    x.optional == Some(true),
+                    &mut out,
+                )?;
             }
             if let Some(d) = &s.downward_api {
-                downward_items(pod, d.items.as_deref().unwrap_or_default(), dm, inputs.allocatable, &mut out)?;
+                downward_items(
+                    pod,
+                    d.items.as_deref().unwrap_or_default(),
+                    dm,
+                    inputs.allocatable,
+                    &mut out,
+                )?;
             }
             if let Some(t) = &s.service_account_token {
                 let token = inputs

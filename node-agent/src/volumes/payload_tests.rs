@@ -20,9 +20,10 @@ fn inputs() -> Inputs {
     .expect("cm");
     i.config_maps.insert("cfg".into(), Some(cm));
     i.config_maps.insert("gone".into(), None);
-    let s: Secret =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": "db"}, "data": {"password": "aHVudGVyMg=="}}))
-            .expect("secret");
+    let s: Secret = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "db"}, "data": {"password": "aHVudGVyMg=="}}),
+    )
+    .expect("secret");
     i.secrets.insert("db".into(), Some(s));
     i.secrets.insert("nope".into(), None);
     i.tokens.insert("|3607".into(), "tok-123".into());
@@ -37,9 +38,13 @@ fn files(p: &Payload) -> Vec<(String, String, u32)> {
 
 #[test]
 fn config_map_all_keys_items_and_modes() {
-    let all = payload(&pod(), &vol(serde_json::json!({"name": "v", "configMap": {"name": "cfg"}})), &inputs())
-        .unwrap()
-        .unwrap();
+    let all = payload(
+        &pod(),
+        &vol(serde_json::json!({"name": "v", "configMap": {"name": "cfg"}})),
+        &inputs(),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(
         files(&all),
         vec![
@@ -48,20 +53,34 @@ fn config_map_all_keys_items_and_modes() {
             ("bin".into(), "\u{0}\u{1}".into(), 0o644)
         ]
     );
-    let items = vol(serde_json::json!({"name": "v", "configMap": {"name": "cfg", "defaultMode": 0o600,
-        "items": [{"key": "a.conf", "path": "conf/app.conf", "mode": 0o444}, {"key": "b.conf", "path": "b"}]}}));
+    let items = vol(
+        serde_json::json!({"name": "v", "configMap": {"name": "cfg", "defaultMode": 0o600,
+        "items": [{"key": "a.conf", "path": "conf/app.conf", "mode": 0o444}, {"key": "b.conf", "path": "b"}]}}),
+    );
     assert_eq!(
         files(&payload(&pod(), &items, &inputs()).unwrap().unwrap()),
-        vec![("b".into(), "B".into(), 0o600), ("conf/app.conf".into(), "A".into(), 0o444)]
+        vec![
+            ("b".into(), "B".into(), 0o600),
+            ("conf/app.conf".into(), "A".into(), 0o444)
+        ]
     );
 }
 
 #[test]
 fn missing_objects_and_keys() {
     let cases = [
-        (serde_json::json!({"configMap": {"name": "gone"}}), Err("configmap \"gone\" not found".to_string())),
-        (serde_json::json!({"configMap": {"name": "gone", "optional": true}}), Ok(0)),
-        (serde_json::json!({"secret": {"secretName": "nope"}}), Err("secret \"nope\" not found".to_string())),
+        (
+            serde_json::json!({"configMap": {"name": "gone"}}),
+            Err("configmap \"gone\" not found".to_string()),
+        ),
+        (
+            serde_json::json!({"configMap": {"name": "gone", "optional": true}}),
+            Ok(0),
+        ),
+        (
+            serde_json::json!({"secret": {"secretName": "nope"}}),
+            Err("secret \"nope\" not found".to_string()),
+        ),
         (
             serde_json::json!({"configMap": {"name": "cfg", "items": [{"key": "x", "path": "x"}]}}),
             Err("configmap references non-existent config key: x".to_string()),
@@ -70,7 +89,10 @@ fn missing_objects_and_keys() {
             serde_json::json!({"secret": {"secretName": "db", "items": [{"key": "x", "path": "x"}]}}),
             Err("references non-existent secret key: x".to_string()),
         ),
-        (serde_json::json!({"secret": {"secretName": "db", "optional": true, "items": [{"key": "x", "path": "x"}]}}), Ok(0)),
+        (
+            serde_json::json!({"secret": {"secretName": "db", "optional": true, "items": [{"key": "x", "path": "x"}]}}),
+            Ok(0),
+        ),
     ];
     for (mut v, want) in cases {
         v["name"] = "v".into();
@@ -82,11 +104,13 @@ fn missing_objects_and_keys() {
 #[test]
 fn the_kube_api_access_volume() {
     // What the 1.21+ ServiceAccount admission adds to every pod.
-    let v = vol(serde_json::json!({"name": "kube-api-access-x1", "projected": {"defaultMode": 420, "sources": [
-        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-        {"configMap": {"name": "cfg", "items": [{"key": "a.conf", "path": "ca.crt"}]}},
-        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
-    ]}}));
+    let v = vol(
+        serde_json::json!({"name": "kube-api-access-x1", "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "cfg", "items": [{"key": "a.conf", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+        ]}}),
+    );
     let p = payload(&pod(), &v, &inputs()).unwrap().unwrap();
     assert_eq!(
         files(&p),
@@ -110,9 +134,22 @@ fn downward_api_items() {
     ]}}));
     assert_eq!(
         files(&payload(&pod(), &v, &inputs()).unwrap().unwrap()),
-        vec![("labels".into(), "app=\"web\"".into(), 0o644), ("mem".into(), "64".into(), 0o400)]
+        vec![
+            ("labels".into(), "app=\"web\"".into(), 0o644),
+            ("mem".into(), "64".into(), 0o400)
+        ]
     );
-    let bad = vol(serde_json::json!({"name": "d", "downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "spec.nodeName"}}]}}));
+    let bad = vol(
+        serde_json::json!({"name": "d", "downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "spec.nodeName"}}]}}),
+    );
     assert!(payload(&pod(), &bad, &inputs()).is_err());
-    assert!(payload(&pod(), &vol(serde_json::json!({"name": "e", "emptyDir": {}})), &inputs()).unwrap().is_none());
+    assert!(
+        payload(
+            &pod(),
+            &vol(serde_json::json!({"name": "e", "emptyDir": {}})),
+            &inputs()
+        )
+        .unwrap()
+        .is_none()
+    );
 }
