@@ -50,9 +50,10 @@ pub(crate) async fn pull_credentials(
     images::credentials_for(image, &secrets)
 }
 
-/// Fills `imageID`s (the digest reference) for containers whose image changed.
+/// Fills `imageID`s (the digest reference) for containers (app and init) whose image changed.
 pub(crate) async fn refresh_image_ids(shared: &Shared, pod: &Pod, obs: &Observed, mem: &mut Memory) {
-    for (name, image) in lifecycle::spec_containers(pod) {
+    let inits = lifecycle::spec_init_containers(pod);
+    for (name, image) in lifecycle::spec_containers(pod).into_iter().chain(inits) {
         let Some(c) = obs.latest(name) else { continue };
         let key = format!("{}|{}", c.image_ref, image);
         if mem.image_ids.get(&format!("{name}#key")) == Some(&key) {

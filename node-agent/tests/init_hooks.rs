@@ -91,6 +91,7 @@ async fn harness() -> Harness {
             host_ip: "192.0.2.1".into(),
             ..Default::default()
         },
+        policy: Default::default(),
         volumes: berth_agent::volumes::Settings {
             root: dir.path().join("root"),
             ..Default::default()
