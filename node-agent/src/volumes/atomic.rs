@@ -250,6 +250,26 @@ mod tests {
     }
 
     #[test]
+    fn fs_group_owns_and_reads_the_files() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let d = dir.path().join("vol");
+        let mut p = Payload::new();
+        p.insert("k/f".into(), file("x", 0o600));
+        // chown to another group needs root (the agent runs as root); skip otherwise.
+        if std::fs::metadata(dir.path()).map(|m| m.uid()).unwrap_or(1) != 0 {
+            return;
+        }
+        write(&d, &p, Some(4242)).unwrap();
+        let f = std::fs::metadata(d.join("k/f")).unwrap();
+        assert_eq!(f.gid(), 4242);
+        assert_eq!(f.mode() & 0o777, 0o640);
+        let sub = std::fs::metadata(d.join("k")).unwrap();
+        assert_eq!(sub.gid(), 4242);
+        assert_eq!(sub.mode() & 0o2000, 0o2000, "set-gid directory");
+    }
+
+    #[test]
     fn debug_never_shows_content() {
         assert_eq!(format!("{:?}", file("hunter2", 0o600)), "File(7 bytes, mode 600)");
     }

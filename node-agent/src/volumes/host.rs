@@ -267,6 +267,22 @@ mod tests {
     }
 
     #[test]
+    fn empty_dirs_are_world_writable_and_group_owned_with_fs_group() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().expect("dir");
+        let dir = d.path().join("e");
+        std::fs::create_dir(&dir).unwrap();
+        empty_dir_ownership(&dir, None).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o7777, 0o777);
+        if std::fs::metadata(d.path()).map(|m| m.uid()).unwrap_or(1) != 0 {
+            return;
+        }
+        empty_dir_ownership(&dir, Some(4242)).unwrap();
+        let m = std::fs::metadata(&dir).unwrap();
+        assert_eq!((m.gid(), m.mode() & 0o7777), (4242, 0o2777));
+    }
+
+    #[test]
     fn a_directory_without_mounts_is_removed() {
         let d = tempfile::tempdir().expect("dir");
         let pod = d.path().join("pods/u1");
