@@ -28,7 +28,9 @@ fn pod(name: &str, node: &str, spec: Value) -> anyhow::Result<Pod> {
     if let (Some(s), Some(extra)) = (s.as_object_mut(), spec.as_object()) {
         s.extend(extra.clone());
     }
-    Ok(serde_json::from_value(json!({"metadata": {"name": name}, "spec": s}))?)
+    Ok(serde_json::from_value(
+        json!({"metadata": {"name": name}, "spec": s}),
+    )?)
 }
 
 fn container(name: &str, image: &str, script: &str) -> Value {
@@ -100,14 +102,21 @@ async fn e2e_init_containers_run_one_at_a_time_before_the_app() -> anyhow::Resul
         running.then(|| p.clone())
     })
     .await?;
-    ensure!(phase(&during) == Some("Pending"), "phase during init: {:?}", phase(&during));
+    ensure!(
+        phase(&during) == Some("Pending"),
+        "phase during init: {:?}",
+        phase(&during)
+    );
     ensure!(
         waiting_reason(&during).as_deref() == Some("PodInitializing"),
         "app during init: {:?}",
         during.status.as_ref().and_then(|s| s.container_statuses.clone())
     );
     let first = &init_statuses(&during)[0];
-    ensure!(exit_code(first) == Some(0) && first.ready, "first during init: {first:?}");
+    ensure!(
+        exit_code(first) == Some(0) && first.ready,
+        "first during init: {first:?}"
+    );
     ensure!(
         condition(&during, "Initialized")
             == Some((
@@ -119,11 +128,22 @@ async fn e2e_init_containers_run_one_at_a_time_before_the_app() -> anyhow::Resul
         condition(&during, "Initialized")
     );
 
-    let done = wait_pod(&api, "init-order", TIMEOUT, |p| (phase(p) == Some("Running")).then(|| p.clone())).await?;
+    let done = wait_pod(&api, "init-order", TIMEOUT, |p| {
+        (phase(p) == Some("Running")).then(|| p.clone())
+    })
+    .await?;
     for s in init_statuses(&done) {
         ensure!(exit_code(&s) == Some(0) && s.ready, "{}: {s:?}", s.name);
-        ensure!(s.image_id.contains("@sha256:"), "{}: imageID {:?}", s.name, s.image_id);
-        ensure!(s.container_id.as_deref().is_some_and(|id| id.contains("://")), "{s:?}");
+        ensure!(
+            s.image_id.contains("@sha256:"),
+            "{}: imageID {:?}",
+            s.name,
+            s.image_id
+        );
+        ensure!(
+            s.container_id.as_deref().is_some_and(|id| id.contains("://")),
+            "{s:?}"
+        );
     }
     ensure!(condition(&done, "Initialized").is_some_and(|c| c.0 == "True"));
     let first = uptime(&logs(&api, "init-order", "first", false).await?, "first")?;
@@ -134,8 +154,14 @@ async fn e2e_init_containers_run_one_at_a_time_before_the_app() -> anyhow::Resul
     })
     .await?;
     eprintln!("uptimes: first {first}, second {second}, app {app}");
-    ensure!(first + 1.0 <= second, "second ran {second} before first ended ({first} + 1 s)");
-    ensure!(second + 4.0 <= app, "the app ran {app} before second ended ({second} + 4 s)");
+    ensure!(
+        first + 1.0 <= second,
+        "second ran {second} before first ended ({first} + 1 s)"
+    );
+    ensure!(
+        second + 4.0 <= app,
+        "the app ran {app} before second ended ({second} + 4 s)"
+    );
     Ok(())
 }
 
@@ -156,7 +182,10 @@ async fn e2e_a_failed_init_container_fails_a_pod_that_never_restarts() -> anyhow
         }),
     )?;
     create_pod(&api, &p).await?;
-    let failed = wait_pod(&api, "init-fails", TIMEOUT, |p| (phase(p) == Some("Failed")).then(|| p.clone())).await?;
+    let failed = wait_pod(&api, "init-fails", TIMEOUT, |p| {
+        (phase(p) == Some("Failed")).then(|| p.clone())
+    })
+    .await?;
     let setup = &init_statuses(&failed)[0];
     ensure!(exit_code(setup) == Some(3) && !setup.ready, "setup: {setup:?}");
     ensure!(setup.restart_count == 0, "setup restarted under Never: {setup:?}");
@@ -211,9 +240,16 @@ async fn e2e_pre_stop_runs_before_sigterm() -> anyhow::Result<()> {
     let client = admin_client(&cluster).await?;
     let mut failing = container("app", &image, "sleep 3600");
     failing["lifecycle"] = json!({"preStop": {"exec": {"command": ["sh", "-c", "exit 7"]}}});
-    let p = pod("prestop-fails", &cluster.nodes[1].name, json!({"containers": [failing]}))?;
+    let p = pod(
+        "prestop-fails",
+        &cluster.nodes[1].name,
+        json!({"containers": [failing]}),
+    )?;
     create_pod(&api, &p).await?;
-    wait_pod(&api, "prestop-fails", TIMEOUT, |p| (phase(p) == Some("Running")).then_some(())).await?;
+    wait_pod(&api, "prestop-fails", TIMEOUT, |p| {
+        (phase(p) == Some("Running")).then_some(())
+    })
+    .await?;
     api.delete("prestop-fails", &DeleteParams::default()).await?;
     wait_for("the FailedPreStopHook Event", TIMEOUT, || async {
         let events = events_about(&client, &ns.name, "prestop-fails").await?;
@@ -225,7 +261,11 @@ async fn e2e_pre_stop_runs_before_sigterm() -> anyhow::Result<()> {
     .await
     .map(|e| eprintln!("FailedPreStopHook: {}", e.note))?;
     wait_for("the pod gone", TIMEOUT, || async {
-        Ok(if api.get_opt("prestop-fails").await?.is_none() { Ok(()) } else { Err("still there".to_string()) })
+        Ok(if api.get_opt("prestop-fails").await?.is_none() {
+            Ok(())
+        } else {
+            Err("still there".to_string())
+        })
     })
     .await?;
     Ok(())
@@ -241,7 +281,11 @@ async fn e2e_a_failing_post_start_hook_is_reported_and_the_container_restarts() 
     let image = format!("{}/berth/demo:v1", cluster.registry);
     let mut app = container("app", &image, "sleep 3600");
     app["lifecycle"] = json!({"postStart": {"exec": {"command": ["sh", "-c", "echo no; exit 2"]}}});
-    let p = pod("poststart", &cluster.nodes[2].name, json!({"terminationGracePeriodSeconds": 1, "containers": [app]}))?;
+    let p = pod(
+        "poststart",
+        &cluster.nodes[2].name,
+        json!({"terminationGracePeriodSeconds": 1, "containers": [app]}),
+    )?;
     create_pod(&api, &p).await?;
     let event = wait_for("the FailedPostStartHook Event", TIMEOUT, || async {
         let events = events_about(&client, &ns.name, "poststart").await?;
@@ -252,7 +296,10 @@ async fn e2e_a_failing_post_start_hook_is_reported_and_the_container_restarts() 
     })
     .await?;
     eprintln!("FailedPostStartHook: {}", event.note);
-    ensure!(event.type_ == "Warning" && event.note.contains("exited with 2"), "{event:?}");
+    ensure!(
+        event.type_ == "Warning" && event.note.contains("exited with 2"),
+        "{event:?}"
+    );
     // Killed, then restarted after the back-off (10 s): restartCount grows.
     wait_pod(&api, "poststart", TIMEOUT, |p| {
         let cs = p.status.as_ref()?.container_statuses.as_ref()?.first()?.clone();
@@ -278,8 +325,14 @@ async fn e2e_past_its_active_deadline_a_pod_fails() -> anyhow::Result<()> {
                "containers": [container("app", &image, "sleep 3600")]}),
     )?;
     create_pod(&api, &p).await?;
-    wait_pod(&api, "deadline", TIMEOUT, |p| (phase(p) == Some("Running")).then_some(())).await?;
-    let failed = wait_pod(&api, "deadline", TIMEOUT, |p| (phase(p) == Some("Failed")).then(|| p.clone())).await?;
+    wait_pod(&api, "deadline", TIMEOUT, |p| {
+        (phase(p) == Some("Running")).then_some(())
+    })
+    .await?;
+    let failed = wait_pod(&api, "deadline", TIMEOUT, |p| {
+        (phase(p) == Some("Failed")).then(|| p.clone())
+    })
+    .await?;
     let status = failed.status.clone().unwrap_or_default();
     ensure!(status.reason.as_deref() == Some("DeadlineExceeded"), "{status:?}");
     ensure!(

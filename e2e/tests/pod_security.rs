@@ -31,7 +31,14 @@ echo done
 sleep 3600
 "#;
 
-fn pod(name: &str, node: &str, image: &str, pod_sc: Value, sc: Value, resources: Value) -> anyhow::Result<Pod> {
+fn pod(
+    name: &str,
+    node: &str,
+    image: &str,
+    pod_sc: Value,
+    sc: Value,
+    resources: Value,
+) -> anyhow::Result<Pod> {
     Ok(serde_json::from_value(json!({
         "metadata": {"name": name},
         "spec": {"nodeName": node, "restartPolicy": "Never", "automountServiceAccountToken": false,
@@ -85,22 +92,59 @@ async fn e2e_a_pod_runs_with_the_isolation_it_asked_for() -> anyhow::Result<()> 
     eprintln!("strict: {s:?}\nplain: {p:?}");
 
     ensure!(s["id"].starts_with("uid=1000 gid=3000"), "strict id: {}", s["id"]);
-    ensure!(s["id"].contains("4000"), "supplementalGroups missing: {}", s["id"]);
+    ensure!(
+        s["id"].contains("4000"),
+        "supplementalGroups missing: {}",
+        s["id"]
+    );
     ensure!(p["id"].starts_with("uid=0"), "plain id: {}", p["id"]);
     ensure!(s["CapEff"] == "0000000000000000", "strict CapEff {}", s["CapEff"]);
     ensure!(p["CapEff"] != "0000000000000000", "plain CapEff {}", p["CapEff"]);
-    ensure!(s["NoNewPrivs"] == "1" && p["NoNewPrivs"] == "0", "NoNewPrivs {} / {}", s["NoNewPrivs"], p["NoNewPrivs"]);
-    ensure!(s["Seccomp"] == "2" && p["Seccomp"] == "0", "Seccomp {} / {}", s["Seccomp"], p["Seccomp"]);
-    ensure!(s["memory"] == (64u64 << 20).to_string(), "strict memory limit {}", s["memory"]);
-    ensure!(p["memory"].parse::<u64>()? > 1 << 40, "plain memory limit {}", p["memory"]);
+    ensure!(
+        s["NoNewPrivs"] == "1" && p["NoNewPrivs"] == "0",
+        "NoNewPrivs {} / {}",
+        s["NoNewPrivs"],
+        p["NoNewPrivs"]
+    );
+    ensure!(
+        s["Seccomp"] == "2" && p["Seccomp"] == "0",
+        "Seccomp {} / {}",
+        s["Seccomp"],
+        p["Seccomp"]
+    );
+    ensure!(
+        s["memory"] == (64u64 << 20).to_string(),
+        "strict memory limit {}",
+        s["memory"]
+    );
+    ensure!(
+        p["memory"].parse::<u64>()? > 1 << 40,
+        "plain memory limit {}",
+        p["memory"]
+    );
     ensure!(s["quota"] == "50000", "strict CFS quota {}", s["quota"]);
     ensure!(p["quota"] == "-1", "plain CFS quota {}", p["quota"]);
-    ensure!(s["shares"] == "102" && p["shares"] == "2", "shares {} / {}", s["shares"], p["shares"]);
+    ensure!(
+        s["shares"] == "102" && p["shares"] == "2",
+        "shares {} / {}",
+        s["shares"],
+        p["shares"]
+    );
     let oom: i64 = s["oom"].parse()?;
     ensure!((3..1000).contains(&oom), "Burstable OOM score {oom}");
     ensure!(p["oom"] == "1000", "BestEffort OOM score {}", p["oom"]);
-    ensure!(s["root"] == "readonly" && p["root"] == "writable", "root {} / {}", s["root"], p["root"]);
-    ensure!(s["kcore"] == "masked" && p["kcore"] == "masked", "/proc/kcore {} / {}", s["kcore"], p["kcore"]);
+    ensure!(
+        s["root"] == "readonly" && p["root"] == "writable",
+        "root {} / {}",
+        s["root"],
+        p["root"]
+    );
+    ensure!(
+        s["kcore"] == "masked" && p["kcore"] == "masked",
+        "/proc/kcore {} / {}",
+        s["kcore"],
+        p["kcore"]
+    );
 
     let strict = api.get("strict").await?;
     let qos = strict.status.and_then(|s| s.qos_class).unwrap_or_default();
@@ -140,17 +184,32 @@ async fn e2e_what_the_node_cannot_honour_is_refused_by_name() -> anyhow::Result<
         ),
     ];
     for (name, pod_sc, sc, _, _) in &cases {
-        create_pod(&api, &pod(name, node, &image, pod_sc.clone(), sc.clone(), json!({}))?).await?;
+        create_pod(
+            &api,
+            &pod(name, node, &image, pod_sc.clone(), sc.clone(), json!({}))?,
+        )
+        .await?;
     }
     let client = admin_client(&cluster).await?;
     for (name, _, _, reason, field) in cases {
         let (got_reason, message) = wait_pod(&api, name, TIMEOUT, |p| {
             let s = p.status.as_ref()?;
-            (phase(p) == Some("Failed")).then(|| (s.reason.clone().unwrap_or_default(), s.message.clone().unwrap_or_default()))
+            (phase(p) == Some("Failed")).then(|| {
+                (
+                    s.reason.clone().unwrap_or_default(),
+                    s.message.clone().unwrap_or_default(),
+                )
+            })
         })
         .await?;
-        ensure!(got_reason == reason, "{name}: reason {got_reason}, message {message}");
-        ensure!(message.contains(field), "{name}: the message does not name {field}: {message}");
+        ensure!(
+            got_reason == reason,
+            "{name}: reason {got_reason}, message {message}"
+        );
+        ensure!(
+            message.contains(field),
+            "{name}: the message does not name {field}: {message}"
+        );
         let p = api.get(name).await?;
         let ran = p
             .status
@@ -161,14 +220,21 @@ async fn e2e_what_the_node_cannot_honour_is_refused_by_name() -> anyhow::Result<
         ensure!(!ran, "{name}: a container was created for a refused pod");
         let events = wait_for(&format!("the {reason} Event of {name}"), TIMEOUT, || async {
             let seen = events_about(&client, &ns.name, name).await?;
-            Ok(if seen.iter().any(|e| e.reason == reason && e.note.contains(field)) {
-                Ok(seen)
-            } else {
-                Err(format!("{seen:?}"))
-            })
+            Ok(
+                if seen.iter().any(|e| e.reason == reason && e.note.contains(field)) {
+                    Ok(seen)
+                } else {
+                    Err(format!("{seen:?}"))
+                },
+            )
         })
         .await?;
-        ensure!(events.iter().all(|e| e.type_ != "Normal" || e.reason != "Started"), "{events:?}");
+        ensure!(
+            events
+                .iter()
+                .all(|e| e.type_ != "Normal" || e.reason != "Started"),
+            "{events:?}"
+        );
     }
     Ok(())
 }
@@ -211,7 +277,8 @@ async fn e2e_run_as_non_root_with_a_root_image_waits_with_the_kubelets_message()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e2e_a_container_over_its_memory_limit_is_oom_killed_as_the_kubelet_reports_it() -> anyhow::Result<()> {
+async fn e2e_a_container_over_its_memory_limit_is_oom_killed_as_the_kubelet_reports_it() -> anyhow::Result<()>
+{
     let Some((cluster, ns)) = setup("e2e-oom").await? else {
         return Ok(());
     };

@@ -350,7 +350,10 @@ async fn e2e_a_malformed_annotation_is_reported_once_per_error() -> anyhow::Resu
         })
     })
     .await?;
-    assert!(first[0].contains("select the container by index or by name"), "{first:?}");
+    assert!(
+        first[0].contains("select the container by index or by name"),
+        "{first:?}"
+    );
 
     // A change of the object that leaves the same error reports nothing new.
     let mut relabelled: Value = serde_json::from_str(&deployment(

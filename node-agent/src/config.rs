@@ -96,7 +96,11 @@ pub struct Config {
 
     /// Directory of the node's seccomp profiles (`seccompProfile.type: Localhost` names a
     /// file in it).
-    #[arg(long, env = "BERTH_SECCOMP_PROFILE_ROOT", default_value = "/var/lib/berth/seccomp")]
+    #[arg(
+        long,
+        env = "BERTH_SECCOMP_PROFILE_ROOT",
+        default_value = "/var/lib/berth/seccomp"
+    )]
     pub seccomp_profile_root: PathBuf,
 
     /// The cluster DNS Service's addresses, comma-separated (as the kubelet's `--cluster-dns`);

@@ -60,7 +60,10 @@ pub enum Base {
 pub fn base(pod: &Pod, cluster: &ClusterDns) -> (Base, bool) {
     let spec = pod.spec.as_ref();
     let host_network = spec.and_then(|s| s.host_network) == Some(true);
-    let wants_cluster = match spec.and_then(|s| s.dns_policy.as_deref()).unwrap_or("ClusterFirst") {
+    let wants_cluster = match spec
+        .and_then(|s| s.dns_policy.as_deref())
+        .unwrap_or("ClusterFirst")
+    {
         "None" => return (Base::Empty, false),
         "Default" => false,
         "ClusterFirstWithHostNet" => true,
@@ -136,7 +139,9 @@ mod tests {
     }
 
     fn host() -> ResolvConf {
-        parse_resolv_conf("# generated\nnameserver 10.0.0.2\nnameserver 10.0.0.3 # second\nsearch corp.example\noptions edns0\n")
+        parse_resolv_conf(
+            "# generated\nnameserver 10.0.0.2\nnameserver 10.0.0.3 # second\nsearch corp.example\noptions edns0\n",
+        )
     }
 
     fn cluster() -> ClusterDns {
@@ -160,7 +165,12 @@ mod tests {
         assert_eq!(d.servers, vec!["10.215.0.10"]);
         assert_eq!(
             d.searches,
-            vec!["shop.svc.cluster.local", "svc.cluster.local", "cluster.local", "corp.example"]
+            vec![
+                "shop.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+                "corp.example"
+            ]
         );
         assert_eq!(d.options, vec!["ndots:5"]);
         assert_eq!(base(&pod(None, None), &ClusterDns::default()), (Base::Host, true));
@@ -191,6 +201,10 @@ mod tests {
         assert_eq!(d.options, vec!["ndots:2", "edns0"]);
         let d = pod_dns(&pod(None, Some(config)), &host(), &cluster());
         assert_eq!(d.servers, vec!["10.215.0.10", "1.2.3.4"]);
-        assert_eq!(d.options, vec!["ndots:2", "edns0"], "a pod's option replaces the default");
+        assert_eq!(
+            d.options,
+            vec!["ndots:2", "edns0"],
+            "a pod's option replaces the default"
+        );
     }
 }

@@ -41,7 +41,8 @@ pub async fn run(
                 tokio::time::sleep(*d).await;
                 Ok(())
             }
-            Action::Check(Check::Exec { command }) => match cri.exec_sync(id, command.clone(), timeout).await {
+            Action::Check(Check::Exec { command }) => match cri.exec_sync(id, command.clone(), timeout).await
+            {
                 Ok((0, _)) => Ok(()),
                 Ok((code, out)) => Err(failure(hooks::exec_error(command, code, &out), out)),
                 Err(e) => Err(failure(e.to_string(), String::new())),
@@ -65,7 +66,9 @@ pub async fn run(
                     .map(|_| ())
                     .map_err(|e| failure(e, String::new()))
             }
-            Action::Check(Check::Tcp { .. }) => Err(failure("invalid handler: tcpSocket".into(), String::new())),
+            Action::Check(Check::Tcp { .. }) => {
+                Err(failure("invalid handler: tcpSocket".into(), String::new()))
+            }
         }
     };
     match tokio::time::timeout(timeout, work).await {
@@ -119,9 +122,25 @@ pub(crate) async fn post_start(
     };
     let message = hooks::failure_message(pod, &spec, &f);
     warn!(container = name, error = %f.error, "postStart hook failed; killing the container");
-    publish(shared, pod, EventType::Warning, Hook::PostStart.failure_reason(), message).await;
+    publish(
+        shared,
+        pod,
+        EventType::Warning,
+        Hook::PostStart.failure_reason(),
+        message,
+    )
+    .await;
     let note = Hook::PostStart.failure_reason().to_string();
-    kill(shared, pod, id, name, lifecycle::grace_period(pod), pod_ip, Some(note)).await
+    kill(
+        shared,
+        pod,
+        id,
+        name,
+        lifecycle::grace_period(pod),
+        pod_ip,
+        Some(note),
+    )
+    .await
 }
 
 /// Stops container `name` (runtime id `id`) with `grace`: its preStop hook first, if it has
@@ -146,14 +165,29 @@ pub(crate) async fn kill(
         let outcome = run_spec(&shared.cri, id, &spec, pod_ip, budget).await;
         ran = t.elapsed();
         match outcome {
-            Ok(()) => debug!(container = name, ran_ms = ran.as_millis(), "preStop hook completed"),
+            Ok(()) => debug!(
+                container = name,
+                ran_ms = ran.as_millis(),
+                "preStop hook completed"
+            ),
             Err(f) if f.timed_out => {
-                warn!(container = name, grace_s = grace.as_secs(), "preStop hook did not complete in the grace period")
+                warn!(
+                    container = name,
+                    grace_s = grace.as_secs(),
+                    "preStop hook did not complete in the grace period"
+                )
             }
             Err(f) => {
                 warn!(container = name, error = %f.error, "preStop hook failed");
                 let message = hooks::failure_message(pod, &spec, &f);
-                publish(shared, pod, EventType::Warning, Hook::PreStop.failure_reason(), message).await;
+                publish(
+                    shared,
+                    pod,
+                    EventType::Warning,
+                    Hook::PreStop.failure_reason(),
+                    message,
+                )
+                .await;
             }
         }
     }

@@ -64,7 +64,12 @@ fn handlers_that_cannot_run_fail() {
         "postStart": {"tcpSocket": {"port": 80}},
         "preStop": {"exec": {"command": []}},
     }));
-    assert!(hook_spec(&p, "app", Hook::PostStart).expect("hook").action.is_err());
+    assert!(
+        hook_spec(&p, "app", Hook::PostStart)
+            .expect("hook")
+            .action
+            .is_err()
+    );
     assert!(hook_spec(&p, "app", Hook::PreStop).expect("hook").action.is_err());
     let p = pod(serde_json::json!({"preStop": {"httpGet": {"port": "nope"}}}));
     assert!(hook_spec(&p, "app", Hook::PreStop).expect("hook").action.is_err());
@@ -77,11 +82,17 @@ fn pre_stop_runs_only_with_grace_and_the_stop_gets_what_is_left() {
     assert_eq!(spec.hook, Hook::PreStop);
     assert_eq!(budget, Duration::from_secs(30));
     assert_eq!(pre_stop(&p, "app", Duration::ZERO), None, "no grace, no hook");
-    assert_eq!(pre_stop(&pod(serde_json::json!({})), "app", Duration::from_secs(30)), None);
+    assert_eq!(
+        pre_stop(&pod(serde_json::json!({})), "app", Duration::from_secs(30)),
+        None
+    );
 
     let grace = Duration::from_secs(30);
     assert_eq!(stop_grace(grace, Duration::ZERO), grace);
-    assert_eq!(stop_grace(grace, Duration::from_secs(10)), Duration::from_secs(20));
+    assert_eq!(
+        stop_grace(grace, Duration::from_secs(10)),
+        Duration::from_secs(20)
+    );
     // Never less than the minimum, even when the hook took it all or there was none.
     assert_eq!(stop_grace(grace, Duration::from_secs(30)), MIN_STOP_GRACE);
     assert_eq!(stop_grace(grace, Duration::from_secs(99)), MIN_STOP_GRACE);

@@ -60,9 +60,23 @@ pub enum Action {
     DeletePod,
 }
 
-/// A remembered failure to pull the image of a container.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What failed before a container could start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Pulling its image (`ErrImagePull`, then `ImagePullBackOff`).
+    #[default]
+    Pull,
+    /// Building its configuration (`CreateContainerConfigError`): a `runAsNonRoot` the image
+    /// breaks, a missing ConfigMap or Secret.
+    Config,
+}
+
+/// A remembered failure to start a container (its image pull or its configuration), retried
+/// with back-off.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PullFailure {
+    /// What failed.
+    pub kind: FailureKind,
     /// The image that failed.
     pub image: String,
     /// Consecutive failures.
@@ -236,7 +250,12 @@ pub fn init_progress(pod: &Pod, obs: &Observed, sandbox_id: &str, now: i64) -> I
         match in_sandbox(&name) {
             None => return Init::Start { name, replace: None },
             Some(c) if c.state == State::Running => return Init::Running,
-            Some(c) if c.state != State::Exited => return Init::Start { name, replace: Some(c.id) },
+            Some(c) if c.state != State::Exited => {
+                return Init::Start {
+                    name,
+                    replace: Some(c.id),
+                };
+            }
             Some(c) if c.exit_code == 0 => {}
             Some(c) => {
                 return match restart(policy, &c, now) {
@@ -319,6 +338,23 @@ fn plan_deletion(pod: &Pod, obs: &Observed) -> Plan {
     plan
 }
 
+/// The actions for a pod that admission refused ([`crate::admission`]): nothing starts, and
+/// whatever runs (started before the refusal, by an older agent) stops; sandboxes stop too.
+pub fn plan_rejected(pod: &Pod, obs: &Observed) -> Plan {
+    let mut plan = Plan::default();
+    for c in obs.containers.iter().filter(|c| c.state != State::Exited) {
+        plan.actions.push(Action::KillContainer {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            grace: grace_period(pod),
+        });
+    }
+    for s in obs.sandboxes.iter().filter(|s| s.ready) {
+        plan.actions.push(Action::StopSandbox { id: s.id.clone() });
+    }
+    plan
+}
+
 /// Decides the next actions for `pod` given what the runtime holds (`obs`), remembered pull
 /// failures by container name, and the time `now` (Unix nanoseconds).
 pub fn plan(pod: &Pod, obs: &Observed, pulls: &HashMap<String, PullFailure>, now: i64) -> Plan {
@@ -348,7 +384,11 @@ pub fn plan(pod: &Pod, obs: &Observed, pulls: &HashMap<String, PullFailure>, now
     if pod_finished(pod, obs, now) {
         // Done: stop what still runs (past the deadline, or a failed init container under
         // Never), stop the sandbox, keep containers for status and logs.
-        let stale = |c: &&Container| plan.actions.iter().any(|a| matches!(a, Action::RemoveContainer { id } if *id == c.id));
+        let stale = |c: &&Container| {
+            plan.actions
+                .iter()
+                .any(|a| matches!(a, Action::RemoveContainer { id } if *id == c.id))
+        };
         let live: Vec<&Container> = obs
             .containers
             .iter()

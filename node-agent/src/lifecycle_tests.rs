@@ -185,6 +185,7 @@ fn pull_back_off_holds_the_start() {
             failures: 2,
             retry_at: 130 * SEC,
             message: "not found".into(),
+            ..Default::default()
         },
     )]);
     let p = plan(&pod("Always"), &obs, &pulls, 100 * SEC);
@@ -263,7 +264,15 @@ pub(crate) fn init_pod(policy: &str) -> Pod {
 }
 
 /// Container `name` (runtime id `id`) in sandbox `sandbox`.
-pub(crate) fn named(name: &str, id: &str, attempt: u32, state: State, exit: i32, finished_s: i64, sandbox: &str) -> Container {
+pub(crate) fn named(
+    name: &str,
+    id: &str,
+    attempt: u32,
+    state: State,
+    exit: i32,
+    finished_s: i64,
+    sandbox: &str,
+) -> Container {
     let mut c = container(id, attempt, state, exit, finished_s);
     c.name = name.into();
     c.sandbox_id = sandbox.into();
@@ -283,7 +292,10 @@ fn init_containers_run_one_at_a_time_in_order_before_the_app() {
     let sb = || vec![sandbox("sb1", 0, true)];
     let now = 200 * SEC;
     let none = HashMap::new();
-    assert_eq!(plan(&p, &observed(sb(), vec![]), &none, now).actions, vec![start("a", 0)]);
+    assert_eq!(
+        plan(&p, &observed(sb(), vec![]), &none, now).actions,
+        vec![start("a", 0)]
+    );
     let a_runs = vec![named("a", "i1", 0, State::Running, 0, 100, "sb1")];
     let waiting = plan(&p, &observed(sb(), a_runs), &none, now);
     assert!(waiting.actions.is_empty(), "{waiting:?}");
@@ -295,10 +307,19 @@ fn init_containers_run_one_at_a_time_in_order_before_the_app() {
     );
     let b_done = named("b", "i2", 0, State::Exited, 0, 110, "sb1");
     assert_eq!(
-        plan(&p, &observed(sb(), vec![a_done.clone(), b_done.clone()]), &none, now).actions,
+        plan(
+            &p,
+            &observed(sb(), vec![a_done.clone(), b_done.clone()]),
+            &none,
+            now
+        )
+        .actions,
         vec![start("app", 0)]
     );
-    assert_eq!(init_progress(&p, &observed(sb(), vec![a_done, b_done]), "sb1", now), Init::Done);
+    assert_eq!(
+        init_progress(&p, &observed(sb(), vec![a_done, b_done]), "sb1", now),
+        Init::Done
+    );
 }
 
 #[test]
@@ -311,14 +332,20 @@ fn a_failed_init_container_restarts_with_back_off_unless_never() {
     let none = HashMap::new();
     for policy in ["Always", "OnFailure"] {
         let p = init_pod(policy);
-        assert_eq!(init_progress(&p, &obs, "sb1", 110 * SEC), Init::BackOff { at: 120 * SEC });
+        assert_eq!(
+            init_progress(&p, &obs, "sb1", 110 * SEC),
+            Init::BackOff { at: 120 * SEC }
+        );
         let early = plan(&p, &obs, &none, 110 * SEC);
         assert!(early.actions.is_empty(), "{early:?}");
         assert_eq!(plan(&p, &obs, &none, 121 * SEC).actions, vec![start("a", 2)]);
         assert!(!pod_finished(&p, &obs, 121 * SEC));
     }
     let p = init_pod("Never");
-    assert_eq!(init_progress(&p, &obs, "sb1", 121 * SEC), Init::Failed { name: "a".into() });
+    assert_eq!(
+        init_progress(&p, &obs, "sb1", 121 * SEC),
+        Init::Failed { name: "a".into() }
+    );
     assert!(init_failed_for_good(&p, &obs));
     assert!(pod_finished(&p, &obs, 121 * SEC));
     // The pod fails: its sandbox stops, nothing else starts.
@@ -337,7 +364,12 @@ fn a_new_sandbox_runs_the_init_containers_again() {
         named("b", "i2", 0, State::Exited, 0, 110, "sb1"),
     ];
     let none = HashMap::new();
-    let dead = plan(&p, &observed(vec![sandbox("sb1", 0, false)], done.clone()), &none, 200 * SEC);
+    let dead = plan(
+        &p,
+        &observed(vec![sandbox("sb1", 0, false)], done.clone()),
+        &none,
+        200 * SEC,
+    );
     assert_eq!(dead.actions.last(), Some(&Action::RunSandbox { attempt: 1 }));
     let fresh = observed(vec![sandbox("sb2", 1, true)], done);
     assert_eq!(plan(&p, &fresh, &none, 200 * SEC).actions, vec![start("a", 1)]);
@@ -351,9 +383,16 @@ fn app_restarts_and_image_changes_do_not_run_the_init_containers_again() {
     let none = HashMap::new();
     let crashed = observed(
         vec![sandbox("sb1", 0, true)],
-        vec![a.clone(), named("app", "c1", 0, State::Exited, 1, 150, "sb1"), b.clone()],
+        vec![
+            a.clone(),
+            named("app", "c1", 0, State::Exited, 1, 150, "sb1"),
+            b.clone(),
+        ],
     );
-    assert_eq!(plan(&p, &crashed, &none, 200 * SEC).actions, vec![start("app", 1)]);
+    assert_eq!(
+        plan(&p, &crashed, &none, 200 * SEC).actions,
+        vec![start("app", 1)]
+    );
     let mut old = named("app", "c1", 0, State::Running, 0, 150, "sb1");
     old.spec_image = "10.213.0.1:5000/berth/demo:v0".into();
     let changed = observed(vec![sandbox("sb1", 0, true)], vec![a, old, b]);
@@ -406,6 +445,7 @@ fn an_init_container_pull_back_off_holds_its_start() {
             failures: 2,
             retry_at: 130 * SEC,
             message: "not found".into(),
+            ..Default::default()
         },
     )]);
     let held = plan(&p, &obs, &pulls, 100 * SEC);

@@ -263,7 +263,11 @@ mod tests {
     #[test]
     fn taints_are_the_registered_nodes_once_it_exists() {
         let fresh = node_object(&cfg(), &HostInfo::default());
-        assert_eq!(with_taints_of(&fresh, None), fresh, "a new Node gets the agent's taints");
+        assert_eq!(
+            with_taints_of(&fresh, None),
+            fresh,
+            "a new Node gets the agent's taints"
+        );
         let mut lifted = fresh.clone();
         lifted.spec.as_mut().unwrap().taints = None;
         let again = with_taints_of(&fresh, Some(&lifted));

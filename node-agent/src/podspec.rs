@@ -129,8 +129,18 @@ pub fn container_config(
             image: c.image.clone().unwrap_or_default(),
             ..Default::default()
         }),
-        command: c.command.iter().flatten().map(|s| crate::env::expand_with(s, &env)).collect(),
-        args: c.args.iter().flatten().map(|s| crate::env::expand_with(s, &env)).collect(),
+        command: c
+            .command
+            .iter()
+            .flatten()
+            .map(|s| crate::env::expand_with(s, &env))
+            .collect(),
+        args: c
+            .args
+            .iter()
+            .flatten()
+            .map(|s| crate::env::expand_with(s, &env))
+            .collect(),
         working_dir: c.working_dir.clone().unwrap_or_default(),
         envs: env,
         log_path: format!("{}/{attempt}.log", c.name),

@@ -39,7 +39,11 @@ pub const GUARANTEED_OOM_SCORE_ADJ: i64 = -997;
 /// The OOM score of BestEffort containers.
 pub const BEST_EFFORT_OOM_SCORE_ADJ: i64 = 1000;
 
-fn amount(map: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, name: &str, milli: bool) -> Option<i64> {
+fn amount(
+    map: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    name: &str,
+    milli: bool,
+) -> Option<i64> {
     let q = map?.get(name)?;
     if milli {
         quantity::milli_value(&q.0)
@@ -64,7 +68,11 @@ pub fn qos(pod: &Pod) -> Qos {
     };
     let mut any = false;
     let mut guaranteed = true;
-    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
         let r = c.resources.as_ref();
         for (name, milli) in [("cpu", true), ("memory", false)] {
             let req = requests(r, name, milli).filter(|v| *v != 0);
@@ -177,7 +185,10 @@ mod tests {
         assert_eq!(qos(&pod(vec![container(&[], &[])])), Qos::BestEffort);
         assert_eq!(qos(&pod(vec![container(&both, &both)])), Qos::Guaranteed);
         assert_eq!(qos(&pod(vec![container(&[], &both)])), Qos::Guaranteed);
-        assert_eq!(qos(&pod(vec![container(&[("cpu", "100m")], &[])])), Qos::Burstable);
+        assert_eq!(
+            qos(&pod(vec![container(&[("cpu", "100m")], &[])])),
+            Qos::Burstable
+        );
         assert_eq!(
             qos(&pod(vec![container(&[("memory", "32Mi")], &both)])),
             Qos::Burstable
@@ -202,7 +213,10 @@ mod tests {
         assert_eq!(r.cpu_quota, 50_000);
         assert_eq!(r.memory_limit_in_bytes, 64 << 20);
         let none = linux_resources(Qos::BestEffort, &container(&[], &[]), 8 * GIB);
-        assert_eq!((none.cpu_shares, none.cpu_quota, none.memory_limit_in_bytes), (2, 0, 0));
+        assert_eq!(
+            (none.cpu_shares, none.cpu_quota, none.memory_limit_in_bytes),
+            (2, 0, 0)
+        );
         assert_eq!(none.oom_score_adj, 1000);
         assert_eq!(cpu_quota(1), 1000, "the quota has a floor");
         assert_eq!(cpu_shares(1), 2, "shares have a floor");

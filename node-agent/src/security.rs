@@ -71,7 +71,9 @@ fn privileged(c: &Container) -> bool {
 /// The runtime's seccomp profile for a pod or container profile; unset is `Unconfined`, the
 /// kubelet 1.20 default. `root` is the node's directory of `Localhost` profiles.
 pub fn seccomp(profile: Option<&SeccompProfile>, root: &Path) -> SecurityProfile {
-    let (profile_type, localhost_ref) = match profile.map(|p| (p.type_.as_str(), p.localhost_profile.as_deref())) {
+    let (profile_type, localhost_ref) = match profile
+        .map(|p| (p.type_.as_str(), p.localhost_profile.as_deref()))
+    {
         Some(("RuntimeDefault", _)) => (ProfileType::RuntimeDefault, String::new()),
         Some(("Localhost", Some(file))) => (ProfileType::Localhost, root.join(file).display().to_string()),
         _ => (ProfileType::Unconfined, String::new()),
@@ -186,7 +188,12 @@ fn pod_label(pod: &Pod) -> String {
 /// as uid 0 (its own `runAsUser`, else the image's user), or whose image user is a name that
 /// cannot be checked. `image_uid`/`image_user` are what the runtime's ImageStatus reports
 /// (neither: the image runs as root).
-pub fn verify_run_as_non_root(pod: &Pod, c: &Container, image_uid: Option<i64>, image_user: &str) -> Result<(), String> {
+pub fn verify_run_as_non_root(
+    pod: &Pod,
+    c: &Container,
+    image_uid: Option<i64>,
+    image_user: &str,
+) -> Result<(), String> {
     if !run_as_non_root(pod, c) {
         return Ok(());
     }
@@ -199,7 +206,9 @@ pub fn verify_run_as_non_root(pod: &Pod, c: &Container, image_uid: Option<i64>, 
     // An image that names no user runs as root (the kubelet's `getImageUser`).
     let image_uid = image_uid.or(image_user.is_empty().then_some(0));
     match image_uid {
-        Some(0) => Err(format!("container has runAsNonRoot and image will run as root {who}")),
+        Some(0) => Err(format!(
+            "container has runAsNonRoot and image will run as root {who}"
+        )),
         None if !image_user.is_empty() => Err(format!(
             "container has runAsNonRoot and image has non-numeric user ({image_user}), cannot verify user is non-root {who}"
         )),

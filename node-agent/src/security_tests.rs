@@ -70,12 +70,19 @@ fn the_container_context_overrides_the_pods() {
     let c = container(&p, first(&p), Path::new(ROOT));
     assert_eq!(c.run_as_user.unwrap().value, 1001);
     assert_eq!(c.run_as_group.unwrap().value, 3000);
-    assert_eq!(c.supplemental_groups, vec![4000, 2000], "fsGroup joins the supplemental groups");
+    assert_eq!(
+        c.supplemental_groups,
+        vec![4000, 2000],
+        "fsGroup joins the supplemental groups"
+    );
     assert!(c.no_new_privs && c.readonly_rootfs);
     let caps = c.capabilities.unwrap();
     assert_eq!(caps.drop_capabilities, vec!["ALL"]);
     assert_eq!(caps.add_capabilities, vec!["NET_BIND_SERVICE"]);
-    assert_eq!(c.seccomp.unwrap().profile_type, ProfileType::RuntimeDefault as i32);
+    assert_eq!(
+        c.seccomp.unwrap().profile_type,
+        ProfileType::RuntimeDefault as i32
+    );
     let s = sandbox(&p, Path::new(ROOT));
     assert_eq!(s.run_as_user.unwrap().value, 1000);
     assert!(!s.privileged);
@@ -146,9 +153,18 @@ fn run_as_non_root_is_checked_against_the_image_user() {
     assert!(err.contains("non-numeric user (nobody)"), "{err}");
     let p = non_root(Some(0));
     let err = verify_run_as_non_root(&p, first(&p), Some(1234), "").unwrap_err();
-    assert!(err.starts_with("container's runAsUser breaks non-root policy"), "{err}");
+    assert!(
+        err.starts_with("container's runAsUser breaks non-root policy"),
+        "{err}"
+    );
     let p = non_root(Some(1000));
-    assert!(verify_run_as_non_root(&p, first(&p), Some(0), "").is_ok(), "runAsUser wins over the image");
+    assert!(
+        verify_run_as_non_root(&p, first(&p), Some(0), "").is_ok(),
+        "runAsUser wins over the image"
+    );
     let p = pod(None, None);
-    assert!(verify_run_as_non_root(&p, first(&p), Some(0), "").is_ok(), "not asked");
+    assert!(
+        verify_run_as_non_root(&p, first(&p), Some(0), "").is_ok(),
+        "not asked"
+    );
 }

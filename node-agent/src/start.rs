@@ -1,21 +1,23 @@
 //! Starting a container: pull its image per policy (a failed pull is remembered for back-off
-//! and reported), then create and start it in the pod's ready sandbox.
+//! and reported), check what its configuration needs (`runAsNonRoot` against the image's user;
+//! a failure is `CreateContainerConfigError`, retried with back-off), then create and start it
+//! in the pod's ready sandbox.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use tokio::sync::watch;
 use kube::runtime::events::EventType;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::backoff;
-use crate::hook_runner;
 use crate::error::{Error, Result};
+use crate::hook_runner;
 use crate::images::{self, PullPolicy};
-use crate::lifecycle::PullFailure;
+use crate::lifecycle::{FailureKind, PullFailure};
 use crate::observe::Observed;
-use crate::podspec;
 use crate::sync::{Memory, Shared, now_nanos, publish};
+use crate::{podspec, security};
 
 /// Pulls (per policy) and creates and starts container `name` (an app or an init container);
 /// a failed pull is remembered for back-off and reported, not returned as an error. An app
@@ -96,6 +98,7 @@ pub(crate) async fn start_container(
                         failures,
                         retry_at: now_nanos() + i64::try_from(delay.as_nanos()).unwrap_or(i64::MAX),
                         message,
+                        ..Default::default()
                     },
                 );
                 return Ok(());
@@ -109,6 +112,7 @@ pub(crate) async fn start_container(
                 failures: 2,
                 retry_at: now_nanos() + i64::try_from(backoff::MAX.as_nanos()).unwrap_or(i64::MAX),
                 message: format!("image {image} is not present and the pull policy is Never"),
+                ..Default::default()
             },
         );
         return Ok(());
@@ -116,14 +120,31 @@ pub(crate) async fn start_container(
     let Some(sandbox) = obs.ready_sandbox() else {
         return Ok(());
     };
+    let info = match present {
+        Some(info) => Some(info),
+        None => shared.cri.image_status(&image).await?,
+    };
+    let (uid, user) = info.as_ref().map_or((None, ""), |i| {
+        (i.uid.as_ref().map(|u| u.value), i.username.as_str())
+    });
+    // Unknown image (the runtime reports none): checked as an image without a user, i.e. root.
+    if let Err(message) = security::verify_run_as_non_root(pod, spec, uid, user) {
+        config_failed(shared, pod, mem, name, &image, message).await;
+        return Ok(());
+    }
     let pod_ip = sandbox.ip.clone().unwrap_or_default();
-    let config = podspec::container_config(pod, spec, attempt, &shared.facts, &pod_ip);
-    let sandbox_config = podspec::sandbox_config(pod, sandbox.attempt, &shared.log_root);
+    let Some(config) = crate::configure::configure(shared, pod, spec, attempt, &pod_ip, mem).await? else {
+        return Ok(());
+    };
+    let sandbox_config = podspec::sandbox_config(pod, sandbox.attempt, &shared.log_root, &shared.facts);
     let id = shared
         .cri
         .create_container(&sandbox.id, config, sandbox_config)
         .await?;
     shared.cri.start_container(&id).await?;
+    if mem.pulls.get(name).is_some_and(|p| p.kind == FailureKind::Config) {
+        mem.pulls.remove(name);
+    }
     shared.metrics.container_started();
     info!(container = name, id = %id, attempt, "container started");
     let note = if attempt == 0 {
@@ -133,4 +154,43 @@ pub(crate) async fn start_container(
     };
     publish(shared, pod, EventType::Normal, "Started", note).await;
     hook_runner::post_start(shared, pod, name, &id, sandbox.ip.as_deref(), updates).await
+}
+
+/// Remembers and reports that container `name` cannot be configured (`CreateContainerConfigError`
+/// with `message`, as the kubelet): it is retried with back-off, and an Event `Failed` says why.
+/// `message` must not hold secret contents.
+pub(crate) async fn config_failed(
+    shared: &Shared,
+    pod: &Pod,
+    mem: &mut Memory,
+    name: &str,
+    image: &str,
+    message: String,
+) {
+    let failures = mem
+        .pulls
+        .get(name)
+        .filter(|p| p.kind == FailureKind::Config)
+        .map_or(0, |p| p.failures)
+        + 1;
+    let delay = backoff::delay(failures);
+    warn!(container = name, failures, %message, "container configuration failed");
+    publish(
+        shared,
+        pod,
+        EventType::Warning,
+        "Failed",
+        format!("Error: {message}"),
+    )
+    .await;
+    mem.pulls.insert(
+        name.to_string(),
+        PullFailure {
+            kind: FailureKind::Config,
+            image: image.to_string(),
+            failures,
+            retry_at: now_nanos() + i64::try_from(delay.as_nanos()).unwrap_or(i64::MAX),
+            message,
+        },
+    );
 }

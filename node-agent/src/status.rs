@@ -291,7 +291,9 @@ pub fn unmet_readiness_gate(pod: &Pod) -> Option<String> {
     gates.iter().find_map(|g| {
         let t = &g.condition_type;
         match conditions.into_iter().flatten().find(|c| &c.type_ == t) {
-            None => Some(format!("corresponding condition of pod readiness gate {t:?} does not exist.")),
+            None => Some(format!(
+                "corresponding condition of pod readiness gate {t:?} does not exist."
+            )),
             Some(c) if c.status != "True" => Some(format!(
                 "the status of pod readiness gate {t:?} is not \"True\", but {}",
                 c.status
@@ -310,7 +312,14 @@ fn ready_condition(
     now: i64,
 ) -> PodCondition {
     match unmet_readiness_gate(pod).filter(|_| containers_ready) {
-        Some(gate) => condition(pod, "Ready", false, Some("ReadinessGatesNotReady"), Some(gate), now),
+        Some(gate) => condition(
+            pod,
+            "Ready",
+            false,
+            Some("ReadinessGatesNotReady"),
+            Some(gate),
+            now,
+        ),
         None => condition(pod, "Ready", containers_ready, reason, message, now),
     }
 }

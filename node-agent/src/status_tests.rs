@@ -195,7 +195,11 @@ fn init_status<'a>(s: &'a PodStatus, name: &str) -> &'a ContainerStatus {
 }
 
 fn condition_of<'a>(s: &'a PodStatus, t: &str) -> &'a PodCondition {
-    s.conditions.iter().flatten().find(|c| c.type_ == t).expect("condition")
+    s.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == t)
+        .expect("condition")
 }
 
 fn waiting_reason(c: &ContainerStatus) -> Option<&str> {
@@ -223,7 +227,10 @@ fn while_init_runs_the_pod_is_pending_and_not_initialized() {
     let init = condition_of(&s, "Initialized");
     assert_eq!(init.status, "False");
     assert_eq!(init.reason.as_deref(), Some("ContainersNotInitialized"));
-    assert_eq!(init.message.as_deref(), Some("containers with incomplete status: [a b]"));
+    assert_eq!(
+        init.message.as_deref(),
+        Some("containers with incomplete status: [a b]")
+    );
 }
 
 #[test]
@@ -243,8 +250,16 @@ fn once_init_succeeded_the_pod_is_initialized_and_runs() {
     for name in ["a", "b"] {
         let c = init_status(&s, name);
         assert!(c.ready, "{name}");
-        let t = c.state.as_ref().and_then(|st| st.terminated.as_ref()).expect("terminated");
-        assert_eq!(t.reason.as_deref(), Some("Completed"), "no CrashLoopBackOff under Always");
+        let t = c
+            .state
+            .as_ref()
+            .and_then(|st| st.terminated.as_ref())
+            .expect("terminated");
+        assert_eq!(
+            t.reason.as_deref(),
+            Some("Completed"),
+            "no CrashLoopBackOff under Always"
+        );
     }
     let init = condition_of(&s, "Initialized");
     assert_eq!((init.status.as_str(), init.reason.as_deref()), ("True", None));
@@ -262,12 +277,22 @@ fn a_failing_init_container_crash_loops_or_fails_the_pod_under_never() {
     let a = init_status(&s, "a");
     assert_eq!(waiting_reason(a), Some("CrashLoopBackOff"));
     assert_eq!(a.restart_count, 1);
-    assert!(a.last_state.as_ref().and_then(|l| l.terminated.as_ref()).is_some_and(|t| t.exit_code == 1));
+    assert!(
+        a.last_state
+            .as_ref()
+            .and_then(|l| l.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 1)
+    );
 
     let s = compute(&init_pod("Never"), &obs, &ctx(None, 105 * SEC));
     assert_eq!(s.phase.as_deref(), Some("Failed"));
     let a = init_status(&s, "a");
-    assert!(a.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 1));
+    assert!(
+        a.state
+            .as_ref()
+            .and_then(|st| st.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 1)
+    );
     assert_eq!(condition_of(&s, "Initialized").status, "False");
 }
 
@@ -322,7 +347,10 @@ fn ready_waits_for_the_readiness_gates() {
     }]);
     let ready = |p: &Pod| {
         let s = compute(p, &obs, &ctx(None, 100 * SEC));
-        (condition_of(&s, "ContainersReady").status.clone(), condition_of(&s, "Ready").clone())
+        (
+            condition_of(&s, "ContainersReady").status.clone(),
+            condition_of(&s, "Ready").clone(),
+        )
     };
     let (containers, r) = ready(&p);
     assert_eq!((containers.as_str(), r.status.as_str()), ("True", "False"));
@@ -334,7 +362,13 @@ fn ready_waits_for_the_readiness_gates() {
         ..Default::default()
     };
     p.status.get_or_insert_with(Default::default).conditions = Some(vec![gate("False")]);
-    assert!(ready(&p).1.message.unwrap().contains("is not \"True\", but False"));
+    assert!(
+        ready(&p)
+            .1
+            .message
+            .unwrap()
+            .contains("is not \"True\", but False")
+    );
     p.status.as_mut().unwrap().conditions = Some(vec![gate("True")]);
     assert_eq!(ready(&p).1.status, "True");
 }

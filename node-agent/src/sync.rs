@@ -164,7 +164,15 @@ async fn sync_pod(
     }
     if lifecycle::deadline_exceeded(pod, now_nanos()) {
         let note = lifecycle::DEADLINE_MESSAGE.to_string();
-        publish_once(shared, pod, mem, EventType::Normal, lifecycle::DEADLINE_REASON, note).await;
+        publish_once(
+            shared,
+            pod,
+            mem,
+            EventType::Normal,
+            lifecycle::DEADLINE_REASON,
+            note,
+        )
+        .await;
     }
     let acted = !plan.actions.is_empty();
     // Consecutive kills run side by side (each runs its preStop hook within the grace
@@ -338,7 +346,12 @@ async fn run_probes(
 }
 
 /// Stops containers (id, name, grace) side by side, each after its preStop hook.
-async fn kill_all(shared: &Shared, pod: &Pod, obs: &Observed, kills: Vec<(String, String, Duration)>) -> Result<()> {
+async fn kill_all(
+    shared: &Shared,
+    pod: &Pod,
+    obs: &Observed,
+    kills: Vec<(String, String, Duration)>,
+) -> Result<()> {
     let ip = obs.ready_sandbox().and_then(|s| s.ip.clone());
     let stops = kills.iter().map(|(id, name, grace)| {
         let note = format!("Stopping container {name}");
@@ -360,7 +373,15 @@ async fn execute(
         Action::RunSandbox { attempt } => {
             if crate::dns::base(pod, &shared.facts.cluster_dns).1 {
                 let note = "pod: the node has no cluster DNS configured (berth-agent --cluster-dns) and cannot create the pod using the \"ClusterFirst\" policy; falling back to the \"Default\" policy";
-                publish_once(shared, pod, mem, EventType::Warning, "MissingClusterDNS", note.to_string()).await;
+                publish_once(
+                    shared,
+                    pod,
+                    mem,
+                    EventType::Warning,
+                    "MissingClusterDNS",
+                    note.to_string(),
+                )
+                .await;
             }
             let config = podspec::sandbox_config(pod, attempt, &shared.log_root, &shared.facts);
             let dir = config.log_directory.clone();
@@ -377,7 +398,9 @@ async fn execute(
             cri.stop_pod_sandbox(&id).await?;
             cri.remove_pod_sandbox(&id).await?;
         }
-        Action::KillContainer { id, name, grace } => kill_all(shared, pod, obs, vec![(id, name, grace)]).await?,
+        Action::KillContainer { id, name, grace } => {
+            kill_all(shared, pod, obs, vec![(id, name, grace)]).await?
+        }
         Action::RemoveContainer { id } => cri.remove_container(&id).await?,
         Action::StartContainer { name, attempt } => {
             crate::start::start_container(shared, pod, obs, mem, &name, attempt, updates).await?

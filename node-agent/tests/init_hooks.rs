@@ -44,12 +44,18 @@ fn fake_api() -> (kube::Client, Seen) {
                 .unwrap_or_else(|e| e.into_inner())
                 .push((method.clone(), path.clone(), body.clone()));
             let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default"}}"#;
-            let (code, answer) = if path.contains("/secrets/") || path.contains("/configmaps/") || path.contains("/services/") {
+            let (code, answer) = if path.contains("/secrets/")
+                || path.contains("/configmaps/")
+                || path.contains("/services/")
+            {
                 (404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_string())
             } else if method == "POST" && path.contains("/events") {
                 (201, body)
             } else if path.split('?').next().is_some_and(|p| p.ends_with("/services")) {
-                (200, r#"{"apiVersion":"v1","kind":"ServiceList","metadata":{},"items":[]}"#.to_string())
+                (
+                    200,
+                    r#"{"apiVersion":"v1","kind":"ServiceList","metadata":{},"items":[]}"#.to_string(),
+                )
             } else {
                 (200, pod.to_string())
             };
@@ -74,7 +80,9 @@ struct Harness {
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     let (fake, endpoint) = FakeCri::start(dir.path()).await;
-    let cri = CriClient::connect(&endpoint).await.expect("connecting to FakeCri");
+    let cri = CriClient::connect(&endpoint)
+        .await
+        .expect("connecting to FakeCri");
     let (client, seen) = fake_api();
     let shared = Arc::new(Shared {
         client: client.clone(),
@@ -162,7 +170,9 @@ fn event(seen: &Seen, reason: &str) -> bool {
     seen.lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .any(|(m, p, b)| m == "POST" && p.contains("/events") && b.contains(&format!("\"reason\":\"{reason}\"")))
+        .any(|(m, p, b)| {
+            m == "POST" && p.contains("/events") && b.contains(&format!("\"reason\":\"{reason}\""))
+        })
 }
 
 /// The id of container `name`'s attempt `attempt` in state `state`, if there is one.
@@ -204,7 +214,11 @@ async fn init_containers_run_one_at_a_time_in_order_before_the_app() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(names(&h.fake, "i1"), vec!["first"], "nothing else starts while it runs");
+    assert_eq!(
+        names(&h.fake, "i1"),
+        vec!["first"],
+        "nothing else starts while it runs"
+    );
 
     let first = container(&h.fake, "i1", "first", 0, RUNNING).expect("first");
     h.fake.exit(&first, 0, 1, 0);
@@ -216,22 +230,29 @@ async fn init_containers_run_one_at_a_time_in_order_before_the_app() {
 
     let second = container(&h.fake, "i1", "second", 0, RUNNING).expect("second");
     h.fake.exit(&second, 0, 1, 0);
-    until("app running", 10, || container(&h.fake, "i1", "app", 0, RUNNING).is_some()).await;
+    until("app running", 10, || {
+        container(&h.fake, "i1", "app", 0, RUNNING).is_some()
+    })
+    .await;
     until("Running and initialized", 10, || {
         last_status(&h.seen).is_some_and(|s| {
             s["phase"] == "Running"
                 && s["initContainerStatuses"][1]["state"]["terminated"]["reason"] == "Completed"
                 && s["initContainerStatuses"][1]["ready"] == true
-                && s["conditions"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Initialized" && c["status"] == "True"))
+                && s["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Initialized" && c["status"] == "True")
+                })
         })
     })
     .await;
     // The app exits and restarts: the init containers do not run again.
     let app = container(&h.fake, "i1", "app", 0, RUNNING).expect("app");
     h.fake.exit(&app, 1, 5, 15);
-    until("app restarted", 10, || container(&h.fake, "i1", "app", 1, RUNNING).is_some()).await;
+    until("app restarted", 10, || {
+        container(&h.fake, "i1", "app", 1, RUNNING).is_some()
+    })
+    .await;
     let inits = h
         .fake
         .containers_of("i1")
@@ -244,7 +265,10 @@ async fn init_containers_run_one_at_a_time_in_order_before_the_app() {
 #[tokio::test]
 async fn a_failed_init_container_under_never_fails_the_pod() {
     let h = harness().await;
-    let p = pod("i2", json!({"restartPolicy": "Never", "initContainers": [init("setup")]}));
+    let p = pod(
+        "i2",
+        json!({"restartPolicy": "Never", "initContainers": [init("setup")]}),
+    );
     let _tx = sync::spawn_worker(h.shared.clone(), Arc::new(p));
     until("init container running", 10, || {
         container(&h.fake, "i2", "setup", 0, RUNNING).is_some()
@@ -263,7 +287,11 @@ async fn a_failed_init_container_under_never_fails_the_pod() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(names(&h.fake, "i2"), vec!["setup"], "neither the app nor a retry started");
+    assert_eq!(
+        names(&h.fake, "i2"),
+        vec!["setup"],
+        "neither the app nor a retry started"
+    );
 }
 
 #[tokio::test]
@@ -272,8 +300,14 @@ async fn a_failed_post_start_hook_kills_the_container_and_it_restarts() {
     let hook = json!({"lifecycle": {"postStart": {"exec": {"command": ["warm-up"]}}}});
     let p = pod("h1", json!({"containers": app_with(hook)}));
     let _tx = sync::spawn_worker(h.shared.clone(), Arc::new(p));
-    until("FailedPostStartHook Event", 10, || event(&h.seen, "FailedPostStartHook")).await;
-    until("first attempt killed", 10, || container(&h.fake, "h1", "app", 0, EXITED).is_some()).await;
+    until("FailedPostStartHook Event", 10, || {
+        event(&h.seen, "FailedPostStartHook")
+    })
+    .await;
+    until("first attempt killed", 10, || {
+        container(&h.fake, "h1", "app", 0, EXITED).is_some()
+    })
+    .await;
     let first = container(&h.fake, "h1", "app", 0, EXITED).expect("first");
     let calls = h.fake.calls();
     let at = |c: &str| calls.iter().position(|x| x == c).unwrap_or(usize::MAX);
@@ -295,7 +329,8 @@ async fn a_failed_post_start_hook_kills_the_container_and_it_restarts() {
     .await;
     until("Running, restartCount 1", 10, || {
         last_status(&h.seen).is_some_and(|s| {
-            s["phase"] == "Running" && s["containerStatuses"][0]["restartCount"] == 1
+            s["phase"] == "Running"
+                && s["containerStatuses"][0]["restartCount"] == 1
                 && s["containerStatuses"][0]["state"]["running"].is_object()
         })
     })
@@ -309,7 +344,10 @@ async fn a_pre_stop_hook_runs_before_the_container_is_stopped() {
     let p = pod("h2", json!({"containers": app_with(hook)}));
     h.fake.exec_succeeds("drain now");
     let tx = sync::spawn_worker(h.shared.clone(), Arc::new(p.clone()));
-    until("app running", 10, || container(&h.fake, "h2", "app", 0, RUNNING).is_some()).await;
+    until("app running", 10, || {
+        container(&h.fake, "h2", "app", 0, RUNNING).is_some()
+    })
+    .await;
     let id = container(&h.fake, "h2", "app", 0, RUNNING).expect("app");
     let mut deleting = p.clone();
     deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -333,7 +371,10 @@ async fn a_failing_pre_stop_hook_is_reported_and_the_stop_goes_on() {
     let hook = json!({"lifecycle": {"preStop": {"exec": {"command": ["drain"]}}}});
     let p = pod("h3", json!({"containers": app_with(hook)}));
     let tx = sync::spawn_worker(h.shared.clone(), Arc::new(p.clone()));
-    until("app running", 10, || container(&h.fake, "h3", "app", 0, RUNNING).is_some()).await;
+    until("app running", 10, || {
+        container(&h.fake, "h3", "app", 0, RUNNING).is_some()
+    })
+    .await;
     let mut deleting = p.clone();
     deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::now(),

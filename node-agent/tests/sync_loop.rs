@@ -45,12 +45,18 @@ fn fake_api() -> (kube::Client, Seen) {
                 .unwrap_or_else(|e| e.into_inner())
                 .push((method.clone(), path.clone(), body.clone()));
             let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default"}}"#;
-            let (code, answer) = if path.contains("/secrets/") || path.contains("/configmaps/") || path.contains("/services/") {
+            let (code, answer) = if path.contains("/secrets/")
+                || path.contains("/configmaps/")
+                || path.contains("/services/")
+            {
                 (404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_string())
             } else if method == "POST" && path.contains("/events") {
                 (201, body)
             } else if path.split('?').next().is_some_and(|p| p.ends_with("/services")) {
-                (200, r#"{"apiVersion":"v1","kind":"ServiceList","metadata":{},"items":[]}"#.to_string())
+                (
+                    200,
+                    r#"{"apiVersion":"v1","kind":"ServiceList","metadata":{},"items":[]}"#.to_string(),
+                )
             } else {
                 (200, pod.to_string())
             };
@@ -92,14 +98,16 @@ async fn harness() -> Harness {
         facts: NodeFacts {
             node_name: "node-1".into(),
             host_ip: "192.0.2.1".into(),
+            ..Default::default()
         },
-        runtime_name: "fake".into(),
-        log_root: dir.path().join("logs"),
-        metrics: Metrics::new(),
+        policy: Default::default(),
         volumes: berth_agent::volumes::Settings {
             root: dir.path().join("root"),
             ..Default::default()
         },
+        runtime_name: "fake".into(),
+        log_root: dir.path().join("logs"),
+        metrics: Metrics::new(),
     });
     Harness {
         fake,

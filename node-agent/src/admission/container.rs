@@ -22,7 +22,14 @@ pub const RESOURCE_FIELDS: [&str; 6] = [
     "requests.ephemeral-storage",
 ];
 
-pub(super) fn review(pod: &Pod, c: &Container, base: &str, policy: &NodePolicy, host_network: bool, r: &mut Review) {
+pub(super) fn review(
+    pod: &Pod,
+    c: &Container,
+    base: &str,
+    policy: &NodePolicy,
+    host_network: bool,
+    r: &mut Review,
+) {
     let Container {
         // Honoured.
         name: _,
@@ -77,7 +84,11 @@ pub(super) fn review(pod: &Pod, c: &Container, base: &str, policy: &NodePolicy, 
             }
         }
         if stop_signal.is_some() {
-            r.refuse(format!("{base}.lifecycle.stopSignal"), Why::Unsupported, "not implemented");
+            r.refuse(
+                format!("{base}.lifecycle.stopSignal"),
+                Why::Unsupported,
+                "not implemented",
+            );
         }
     }
     for (probe, name) in [
@@ -117,7 +128,11 @@ pub(super) fn review(pod: &Pod, c: &Container, base: &str, policy: &NodePolicy, 
         );
     }
     if volume_devices.as_ref().is_some_and(|v| !v.is_empty()) {
-        r.refuse(format!("{base}.volumeDevices"), Why::Unsupported, "block devices are not implemented");
+        r.refuse(
+            format!("{base}.volumeDevices"),
+            Why::Unsupported,
+            "block devices are not implemented",
+        );
     }
     let privileged = security_context
         .as_ref()
@@ -160,7 +175,11 @@ fn review_env_source(from: &EnvVarSource, field: &str, r: &mut Review) {
 
 fn review_probe(p: &Probe, field: &str, r: &mut Review) {
     if p.grpc.is_some() {
-        r.refuse(format!("{field}.grpc"), Why::Unsupported, "gRPC probes are not implemented");
+        r.refuse(
+            format!("{field}.grpc"),
+            Why::Unsupported,
+            "gRPC probes are not implemented",
+        );
     }
     if let Some(scheme) = p
         .http_get
@@ -190,7 +209,11 @@ fn review_resources(res: &ResourceRequirements, field: &str, r: &mut Review) {
         requests,
     } = res;
     if claims.as_ref().is_some_and(|c| !c.is_empty()) {
-        r.refuse(format!("{field}.claims"), Why::Unsupported, "resource claims are not implemented");
+        r.refuse(
+            format!("{field}.claims"),
+            Why::Unsupported,
+            "resource claims are not implemented",
+        );
     }
     for name in limits.iter().flatten().map(|(k, _)| k) {
         if name != "cpu" && name != "memory" {
@@ -233,7 +256,11 @@ pub(super) fn review_seccomp(p: Option<&SeccompProfile>, field: &str, r: &mut Re
             Why::Unsupported,
             "a Localhost profile needs a relative path inside the node's seccomp directory",
         ),
-        (other, _) => r.refuse(field, Why::Unsupported, format!("unknown seccomp profile type {other:?}")),
+        (other, _) => r.refuse(
+            field,
+            Why::Unsupported,
+            format!("unknown seccomp profile type {other:?}"),
+        ),
     }
 }
 
@@ -263,10 +290,18 @@ fn review_security(sc: &SecurityContext, base: &str, policy: &NodePolicy, r: &mu
         );
     }
     if proc_mount.as_deref().is_some_and(|m| m != "Default") {
-        r.refuse(format!("{base}.procMount"), Why::Unsupported, "only the Default /proc mount is implemented");
+        r.refuse(
+            format!("{base}.procMount"),
+            Why::Unsupported,
+            "only the Default /proc mount is implemented",
+        );
     }
     if se_linux_options.is_some() {
-        r.refuse(format!("{base}.seLinuxOptions"), Why::Unsupported, "SELinux is not enabled on this node");
+        r.refuse(
+            format!("{base}.seLinuxOptions"),
+            Why::Unsupported,
+            "SELinux is not enabled on this node",
+        );
     }
     review_seccomp(seccomp_profile.as_ref(), &format!("{base}.seccompProfile"), r);
     if windows_options.is_some() {

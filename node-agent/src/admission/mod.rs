@@ -103,7 +103,10 @@ impl Review {
             .collect();
         Some(Rejection {
             reason,
-            message: format!("Pod was rejected: berth-agent cannot honour {}", fields.join("; ")),
+            message: format!(
+                "Pod was rejected: berth-agent cannot honour {}",
+                fields.join("; ")
+            ),
         })
     }
 

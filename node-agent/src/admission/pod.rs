@@ -63,7 +63,11 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
         subdomain,
     } = spec;
     if let Some(p) = dns_policy.as_deref().filter(|p| !DNS_POLICIES.contains(p)) {
-        r.refuse("spec.dnsPolicy", Why::Unsupported, format!("unknown DNS policy {p:?}"));
+        r.refuse(
+            "spec.dnsPolicy",
+            Why::Unsupported,
+            format!("unknown DNS policy {p:?}"),
+        );
     }
     // enableServiceLinks: honoured (crate::env::service_vars).
     let _ = enable_service_links;
@@ -90,16 +94,32 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
         }
     }
     if *host_users == Some(false) {
-        r.refuse("spec.hostUsers", Why::Unsupported, "user namespaces are not implemented");
+        r.refuse(
+            "spec.hostUsers",
+            Why::Unsupported,
+            "user namespaces are not implemented",
+        );
     }
     if let Some(name) = os.as_ref().map(|o| o.name.as_str()).filter(|n| *n != "linux") {
-        r.refuse("spec.os.name", Why::Unsupported, format!("this node runs linux, not {name}"));
+        r.refuse(
+            "spec.os.name",
+            Why::Unsupported,
+            format!("this node runs linux, not {name}"),
+        );
     }
     if resource_claims.as_ref().is_some_and(|c| !c.is_empty()) {
-        r.refuse("spec.resourceClaims", Why::Unsupported, "dynamic resource allocation is not implemented");
+        r.refuse(
+            "spec.resourceClaims",
+            Why::Unsupported,
+            "dynamic resource allocation is not implemented",
+        );
     }
     if resources.is_some() {
-        r.refuse("spec.resources", Why::Unsupported, "pod-level resources are not implemented");
+        r.refuse(
+            "spec.resources",
+            Why::Unsupported,
+            "pod-level resources are not implemented",
+        );
     }
     if runtime_class_name.as_ref().is_some_and(|n| !n.is_empty()) {
         r.refuse(
@@ -118,7 +138,14 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
     }
     let host_network = *host_network == Some(true);
     for c in containers {
-        container::review(pod, c, &format!("spec.containers[{}]", c.name), policy, host_network, r);
+        container::review(
+            pod,
+            c,
+            &format!("spec.containers[{}]", c.name),
+            policy,
+            host_network,
+            r,
+        );
     }
     for c in init_containers.iter().flatten() {
         // Honoured (crate::lifecycle::init_progress); their fields are decided as an app
@@ -135,7 +162,13 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
     volumes::review(volumes.as_deref().unwrap_or_default(), spec, policy, r);
 }
 
-fn review_pod_security(pod: &Pod, sc: &PodSecurityContext, host_network: bool, policy: &NodePolicy, r: &mut Review) {
+fn review_pod_security(
+    pod: &Pod,
+    sc: &PodSecurityContext,
+    host_network: bool,
+    policy: &NodePolicy,
+    r: &mut Review,
+) {
     let PodSecurityContext {
         // Honoured (crate::security).
         fs_group: _,
@@ -156,10 +189,17 @@ fn review_pod_security(pod: &Pod, sc: &PodSecurityContext, host_network: bool, p
     let base = "spec.securityContext";
     container::review_app_armor(app_armor_profile.as_ref(), &format!("{base}.appArmorProfile"), r);
     if se_linux_options.is_some() {
-        r.refuse(format!("{base}.seLinuxOptions"), Why::Unsupported, "SELinux is not enabled on this node");
+        r.refuse(
+            format!("{base}.seLinuxOptions"),
+            Why::Unsupported,
+            "SELinux is not enabled on this node",
+        );
     }
     container::review_seccomp(seccomp_profile.as_ref(), &format!("{base}.seccompProfile"), r);
-    if supplemental_groups_policy.as_deref().is_some_and(|p| p != "Merge") {
+    if supplemental_groups_policy
+        .as_deref()
+        .is_some_and(|p| p != "Merge")
+    {
         r.refuse(
             format!("{base}.supplementalGroupsPolicy"),
             Why::Unsupported,
@@ -182,15 +222,20 @@ fn review_pod_security(pod: &Pod, sc: &PodSecurityContext, host_network: bool, p
 /// `net.*` with the host's network.
 pub fn sysctl_allowed(name: &str, host_network: bool, policy: &NodePolicy) -> Result<(), String> {
     let allowed = SAFE_SYSCTLS.contains(&name)
-        || policy.allowed_unsafe_sysctls.iter().any(|a| match a.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => a == name,
-        });
+        || policy
+            .allowed_unsafe_sysctls
+            .iter()
+            .any(|a| match a.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => a == name,
+            });
     if !allowed {
         return Err(format!("forbidden sysctl: {name:?} not allowlisted"));
     }
     if host_network && name.starts_with("net.") {
-        return Err(format!("forbidden sysctl: {name:?} not allowed with host net enabled"));
+        return Err(format!(
+            "forbidden sysctl: {name:?} not allowed with host net enabled"
+        ));
     }
     Ok(())
 }

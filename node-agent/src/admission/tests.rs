@@ -1,7 +1,7 @@
 use super::*;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, ResourceRequirements,
-    SELinuxOptions, SecurityContext, Sysctl, Volume,
+    Capabilities, Container, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    ResourceRequirements, SELinuxOptions, SecurityContext, Sysctl, Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -61,13 +61,17 @@ fn what_cannot_be_honoured_is_refused_by_name() {
     let rejection = r.rejection().expect("refused");
     assert_eq!(rejection.reason, "Unsupported");
     assert!(
-        rejection
-            .message
-            .starts_with("Pod was rejected: berth-agent cannot honour spec.containers[app].securityContext.procMount"),
+        rejection.message.starts_with(
+            "Pod was rejected: berth-agent cannot honour spec.containers[app].securityContext.procMount"
+        ),
         "{}",
         rejection.message
     );
-    assert!(rejection.message.contains("spec.containers[app].securityContext.seLinuxOptions (SELinux"));
+    assert!(
+        rejection
+            .message
+            .contains("spec.containers[app].securityContext.seLinuxOptions (SELinux")
+    );
 }
 
 #[test]
@@ -80,7 +84,10 @@ fn privilege_and_host_namespaces_need_the_nodes_permission() {
     let closed = NodePolicy::default();
     assert_eq!(
         refused(&p, &closed),
-        vec!["spec.hostNetwork", "spec.containers[app].securityContext.privileged"]
+        vec![
+            "spec.hostNetwork",
+            "spec.containers[app].securityContext.privileged"
+        ]
     );
     assert_eq!(review(&p, &closed).rejection().unwrap().reason, "Forbidden");
     let open = NodePolicy {
@@ -111,7 +118,11 @@ fn sysctls_outside_the_safe_set_are_forbidden() {
     assert_eq!(r.refused.len(), 1);
     let rejection = r.rejection().unwrap();
     assert_eq!(rejection.reason, "SysctlForbidden");
-    assert!(rejection.message.contains(r#"forbidden sysctl: "kernel.msgmax" not allowlisted"#));
+    assert!(
+        rejection
+            .message
+            .contains(r#"forbidden sysctl: "kernel.msgmax" not allowlisted"#)
+    );
     let kernel = NodePolicy {
         allowed_unsafe_sysctls: vec!["kernel.msg*".into()],
         ..Default::default()
@@ -176,8 +187,10 @@ fn volumes_mounts_and_env_sources_the_agent_honours() {
 fn volume_decisions_that_refuse() {
     let mut c = app(None);
     c.volume_mounts = Some(
-        serde_json::from_value(serde_json::json!([{"name": "disk", "mountPath": "/d", "mountPropagation": "Bidirectional"}]))
-            .unwrap(),
+        serde_json::from_value(
+            serde_json::json!([{"name": "disk", "mountPath": "/d", "mountPropagation": "Bidirectional"}]),
+        )
+        .unwrap(),
     );
     let mut p = pod(c);
     p.spec.as_mut().unwrap().volumes = Some(
