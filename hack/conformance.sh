@@ -120,9 +120,10 @@ if ((ci)); then
 	[[ -s "$EXPECTED" ]] || die "$EXPECTED is empty or missing: run without --ci and --update-expected first"
 	run_focus="$(python3 - "$EXPECTED" <<-'EOF'
 		import re, sys
-		names = [" ".join(l.split()) for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
-		# The JUnit name is ginkgo's full text; the focus matches the same text.
-		print("|".join(re.escape(n.removeprefix("[k8s.io] ")) for n in names))
+		names = [l.split() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
+		# The JUnit name is ginkgo's full text; the focus matches the same text. Some names have
+		# two spaces where the list (whitespace-normalised) has one: words join on \s+.
+		print("|".join(r"\s+".join(re.escape(w) for w in (n[2:] if n[:2] == ["[k8s.io]"] else n)) for n in names))
 	EOF
 	)"
 elif [[ -n "$focus" ]]; then
