@@ -9,113 +9,18 @@
 //! after the agent restarts too), HTTP probes still reach the pod's IP.
 
 mod fake_cri;
+mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use berth_agent::cri::CriClient;
 use berth_agent::cri::api::ContainerState;
-use berth_agent::metrics::Metrics;
-use berth_agent::podspec::NodeFacts;
-use berth_agent::sync::{self, Shared};
+use berth_agent::sync::{self};
 use fake_cri::FakeCri;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::events::{Recorder, Reporter};
+use support::{harness, last_status, last_status_in, until};
 
 const RUNNING: i32 = ContainerState::ContainerRunning as i32;
 const EXITED: i32 = ContainerState::ContainerExited as i32;
-
-/// One request the agent sent to the API server: method, path and query, body.
-type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
-
-/// A kube client whose "API server" records every request and answers with a plausible body:
-/// the request body itself for writes, no Services, a minimal Pod otherwise, 404 for secrets,
-/// ConfigMaps and Services.
-fn fake_api() -> (kube::Client, Seen) {
-    let seen: Seen = Arc::default();
-    let log = seen.clone();
-    let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
-        let log = log.clone();
-        async move {
-            let method = req.method().to_string();
-            let path = req.uri().to_string();
-            let body = req.into_body().collect_bytes().await.unwrap_or_default();
-            let body = String::from_utf8_lossy(&body).into_owned();
-            log.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((method.clone(), path.clone(), body.clone()));
-            let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default"}}"#;
-            let (code, answer) = if path.contains("/secrets/")
-                || path.contains("/configmaps/")
-                || path.contains("/services/")
-            {
-                (404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.to_string())
-            } else if method == "POST" && path.contains("/events") {
-                (201, body)
-            } else if path.split('?').next().is_some_and(|p| p.ends_with("/services")) {
-                (
-                    200,
-                    r#"{"apiVersion":"v1","kind":"ServiceList","metadata":{},"items":[]}"#.to_string(),
-                )
-            } else {
-                (200, pod.to_string())
-            };
-            let resp = http::Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(kube::client::Body::from(answer.into_bytes()))
-                .expect("response");
-            Ok::<_, std::convert::Infallible>(resp)
-        }
-    });
-    (kube::Client::new(service, "default"), seen)
-}
-
-struct Harness {
-    fake: FakeCri,
-    shared: Arc<Shared>,
-    seen: Seen,
-    _dir: tempfile::TempDir,
-}
-
-async fn harness() -> Harness {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (fake, endpoint) = FakeCri::start(dir.path()).await;
-    let cri = CriClient::connect(&endpoint)
-        .await
-        .expect("connecting to FakeCri");
-    let (client, seen) = fake_api();
-    let shared = Arc::new(Shared {
-        client: client.clone(),
-        cri,
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "berth-agent".into(),
-                instance: Some("node-1".into()),
-            },
-        ),
-        facts: NodeFacts {
-            node_name: "node-1".into(),
-            host_ip: "192.0.2.1".into(),
-            ..Default::default()
-        },
-        policy: Default::default(),
-        volumes: berth_agent::volumes::Settings {
-            root: dir.path().join("root"),
-            ..Default::default()
-        },
-        runtime_name: "fake".into(),
-        log_root: dir.path().join("logs"),
-        metrics: Metrics::new(),
-    });
-    Harness {
-        fake,
-        shared,
-        seen,
-        _dir: dir,
-    }
-}
 
 fn pod(uid: &str, container: serde_json::Value) -> Pod {
     let mut c = serde_json::json!({"name": "app", "image": "registry.test/demo:v1"});
@@ -127,28 +32,6 @@ fn pod(uid: &str, container: serde_json::Value) -> Pod {
         "spec": {"nodeName": "node-1", "terminationGracePeriodSeconds": 1, "containers": [c]}
     }))
     .expect("pod")
-}
-
-/// Waits until `check` holds, at most `secs`.
-async fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The last status the agent wrote (server-side apply body of `.../pods/web/status`).
-fn last_status(seen: &Seen) -> Option<serde_json::Value> {
-    last_status_in(&seen.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-fn last_status_in(seen: &[(String, String, String)]) -> Option<serde_json::Value> {
-    seen.iter()
-        .rev()
-        .find(|(m, p, _)| m == "PATCH" && p.contains("/pods/web/status"))
-        .and_then(|(_, _, b)| serde_json::from_str::<serde_json::Value>(b).ok())
-        .map(|v| v["status"].clone())
 }
 
 fn running_attempt(fake: &FakeCri, uid: &str, attempt: u32) -> Option<String> {

@@ -8,117 +8,28 @@
 //! value reaches an Event or a status.
 
 mod fake_cri;
+mod support;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use berth_agent::cri::CriClient;
 use berth_agent::cri::api::ContainerState;
-use berth_agent::metrics::Metrics;
-use berth_agent::podspec::NodeFacts;
-use berth_agent::sync::{self, Shared};
+use berth_agent::sync::{self};
 use fake_cri::FakeCri;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::events::{Recorder, Reporter};
+use support::{Harness, Objects, events, harness_with, last_status, until};
 
 const RUNNING: i32 = ContainerState::ContainerRunning as i32;
 /// "s3cr3t-value" in base64.
 const SECRET_B64: &str = "czNjcjN0LXZhbHVl";
 const SECRET: &str = "s3cr3t-value";
 
-type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
-type Objects = Arc<Mutex<HashMap<String, serde_json::Value>>>;
-
-fn not_found() -> (u16, String) {
-    (
-        404,
-        r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.into(),
-    )
-}
-
-/// A fake API server: `objects` by path (`/api/v1/namespaces/default/configmaps/app`), lists
-/// of services, echoes for writes.
-fn fake_api(objects: Objects) -> (kube::Client, Seen) {
-    let seen: Seen = Arc::default();
-    let log = seen.clone();
-    let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
-        let log = log.clone();
-        let objects = objects.clone();
-        async move {
-            let method = req.method().to_string();
-            let uri = req.uri().to_string();
-            let path = req.uri().path().to_string();
-            let body = req.into_body().collect_bytes().await.unwrap_or_default();
-            let body = String::from_utf8_lossy(&body).into_owned();
-            log.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((method.clone(), uri.clone(), body.clone()));
-            let objs = objects.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let (code, answer) = if method == "GET" && path.ends_with("/services") {
-                let items: Vec<_> = objs
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(&format!("{path}/")))
-                    .map(|(_, v)| v.clone())
-                    .collect();
-                (200, serde_json::json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": items}).to_string())
-            } else if method == "GET"
-                && (path.contains("/configmaps/")
-                    || path.contains("/secrets/")
-                    || path.contains("/services/"))
-            {
-                match objs.get(&path) {
-                    Some(o) => (200, o.to_string()),
-                    None => not_found(),
-                }
-            } else if method == "POST" && path.ends_with("/token") {
-                (
-                    201,
-                    serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                    "spec": {"expirationSeconds": 3600, "audiences": []},
-                    "status": {"token": "tok", "expirationTimestamp": "2099-01-01T00:00:00Z"}})
-                    .to_string(),
-                )
-            } else if method == "POST" && path.contains("/events") {
-                (201, body)
-            } else {
-                (
-                    200,
-                    r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default"}}"#
-                        .to_string(),
-                )
-            };
-            let resp = http::Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(kube::client::Body::from(answer.into_bytes()))
-                .expect("response");
-            Ok::<_, std::convert::Infallible>(resp)
-        }
-    });
-    (kube::Client::new(service, "default"), seen)
-}
-
-struct Harness {
-    fake: FakeCri,
-    shared: Arc<Shared>,
-    seen: Seen,
-    objects: Objects,
-    root: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
 fn config_map(name: &str, data: serde_json::Value) -> serde_json::Value {
     serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}, "data": data})
 }
 
 async fn harness() -> Harness {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (fake, endpoint) = FakeCri::start(dir.path()).await;
-    let cri = CriClient::connect(&endpoint)
-        .await
-        .expect("connecting to FakeCri");
     let objects: Objects = Arc::default();
     {
         let mut o = objects.lock().unwrap();
@@ -138,41 +49,7 @@ async fn harness() -> Harness {
                 "spec": {"clusterIP": "10.215.0.1", "ports": [{"name": "https", "port": 443}]}}),
         );
     }
-    let (client, seen) = fake_api(objects.clone());
-    let root = dir.path().join("root");
-    let shared = Arc::new(Shared {
-        client: client.clone(),
-        cri,
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "berth-agent".into(),
-                instance: Some("node-1".into()),
-            },
-        ),
-        facts: NodeFacts {
-            node_name: "node-1".into(),
-            host_ip: "192.0.2.1".into(),
-            ..Default::default()
-        },
-        policy: Default::default(),
-        volumes: berth_agent::volumes::Settings {
-            root: root.clone(),
-            refresh: Some(Duration::from_millis(500)),
-            ..Default::default()
-        },
-        runtime_name: "fake".into(),
-        log_root: dir.path().join("logs"),
-        metrics: Metrics::new(),
-    });
-    Harness {
-        fake,
-        shared,
-        seen,
-        objects,
-        root,
-        _dir: dir,
-    }
+    harness_with(objects, Some(Duration::from_millis(500))).await
 }
 
 fn pod(uid: &str, spec: serde_json::Value) -> Pod {
@@ -184,33 +61,6 @@ fn pod(uid: &str, spec: serde_json::Value) -> Pod {
         "metadata": {"name": "web", "namespace": "default", "uid": uid}, "spec": s
     }))
     .expect("pod")
-}
-
-async fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn last_status(seen: &Seen) -> Option<serde_json::Value> {
-    seen.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .rev()
-        .find(|(m, p, _)| m == "PATCH" && p.contains("/pods/web/status"))
-        .and_then(|(_, _, b)| serde_json::from_str::<serde_json::Value>(b).ok())
-        .map(|v| v["status"].clone())
-}
-
-fn events(seen: &Seen) -> Vec<String> {
-    seen.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter(|(m, p, _)| m == "POST" && p.contains("/events"))
-        .map(|(_, _, b)| b.clone())
-        .collect()
 }
 
 fn running(fake: &FakeCri, uid: &str) -> Option<berth_agent::cri::api::ContainerConfig> {
