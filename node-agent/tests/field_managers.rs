@@ -161,7 +161,10 @@ fn fake_api() -> (kube::Client, Arc<Mutex<Server>>) {
                 "PATCH" => (200, s.apply(uri.path(), &manager, &body)),
                 "GET" => match s.objects.get(uri.path()) {
                     Some(o) => (200, o.clone()),
-                    None => (404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404})),
+                    None => (
+                        404,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+                    ),
                 },
                 _ => (405, json!({"kind": "Status", "apiVersion": "v1", "code": 405})),
             };

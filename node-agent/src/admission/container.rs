@@ -22,14 +22,7 @@ pub const RESOURCE_FIELDS: [&str; 6] = [
     "requests.ephemeral-storage",
 ];
 
-pub(super) fn review(
-    pod: &Pod,
-    c: &Container,
-    base: &str,
-    policy: &NodePolicy,
-    host_network: bool,
-    r: &mut Review,
-) {
+pub(super) fn review(c: &Container, base: &str, policy: &NodePolicy, r: &mut Review) {
     let Container {
         // Honoured.
         name: _,
@@ -42,9 +35,14 @@ pub(super) fn review(
         stdin: _,
         stdin_once: _,
         tty: _,
+        // envFrom: crate::env (configMapRef, secretRef, prefix, optional; invalid keys are
+        // skipped with an InvalidEnvironmentVariableNames Event, as the kubelet's).
+        env_from: _,
+        // terminationMessagePath: a file per container start mounted there, read into
+        // state.terminated.message (crate::termination).
+        termination_message_path: _,
         // Decided below.
         env,
-        env_from,
         lifecycle,
         liveness_probe,
         readiness_probe,
@@ -53,7 +51,6 @@ pub(super) fn review(
         resources,
         restart_policy,
         security_context,
-        termination_message_path,
         termination_message_policy,
         volume_devices,
         volume_mounts,
@@ -63,9 +60,6 @@ pub(super) fn review(
             review_env_source(from, &format!("{base}.env[{}].valueFrom", e.name), r);
         }
     }
-    // envFrom: honoured (crate::env: configMapRef, secretRef, prefix, optional; invalid keys
-    // are skipped with an InvalidEnvironmentVariableNames Event, as the kubelet's).
-    let _ = env_from;
     if let Some(Lifecycle {
         post_start,
         pre_stop,
@@ -113,10 +107,6 @@ pub(super) fn review(
     if let Some(sc) = security_context {
         review_security(sc, &format!("{base}.securityContext"), policy, r);
     }
-    let _ = host_network;
-    // terminationMessagePath: honoured (a file per container start mounted there, read into
-    // state.terminated.message: crate::termination); the policy File or FallbackToLogsOnError.
-    let _ = termination_message_path;
     if let Some(p) = termination_message_policy
         .as_deref()
         .filter(|p| !matches!(*p, "File" | "FallbackToLogsOnError"))
@@ -141,14 +131,16 @@ pub(super) fn review(
     for m in volume_mounts.iter().flatten() {
         review_mount(m, &format!("{base}.volumeMounts[{}]", m.name), privileged, r);
     }
-    let _ = pod;
 }
 
 fn review_env_source(from: &EnvVarSource, field: &str, r: &mut Review) {
     let EnvVarSource {
+        // crate::env; a missing object or key is the container's CreateContainerConfigError
+        // unless optional.
+        config_map_key_ref: _,
+        secret_key_ref: _,
+        // Decided below.
         field_ref,
-        config_map_key_ref,
-        secret_key_ref,
         resource_field_ref,
     } = from;
     if let Some(f) = field_ref.as_ref().filter(|f| !field_ref_supported(&f.field_path)) {
@@ -158,9 +150,6 @@ fn review_env_source(from: &EnvVarSource, field: &str, r: &mut Review) {
             format!("the field {:?} is not filled in", f.field_path),
         );
     }
-    // configMapKeyRef, secretKeyRef: honoured (crate::env; a missing object or key is the
-    // container's CreateContainerConfigError unless optional).
-    let _ = (config_map_key_ref, secret_key_ref);
     if let Some(rf) = resource_field_ref
         .as_ref()
         .filter(|rf| !RESOURCE_FIELDS.contains(&rf.resource.as_str()))

@@ -120,7 +120,7 @@ impl Review {
 pub fn review(pod: &Pod, policy: &NodePolicy) -> Review {
     let mut r = Review::default();
     if let Some(spec) = pod.spec.as_ref() {
-        pod::review_spec(pod, spec, policy, &mut r);
+        pod::review_spec(spec, policy, &mut r);
     }
     r
 }

@@ -1,6 +1,6 @@
 //! The decisions about the PodSpec's own fields and the pod's security context.
 
-use k8s_openapi::api::core::v1::{Pod, PodSecurityContext, PodSpec, Sysctl};
+use k8s_openapi::api::core::v1::{PodSecurityContext, PodSpec, Sysctl};
 
 use super::{NodePolicy, Review, Why, container, volumes};
 
@@ -16,7 +16,7 @@ pub const SAFE_SYSCTLS: [&str; 4] = [
 /// node's resolver, as the kubelet does, and says so in an Event).
 pub const DNS_POLICIES: [&str; 4] = ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"];
 
-pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mut Review) {
+pub(super) fn review_spec(spec: &PodSpec, policy: &NodePolicy, r: &mut Review) {
     let PodSpec {
         // Honoured: the agent's own job.
         containers,
@@ -35,6 +35,9 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
         share_process_namespace: _,
         readiness_gates: _, // Ready waits for their conditions (crate::status)
         active_deadline_seconds: _,
+        dns_config: _,           // merged into the sandbox's resolver (crate::dns)
+        enable_service_links: _, // crate::env::service_vars
+        subdomain: _,            // the pod's FQDN in its managed /etc/hosts
         // The scheduler's decisions, already made when the pod reaches the node.
         affinity: _,
         node_selector: _,
@@ -47,9 +50,7 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
         preemption_policy: _,
         overhead: _,
         // Decided below.
-        dns_config: _,
         dns_policy,
-        enable_service_links,
         host_aliases,
         host_ipc,
         host_network,
@@ -60,7 +61,6 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
         resources,
         runtime_class_name,
         set_hostname_as_fqdn,
-        subdomain,
     } = spec;
     if let Some(p) = dns_policy.as_deref().filter(|p| !DNS_POLICIES.contains(p)) {
         r.refuse(
@@ -69,8 +69,6 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
             format!("unknown DNS policy {p:?}"),
         );
     }
-    // enableServiceLinks: honoured (crate::env::service_vars).
-    let _ = enable_service_links;
     // hostAliases: honoured in the pod's managed /etc/hosts (crate::volumes::container),
     // which host-network pods do not get from the agent.
     if host_aliases.as_ref().is_some_and(|a| !a.is_empty()) && *host_network == Some(true) {
@@ -131,27 +129,16 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
     if *set_hostname_as_fqdn == Some(true) {
         r.refuse("spec.setHostnameAsFQDN", Why::Unsupported, "not implemented");
     }
-    // subdomain: honoured (the pod's FQDN in its managed /etc/hosts).
-    let _ = subdomain;
     if let Some(sc) = security_context {
-        review_pod_security(pod, sc, *host_network == Some(true), policy, r);
+        review_pod_security(sc, *host_network == Some(true), policy, r);
     }
-    let host_network = *host_network == Some(true);
     for c in containers {
-        container::review(
-            pod,
-            c,
-            &format!("spec.containers[{}]", c.name),
-            policy,
-            host_network,
-            r,
-        );
+        container::review(c, &format!("spec.containers[{}]", c.name), policy, r);
     }
     for c in init_containers.iter().flatten() {
         // Honoured (crate::lifecycle::init_progress); their fields are decided as an app
         // container's.
-        let field = format!("spec.initContainers[{}]", c.name);
-        container::review(pod, c, &field, policy, host_network, r);
+        container::review(c, &format!("spec.initContainers[{}]", c.name), policy, r);
     }
     for c in ephemeral_containers.iter().flatten() {
         r.ignore(
@@ -159,16 +146,10 @@ pub(super) fn review_spec(pod: &Pod, spec: &PodSpec, policy: &NodePolicy, r: &mu
             "ephemeral containers are not run",
         );
     }
-    volumes::review(volumes.as_deref().unwrap_or_default(), spec, policy, r);
+    volumes::review(volumes.as_deref().unwrap_or_default(), policy, r);
 }
 
-fn review_pod_security(
-    pod: &Pod,
-    sc: &PodSecurityContext,
-    host_network: bool,
-    policy: &NodePolicy,
-    r: &mut Review,
-) {
+fn review_pod_security(sc: &PodSecurityContext, host_network: bool, policy: &NodePolicy, r: &mut Review) {
     let PodSecurityContext {
         // Honoured (crate::security).
         fs_group: _,
@@ -179,7 +160,7 @@ fn review_pod_security(
         supplemental_groups: _,
         // Decided below.
         app_armor_profile,
-        se_linux_change_policy: _,
+        se_linux_change_policy: _, // moot: seLinuxOptions are refused
         se_linux_options,
         seccomp_profile,
         supplemental_groups_policy,
@@ -215,7 +196,6 @@ fn review_pod_security(
     if windows_options.is_some() {
         r.ignore(format!("{base}.windowsOptions"), "Windows only");
     }
-    let _ = pod;
 }
 
 /// The kubelet's sysctl admission: the safe set or the node's allowed unsafe ones, and no

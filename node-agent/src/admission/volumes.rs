@@ -1,11 +1,11 @@
 //! The decisions about the pod's volumes, by volume type.
 
-use k8s_openapi::api::core::v1::{PodSpec, Volume};
+use k8s_openapi::api::core::v1::Volume;
 
 use super::{NodePolicy, Review, Why};
 use crate::volumes::layout::{self, Kind};
 
-pub(super) fn review(volumes: &[Volume], spec: &PodSpec, policy: &NodePolicy, r: &mut Review) {
+pub(super) fn review(volumes: &[Volume], policy: &NodePolicy, r: &mut Review) {
     for v in volumes {
         let field = format!("spec.volumes[{}]", v.name);
         let Volume {
@@ -107,5 +107,4 @@ pub(super) fn review(volumes: &[Volume], spec: &PodSpec, policy: &NodePolicy, r:
             );
         }
     }
-    let _ = spec;
 }
