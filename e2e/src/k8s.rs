@@ -6,10 +6,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use k8s_openapi::api::core::v1::Pod;
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{ContainerState, Pod};
 
 use crate::cluster::LocalCluster;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, LogParams, PostParams};
 
 pub use crate::api::{TestNamespace, admin_client};
 
@@ -37,19 +39,47 @@ pub async fn wait_pod<T>(
     }
 }
 
-/// The waiting reason of the pod's first container.
-pub fn waiting_reason(pod: &Pod) -> Option<String> {
+/// The state of the pod's first container.
+pub fn first_state(pod: &Pod) -> Option<&ContainerState> {
     pod.status
         .as_ref()?
         .container_statuses
         .as_ref()?
         .first()?
         .state
-        .as_ref()?
-        .waiting
-        .as_ref()?
-        .reason
-        .clone()
+        .as_ref()
+}
+
+/// The waiting reason of the pod's first container.
+pub fn waiting_reason(pod: &Pod) -> Option<String> {
+    first_state(pod)?.waiting.as_ref()?.reason.clone()
+}
+
+/// What `container` of pod `name` reports about itself in its log: one `key=value` per line,
+/// then a line `done` (the last value of a key wins). Waits up to `timeout` for `done`.
+pub async fn log_report(
+    api: &Api<Pod>,
+    name: &str,
+    container: &str,
+    timeout: Duration,
+) -> anyhow::Result<HashMap<String, String>> {
+    crate::api::wait_for(&format!("the report of {name}/{container}"), timeout, || async {
+        let lp = LogParams {
+            container: Some(container.to_string()),
+            ..Default::default()
+        };
+        let text = api.logs(name, &lp).await.unwrap_or_default();
+        Ok(if text.lines().any(|l| l == "done") {
+            Ok(text
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect())
+        } else {
+            Err(format!("log so far: {text:?}"))
+        })
+    })
+    .await
 }
 
 /// The phase of the pod.

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use berth_e2e::api::{events_about, wait_for};
-use berth_e2e::k8s::{admin_client, create_pod, phase, setup, wait_pod};
+use berth_e2e::k8s::{admin_client, create_pod, first_state, log_report, phase, setup, wait_pod};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, LogParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -49,21 +49,9 @@ fn pod(
     }))?)
 }
 
-/// The report of pod `name`'s container, once it printed `done`.
+/// The report of pod `name`'s container ([`log_report`]).
 async fn report(api: &Api<Pod>, name: &str) -> anyhow::Result<HashMap<String, String>> {
-    wait_for(&format!("the report of {name}"), TIMEOUT, || async {
-        let text = api.logs(name, &LogParams::default()).await.unwrap_or_default();
-        Ok(if text.lines().any(|l| l == "done") {
-            Ok(text
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect())
-        } else {
-            Err(format!("log so far: {text:?}"))
-        })
-    })
-    .await
+    log_report(api, name, "app", TIMEOUT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,16 +244,7 @@ async fn e2e_run_as_non_root_with_a_root_image_waits_with_the_kubelets_message()
     )?;
     create_pod(&api, &p).await?;
     let message = wait_pod(&api, "rooty", TIMEOUT, |p| {
-        let w = p
-            .status
-            .as_ref()?
-            .container_statuses
-            .as_ref()?
-            .first()?
-            .state
-            .as_ref()?
-            .waiting
-            .clone()?;
+        let w = first_state(p)?.waiting.clone()?;
         (w.reason.as_deref() == Some("CreateContainerConfigError")).then(|| w.message.unwrap_or_default())
     })
     .await?;
@@ -295,16 +274,7 @@ async fn e2e_a_container_over_its_memory_limit_is_oom_killed_as_the_kubelet_repo
     }))?;
     create_pod(&api, &hog).await?;
     let reason = wait_pod(&api, "hog", TIMEOUT, |p| {
-        let t = p
-            .status
-            .as_ref()?
-            .container_statuses
-            .as_ref()?
-            .first()?
-            .state
-            .as_ref()?
-            .terminated
-            .clone()?;
+        let t = first_state(p)?.terminated.clone()?;
         Some(t.reason.unwrap_or_default())
     })
     .await?;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use berth_e2e::api::{events_about, wait_for};
-use berth_e2e::k8s::{admin_client, create_pod, setup, wait_pod, waiting_reason};
+use berth_e2e::k8s::{admin_client, create_pod, log_report, setup, wait_pod, waiting_reason};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, PostParams};
@@ -53,26 +53,9 @@ echo done
 while true; do echo "conf=$(cat /etc/cfg/app.conf)"; sleep 2; done
 "#;
 
-/// The report of `container` in pod `name`, once it printed `done` (the last value of a key
-/// wins).
+/// The report of `container` in pod `name` ([`log_report`]).
 async fn report(api: &Api<Pod>, name: &str, container: &str) -> anyhow::Result<HashMap<String, String>> {
-    wait_for(&format!("the report of {name}/{container}"), TIMEOUT, || async {
-        let lp = LogParams {
-            container: Some(container.to_string()),
-            ..Default::default()
-        };
-        let text = api.logs(name, &lp).await.unwrap_or_default();
-        Ok(if text.lines().any(|l| l == "done") {
-            Ok(text
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect())
-        } else {
-            Err(format!("log so far: {text:?}"))
-        })
-    })
-    .await
+    log_report(api, name, container, TIMEOUT).await
 }
 
 fn config_map(name: &str, conf: &str) -> anyhow::Result<ConfigMap> {
