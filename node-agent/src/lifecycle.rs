@@ -316,17 +316,21 @@ fn start_or_wait(
     }
 }
 
+/// Stops container `c` with the pod's grace period.
+fn kill(pod: &Pod, c: &Container) -> Action {
+    Action::KillContainer {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        grace: grace_period(pod),
+    }
+}
+
 /// The actions for a pod being deleted: stop containers with the grace period, stop and
 /// remove the sandboxes, then delete the Pod object.
 fn plan_deletion(pod: &Pod, obs: &Observed) -> Plan {
-    let grace = grace_period(pod);
     let mut plan = Plan::default();
     for c in obs.containers.iter().filter(|c| c.state != State::Exited) {
-        plan.actions.push(Action::KillContainer {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            grace,
-        });
+        plan.actions.push(kill(pod, c));
     }
     for c in &obs.containers {
         plan.actions.push(Action::RemoveContainer { id: c.id.clone() });
@@ -343,11 +347,7 @@ fn plan_deletion(pod: &Pod, obs: &Observed) -> Plan {
 pub fn plan_rejected(pod: &Pod, obs: &Observed) -> Plan {
     let mut plan = Plan::default();
     for c in obs.containers.iter().filter(|c| c.state != State::Exited) {
-        plan.actions.push(Action::KillContainer {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            grace: grace_period(pod),
-        });
+        plan.actions.push(kill(pod, c));
     }
     for s in obs.sandboxes.iter().filter(|s| s.ready) {
         plan.actions.push(Action::StopSandbox { id: s.id.clone() });
@@ -371,11 +371,7 @@ pub fn plan(pod: &Pod, obs: &Observed, pulls: &HashMap<String, PullFailure>, now
         let stale = obs.attempts(&c.name).position(|x| x.id == c.id).unwrap_or(0) >= 2;
         if !known || stale {
             if c.state != State::Exited {
-                plan.actions.push(Action::KillContainer {
-                    id: c.id.clone(),
-                    name: c.name.clone(),
-                    grace: grace_period(pod),
-                });
+                plan.actions.push(kill(pod, c));
             }
             plan.actions.push(Action::RemoveContainer { id: c.id.clone() });
         }
@@ -396,11 +392,7 @@ pub fn plan(pod: &Pod, obs: &Observed, pulls: &HashMap<String, PullFailure>, now
             .filter(|c| !stale(c))
             .collect();
         for c in live {
-            plan.actions.push(Action::KillContainer {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                grace: grace_period(pod),
-            });
+            plan.actions.push(kill(pod, c));
         }
         for s in obs.sandboxes.iter().filter(|s| s.ready) {
             plan.actions.push(Action::StopSandbox { id: s.id.clone() });
@@ -411,11 +403,7 @@ pub fn plan(pod: &Pod, obs: &Observed, pulls: &HashMap<String, PullFailure>, now
     // Sandboxes: the newest ready one is used; older or dead ones go.
     let Some(sandbox) = obs.ready_sandbox() else {
         for c in obs.containers.iter().filter(|c| c.state != State::Exited) {
-            plan.actions.push(Action::KillContainer {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                grace: grace_period(pod),
-            });
+            plan.actions.push(kill(pod, c));
         }
         for s in &obs.sandboxes {
             plan.actions.push(Action::RemoveSandbox { id: s.id.clone() });
@@ -458,20 +446,12 @@ pub fn plan(pod: &Pod, obs: &Observed, pulls: &HashMap<String, PullFailure>, now
             // Never started, or the sandbox is new: containers of a dead sandbox restart.
             None => start(&mut plan),
             Some(c) if c.sandbox_id != sandbox.id && c.state != State::Exited => {
-                plan.actions.push(Action::KillContainer {
-                    id: c.id.clone(),
-                    name: c.name.clone(),
-                    grace: grace_period(pod),
-                });
+                plan.actions.push(kill(pod, c));
             }
             Some(c) if c.sandbox_id != sandbox.id => start(&mut plan),
             Some(c) if c.state == State::Running && !c.spec_image.is_empty() && c.spec_image != *image => {
                 // The spec's image changed: replace the container.
-                plan.actions.push(Action::KillContainer {
-                    id: c.id.clone(),
-                    name: c.name.clone(),
-                    grace: grace_period(pod),
-                });
+                plan.actions.push(kill(pod, c));
                 plan.requeue = Some(Duration::ZERO);
             }
             Some(c) if c.state == State::Running => {}

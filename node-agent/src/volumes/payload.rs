@@ -103,6 +103,29 @@ fn secret_data(s: &Secret) -> HashMap<String, Vec<u8>> {
         .collect()
 }
 
+/// The keys of a ConfigMap or Secret (`data`, `None` when it does not exist) projected into
+/// `out`; `kind` and `missing_key` word the errors as the kubelet's.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call per volume source, all fields named there"
+)]
+fn object(
+    data: Option<HashMap<String, Vec<u8>>>,
+    kind: &str,
+    missing_key: &dyn Fn(&str) -> String,
+    name: &str,
+    items: Option<&Vec<KeyToPath>>,
+    default_mode: i32,
+    optional: bool,
+    out: &mut Payload,
+) -> Result<(), String> {
+    match data {
+        Some(data) => project(&data, items, default_mode, optional, missing_key, out),
+        None if optional => Ok(()),
+        None => Err(format!("{kind} {name:?} not found")),
+    }
+}
+
 fn config_map(
     inputs: &Inputs,
     name: &str,
@@ -111,18 +134,22 @@ fn config_map(
     optional: bool,
     out: &mut Payload,
 ) -> Result<(), String> {
-    match inputs.config_maps.get(name).and_then(Option::as_ref) {
-        Some(cm) => project(
-            &config_map_data(cm),
-            items,
-            default_mode,
-            optional,
-            &|k| format!("configmap references non-existent config key: {k}"),
-            out,
-        ),
-        None if optional => Ok(()),
-        None => Err(format!("configmap {name:?} not found")),
-    }
+    let data = inputs
+        .config_maps
+        .get(name)
+        .and_then(Option::as_ref)
+        .map(config_map_data);
+    let missing = |k: &str| format!("configmap references non-existent config key: {k}");
+    object(
+        data,
+        "configmap",
+        &missing,
+        name,
+        items,
+        default_mode,
+        optional,
+        out,
+    )
 }
 
 fn secret(
@@ -133,18 +160,9 @@ fn secret(
     optional: bool,
     out: &mut Payload,
 ) -> Result<(), String> {
-    match inputs.secrets.get(name).and_then(Option::as_ref) {
-        Some(s) => project(
-            &secret_data(s),
-            items,
-            default_mode,
-            optional,
-            &|k| format!("references non-existent secret key: {k}"),
-            out,
-        ),
-        None if optional => Ok(()),
-        None => Err(format!("secret {name:?} not found")),
-    }
+    let data = inputs.secrets.get(name).and_then(Option::as_ref).map(secret_data);
+    let missing = |k: &str| format!("references non-existent secret key: {k}");
+    object(data, "secret", &missing, name, items, default_mode, optional, out)
 }
 
 fn downward_items(
