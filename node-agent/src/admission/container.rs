@@ -47,7 +47,7 @@ pub(super) fn review(c: &Container, base: &str, policy: &NodePolicy, r: &mut Rev
         liveness_probe,
         readiness_probe,
         startup_probe,
-        resize_policy: _,
+        resize_policy: _, // moot: no in-place resize is offered (the 1.20 API server has none)
         resources,
         restart_policy,
         security_context,
