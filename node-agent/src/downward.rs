@@ -155,12 +155,13 @@ pub fn resource_field(
         "cpu" => {
             let v = quantity::milli_value(&text).ok_or_else(|| bad(&text))?;
             let d = quantity::milli_value(divisor).ok_or_else(|| bad(divisor))?;
-            ceil_div(v, d)
+            // The API server stores an unset divisor as "0": the kubelet reads it as 1.
+            ceil_div(v, if d == 0 { 1000 } else { d })
         }
         "memory" | "ephemeral-storage" => {
             let v = quantity::value(&text).ok_or_else(|| bad(&text))?;
             let d = quantity::value(divisor).ok_or_else(|| bad(divisor))?;
-            ceil_div(v, d)
+            ceil_div(v, d.max(1))
         }
         _ => return Err(ResourceError::Unsupported(sel.resource.clone())),
     };
@@ -252,6 +253,9 @@ mod tests {
         );
         assert_eq!(f("limits.cpu", Some("1m"), "bare").unwrap(), "2000");
         assert_eq!(f("requests.memory", None, "bare").unwrap(), "0");
+        // The API server stores an unset divisor as "0" (conformance's Downward API tests).
+        assert_eq!(f("limits.cpu", Some("0"), "app").unwrap(), "1");
+        assert_eq!(f("limits.memory", Some("0"), "app").unwrap(), (64u64 << 20).to_string());
         assert!(matches!(
             f("limits.gpu", None, "app"),
             Err(ResourceError::Unsupported(_))
