@@ -255,7 +255,10 @@ mod tests {
         assert_eq!(f("requests.memory", None, "bare").unwrap(), "0");
         // The API server stores an unset divisor as "0" (conformance's Downward API tests).
         assert_eq!(f("limits.cpu", Some("0"), "app").unwrap(), "1");
-        assert_eq!(f("limits.memory", Some("0"), "app").unwrap(), (64u64 << 20).to_string());
+        assert_eq!(
+            f("limits.memory", Some("0"), "app").unwrap(),
+            (64u64 << 20).to_string()
+        );
         assert!(matches!(
             f("limits.gpu", None, "app"),
             Err(ResourceError::Unsupported(_))
