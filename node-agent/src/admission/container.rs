@@ -174,7 +174,7 @@ fn review_probe(p: &Probe, field: &str, r: &mut Review) {
         .http_get
         .as_ref()
         .and_then(|h| h.scheme.as_deref())
-        .filter(|s| !s.eq_ignore_ascii_case("HTTP"))
+        .filter(|s| !matches!(*s, "HTTP" | "HTTPS"))
     {
         r.refuse(
             format!("{field}.httpGet.scheme"),

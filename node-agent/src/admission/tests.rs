@@ -235,3 +235,34 @@ fn limits_the_node_cannot_enforce_are_refused() {
         vec!["spec.containers[app].resources.limits[ephemeral-storage]"]
     );
 }
+
+#[test]
+fn http_and_https_probes_run_and_grpc_is_refused() {
+    use k8s_openapi::api::core::v1::{GRPCAction, HTTPGetAction, Probe};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let http = |scheme: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            port: IntOrString::Int(8443),
+            scheme: Some(scheme.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    for scheme in ["HTTP", "HTTPS"] {
+        let mut c = app(None);
+        c.readiness_probe = Some(http(scheme));
+        assert!(refused(&pod(c), &NodePolicy::default()).is_empty(), "{scheme}");
+    }
+    let mut c = app(None);
+    c.liveness_probe = Some(Probe {
+        grpc: Some(GRPCAction {
+            port: 9000,
+            service: None,
+        }),
+        ..Default::default()
+    });
+    assert_eq!(
+        refused(&pod(c), &NodePolicy::default()),
+        ["spec.containers[app].livenessProbe.grpc"]
+    );
+}
