@@ -11,6 +11,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
+use crate::grants::Grants;
 use crate::import::schedule::{LastCheck, Pacing};
 use crate::import::source::TagLookup;
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ pub struct Context {
     pub pacing: Pacing,
     /// Metrics.
     pub metrics: Metrics,
+    /// Which namespaces let which read their images (see [`crate::grants`]).
+    pub grants: Grants,
     checks: Mutex<HashMap<ObjectRef<ImageStreamTag>, LastCheck>>,
     pushed: Mutex<HashMap<ObjectRef<ImageStreamTag>, Push>>,
 }
@@ -55,6 +58,7 @@ impl Context {
         metrics: Metrics,
     ) -> Self {
         Self {
+            grants: Grants::new(client.clone()),
             client,
             tags,
             streams,

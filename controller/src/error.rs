@@ -40,6 +40,9 @@ pub enum Error {
     /// The leader-election Lease could not be managed.
     #[error("leader election: {0}")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
+    /// A decision needed more cross-namespace grants than it can (answers expired while others were asked).
+    #[error("the cross-namespace grants of this decision could not all be asked within {0} rounds")]
+    GrantsUnsettled(usize),
     /// This replica lost its Lease; it exits so that only one leader acts.
     #[error("lost the leader lease to another replica")]
     LostLeadership,
@@ -115,7 +118,7 @@ impl Class {
 pub fn classify(error: &Error) -> Class {
     match error {
         Error::Kube { source, .. } => classify_kube(source),
-        Error::Unreachable { .. } | Error::Lease(_) => Class::RetryLater,
+        Error::Unreachable { .. } | Error::Lease(_) | Error::GrantsUnsettled(_) => Class::RetryLater,
         Error::KubeConfig(_)
         | Error::CrdsMissing(_)
         | Error::Incomplete(_)

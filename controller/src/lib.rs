@@ -8,6 +8,7 @@ pub mod conditions;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod grants;
 pub mod import;
 pub mod leader;
 pub mod metrics;

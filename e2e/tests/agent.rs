@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use berth_e2e::api::wait_for;
 use berth_e2e::cluster::{LocalCluster, ipv4_in_cidr};
 use berth_e2e::http;
 use berth_e2e::k8s::{TestNamespace, admin_client, create_pod, phase, wait_pod, waiting_reason};
@@ -75,7 +76,19 @@ async fn e2e_agent_runs_a_pod_on_every_host_answering_http_and_logs() -> anyhow:
             "pod IP {ip} not in {}",
             node.pod_cidr
         );
-        let resp = http::get(&format!("{ip}:8080"), "/", Duration::from_secs(5)).await?;
+        // Running means the process started, not that it listens yet (no readiness probe here, as with the
+        // kubelet): give the server a few seconds.
+        let addr = format!("{ip}:8080");
+        let resp = wait_for(&format!("{addr} answers"), Duration::from_secs(15), || async {
+            Ok(match http::get(&addr, "/", Duration::from_secs(5)).await {
+                Ok(resp) => Ok(resp),
+                Err(e) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Err(format!("{e:#}"))
+                }
+            })
+        })
+        .await?;
         ensure!(
             resp.body.contains("berth-demo v1"),
             "pod answered {:?}",

@@ -17,6 +17,7 @@ use super::source::{self, Source};
 use super::status::{self, Decision, ImportEvent, Outcome};
 use crate::context::{Context, FIELD_MANAGER, PUSH_RECHECK, Push, TagSnapshot};
 use crate::error::{Error, Result};
+use crate::grants;
 use crate::metrics::ImportLabels;
 use crate::registry::{ImageReference, ResolveRequest};
 
@@ -44,7 +45,11 @@ async fn import_tag(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Actio
     let key = ObjectRef::from_obj(tag.as_ref());
     let now = jiff::Timestamp::now();
     let pushed = ctx.take_push_request(&key);
-    let source = source::source_of(&tag, &namespace, &TagSnapshot(ctx.tags.state()));
+    let snapshot = TagSnapshot(ctx.tags.state());
+    let source = ctx
+        .grants
+        .decide(|grants| source::source_of(&tag, &namespace, &snapshot, grants))
+        .await?;
     let due = schedule::reason_to_import(&tag, ctx.last_check(&key), ctx.pacing, now.as_second());
     let trigger = match (&source, pushed.is_some(), due) {
         (_, true, _) => "registry push",
@@ -112,12 +117,21 @@ async fn import_tag(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Actio
 
     let mut updated = (*tag).clone();
     updated.status = Some(decision.status);
-    Ok(action(schedule::plan(
-        &updated,
-        ctx.last_check(&key),
-        ctx.pacing,
-        now.as_second(),
-    )))
+    let plan = schedule::plan(&updated, ctx.last_check(&key), ctx.pacing, now.as_second());
+    // Nothing in this namespace changes when another one revokes its grant: look again now and then.
+    if plan.recheck_in.is_none() && !plan.import_now && reads_another_namespace(&tag, &namespace) {
+        return Ok(Action::requeue(grants::RECHECK));
+    }
+    Ok(action(plan))
+}
+
+/// Whether the tag names a tag or image of another namespace.
+fn reads_another_namespace(tag: &ImageStreamTag, namespace: &str) -> bool {
+    tag.spec
+        .from
+        .namespace
+        .as_deref()
+        .is_some_and(|ns| !ns.is_empty() && ns != namespace)
 }
 
 fn action(plan: Plan) -> Action {

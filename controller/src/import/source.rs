@@ -7,6 +7,7 @@ use berth_api::names::StreamTagRef;
 use berth_api::validation::is_sha256_digest;
 
 use super::status::Outcome;
+use crate::grants::{self, GrantLookup, GrantRequest, Refusal};
 use crate::registry::ImageReference;
 
 /// The longest alias chain followed before giving up.
@@ -29,16 +30,34 @@ pub trait TagLookup {
     fn tags_of(&self, namespace: &str, stream: &str) -> Vec<&ImageStreamTag>;
 }
 
-/// Decides the source of `tag`, in `namespace`.
-pub fn source_of(tag: &ImageStreamTag, namespace: &str, cache: &impl TagLookup) -> Source {
+/// Decides the source of `tag`, in `namespace`. Another namespace is read only as it grants (see
+/// [`crate::grants`]); a grant nobody knows yet is asked for.
+pub fn source_of(
+    tag: &ImageStreamTag,
+    namespace: &str,
+    cache: &impl TagLookup,
+    grants: &impl GrantLookup,
+) -> Result<Source, GrantRequest> {
     let from = &tag.spec.from;
-    match from.kind {
+    Ok(match from.kind {
         SourceKind::DockerImage => docker_image(&from.name, tag.spec.reference),
-        SourceKind::ImageStreamTag => Source::Known(follow_alias(tag, namespace, cache)),
+        SourceKind::ImageStreamTag => Source::Known(follow_alias(tag, namespace, cache, grants)?),
         SourceKind::ImageStreamImage => {
             let ns = from.namespace.as_deref().unwrap_or(namespace);
-            Source::Known(stream_image(&from.name, ns, cache))
+            Source::Known(match grants::require(grants, namespace, ns) {
+                Ok(()) => stream_image(&from.name, ns, cache),
+                Err(refusal) => forbidden(refusal, &from.name)?,
+            })
         }
+    })
+}
+
+/// A refused reference as an outcome (no digest, no word on what the other namespace holds), or the grant
+/// to ask for.
+fn forbidden(refusal: Refusal, what: &str) -> Result<Outcome, GrantRequest> {
+    match refusal {
+        Refusal::Ask(request) => Err(request),
+        Refusal::Forbidden(message) => Ok(failed(grants::REASON_FORBIDDEN, format!("{what}: {message}"))),
     }
 }
 
@@ -69,7 +88,14 @@ fn docker_image(name: &str, reference_only: bool) -> Source {
 }
 
 /// An alias takes the image of the end of its chain; loops, missing tags and long chains are reported.
-fn follow_alias(tag: &ImageStreamTag, namespace: &str, cache: &impl TagLookup) -> Outcome {
+///
+/// Each hop into another namespace needs that namespace's grant to the namespace of the tag that names it.
+fn follow_alias(
+    tag: &ImageStreamTag,
+    namespace: &str,
+    cache: &impl TagLookup,
+    grants: &impl GrantLookup,
+) -> Result<Outcome, GrantRequest> {
     let mut chain = vec![format!("{}:{}", tag.spec.stream, tag.spec.tag)];
     let mut current = tag;
     let mut current_ns = namespace.to_owned();
@@ -77,23 +103,25 @@ fn follow_alias(tag: &ImageStreamTag, namespace: &str, cache: &impl TagLookup) -
         let from = &current.spec.from;
         if from.kind != SourceKind::ImageStreamTag {
             let status = current.status.as_ref();
-            return match (
-                status.and_then(|s| s.digest.clone()),
-                status.and_then(|s| s.pull_spec.clone()),
-            ) {
-                (Some(digest), Some(pull_spec)) => Outcome::Resolved {
-                    digest,
-                    pull_spec,
-                    source: chain.join(" -> "),
-                },
-                _ => failed(
-                    "AliasTargetNotImported",
-                    format!(
-                        "{} has no image yet; this tag follows it once it is imported",
-                        chain.join(" -> ")
+            return Ok(
+                match (
+                    status.and_then(|s| s.digest.clone()),
+                    status.and_then(|s| s.pull_spec.clone()),
+                ) {
+                    (Some(digest), Some(pull_spec)) => Outcome::Resolved {
+                        digest,
+                        pull_spec,
+                        source: chain.join(" -> "),
+                    },
+                    _ => failed(
+                        "AliasTargetNotImported",
+                        format!(
+                            "{} has no image yet; this tag follows it once it is imported",
+                            chain.join(" -> ")
+                        ),
                     ),
-                ),
-            };
+                },
+            );
         }
         // `STREAM:TAG`, or just `TAG` for another tag of the same stream, as in OpenShift.
         let target = if from.name.contains(':') {
@@ -104,13 +132,16 @@ fn follow_alias(tag: &ImageStreamTag, namespace: &str, cache: &impl TagLookup) -
         let target = match target {
             Ok(t) => t,
             Err(e) => {
-                return failed(
+                return Ok(failed(
                     "InvalidReference",
                     format!("from.name of {}: {e}", chain.join(" -> ")),
-                );
+                ));
             }
         };
         let ns = from.namespace.clone().unwrap_or_else(|| current_ns.clone());
+        if let Err(refusal) = grants::require(grants, &current_ns, &ns) {
+            return forbidden(refusal, &chain.join(" -> "));
+        }
         let label = if ns == namespace {
             target.to_string()
         } else {
@@ -118,34 +149,34 @@ fn follow_alias(tag: &ImageStreamTag, namespace: &str, cache: &impl TagLookup) -
         };
         if chain.contains(&label) {
             chain.push(label);
-            return failed(
+            return Ok(failed(
                 "AliasLoop",
                 format!(
                     "the aliases form a loop: {}; point one of them at an image",
                     chain.join(" -> ")
                 ),
-            );
+            ));
         }
         chain.push(label);
         let Some(next) = cache.tag(&ns, &target.stream, &target.tag) else {
-            return failed(
+            return Ok(failed(
                 "NotFound",
                 format!(
                     "{} does not exist; create it or fix from.name",
                     chain.join(" -> ")
                 ),
-            );
+            ));
         };
         current = next;
         current_ns = ns;
     }
-    failed(
+    Ok(failed(
         "AliasChainTooLong",
         format!(
             "more than {MAX_ALIAS_DEPTH} aliases in a row: {}",
             chain.join(" -> ")
         ),
-    )
+    ))
 }
 
 /// `STREAM@sha256:...`: a digest some tag of the stream has pointed at.
@@ -186,6 +217,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::grants::FakeGrants;
     use berth_api::image::{ImageStreamTagSpec, ImageStreamTagStatus, TagEvent, TagSource};
 
     /// A cache held in a map, standing in for the controller's watch cache.
@@ -247,6 +279,11 @@ mod tests {
         )
     }
 
+    /// The source within one namespace: no grant is needed, so none is asked.
+    fn src(t: &ImageStreamTag, namespace: &str, c: &FakeCache) -> Source {
+        source_of(t, namespace, c, &FakeGrants::default()).expect("no grant needed")
+    }
+
     fn reason(source: Source) -> String {
         match source {
             Source::Known(Outcome::Failed { reason, .. }) => reason,
@@ -262,7 +299,7 @@ mod tests {
             SourceKind::DockerImage,
             "10.213.0.1:5000/berth/demo:v1",
         );
-        assert!(matches!(source_of(&t, "ns", &cache(vec![])), Source::Registry(_)));
+        assert!(matches!(src(&t, "ns", &cache(vec![])), Source::Registry(_)));
     }
 
     #[test]
@@ -275,7 +312,7 @@ mod tests {
         );
         let Source::Known(Outcome::Resolved {
             digest, pull_spec, ..
-        }) = source_of(&t, "ns", &cache(vec![]))
+        }) = src(&t, "ns", &cache(vec![]))
         else {
             panic!()
         };
@@ -286,7 +323,7 @@ mod tests {
         let mut t = tag("demo", "v1", SourceKind::DockerImage, "reg.example/demo:v1");
         t.spec.reference = true;
         assert!(matches!(
-            source_of(&t, "ns", &cache(vec![])),
+            src(&t, "ns", &cache(vec![])),
             Source::Known(Outcome::Recorded { .. })
         ));
     }
@@ -299,11 +336,7 @@ mod tests {
             "reg.example/demo@sha256:abc",
         ] {
             let t = tag("demo", "v1", SourceKind::DockerImage, bad);
-            assert_eq!(
-                reason(source_of(&t, "ns", &cache(vec![]))),
-                "InvalidReference",
-                "{bad}"
-            );
+            assert_eq!(reason(src(&t, "ns", &cache(vec![]))), "InvalidReference", "{bad}");
         }
     }
 
@@ -313,7 +346,7 @@ mod tests {
         let mid = tag("demo", "stable", SourceKind::ImageStreamTag, "v1");
         let top = tag("demo", "latest", SourceKind::ImageStreamTag, "demo:stable");
         let c = cache(vec![base, mid, top.clone()]);
-        let Source::Known(Outcome::Resolved { digest, source, .. }) = source_of(&top, "ns", &c) else {
+        let Source::Known(Outcome::Resolved { digest, source, .. }) = src(&top, "ns", &c) else {
             panic!()
         };
         assert_eq!(digest, D1);
@@ -325,12 +358,12 @@ mod tests {
         let a = tag("demo", "a", SourceKind::ImageStreamTag, "b");
         let b = tag("demo", "b", SourceKind::ImageStreamTag, "a");
         let c = cache(vec![a.clone(), b]);
-        assert_eq!(reason(source_of(&a, "ns", &c)), "AliasLoop");
+        assert_eq!(reason(src(&a, "ns", &c)), "AliasLoop");
         let lonely = tag("demo", "x", SourceKind::ImageStreamTag, "nothing");
-        assert_eq!(reason(source_of(&lonely, "ns", &cache(vec![]))), "NotFound");
+        assert_eq!(reason(src(&lonely, "ns", &cache(vec![]))), "NotFound");
         let waiting = tag("demo", "y", SourceKind::ImageStreamTag, "v1");
         let c = cache(vec![tag("demo", "v1", SourceKind::DockerImage, "reg/demo:v1")]);
-        assert_eq!(reason(source_of(&waiting, "ns", &c)), "AliasTargetNotImported");
+        assert_eq!(reason(src(&waiting, "ns", &c)), "AliasTargetNotImported");
     }
 
     #[test]
@@ -350,7 +383,7 @@ mod tests {
             D1,
         ));
         let first = tags[0].clone();
-        assert_eq!(reason(source_of(&first, "ns", &cache(tags))), "AliasChainTooLong");
+        assert_eq!(reason(src(&first, "ns", &cache(tags))), "AliasChainTooLong");
     }
 
     #[test]
@@ -366,7 +399,7 @@ mod tests {
             &format!("demo@{D1}"),
         );
         assert!(matches!(
-            source_of(&t, "ns", &c),
+            src(&t, "ns", &c),
             Source::Known(Outcome::Resolved { .. })
         ));
         let t = tag(
@@ -375,6 +408,120 @@ mod tests {
             SourceKind::ImageStreamImage,
             &format!("demo@sha256:{}", "2".repeat(64)),
         );
-        assert_eq!(reason(source_of(&t, "ns", &c)), "NotFound");
+        assert_eq!(reason(src(&t, "ns", &c)), "NotFound");
+    }
+
+    /// `tag` in namespace `ns`, with `from.namespace` set.
+    fn in_ns(
+        ns: &str,
+        mut t: ImageStreamTag,
+        from_ns: Option<&str>,
+    ) -> ((String, String, String), ImageStreamTag) {
+        t.metadata.namespace = Some(ns.into());
+        t.spec.from.namespace = from_ns.map(Into::into);
+        ((ns.into(), t.spec.stream.clone(), t.spec.tag.clone()), t)
+    }
+
+    #[test]
+    fn another_namespace_is_read_only_as_it_grants_and_a_denial_hides_what_it_holds() {
+        let secret = in_ns(
+            "team-b",
+            imported(tag("secret", "v1", SourceKind::DockerImage, "reg/s:v1"), D1),
+            None,
+        );
+        let (_, alias) = in_ns(
+            "team-a",
+            tag("mine", "v1", SourceKind::ImageStreamTag, "secret:v1"),
+            Some("team-b"),
+        );
+        let (_, missing) = in_ns(
+            "team-a",
+            tag("mine", "v2", SourceKind::ImageStreamTag, "secret:nothing"),
+            Some("team-b"),
+        );
+        let (_, pinned) = in_ns(
+            "team-a",
+            tag(
+                "mine",
+                "v3",
+                SourceKind::ImageStreamImage,
+                &format!("secret@{D1}"),
+            ),
+            Some("team-b"),
+        );
+        let c = FakeCache([secret].into_iter().collect());
+
+        // Nobody asked yet: the decision asks, and reads nothing of team-b.
+        let ask = GrantRequest {
+            consumer: "team-a".into(),
+            source: "team-b".into(),
+        };
+        for t in [&alias, &missing, &pinned] {
+            assert_eq!(
+                source_of(t, "team-a", &c, &FakeGrants::default()),
+                Err(ask.clone())
+            );
+        }
+
+        // Denied: Forbidden, no digest, and the same words whether the tag exists or not.
+        let mut denied = FakeGrants::default();
+        denied.0.insert(("team-a".into(), "team-b".into()), false);
+        let message = |t: &ImageStreamTag| match source_of(t, "team-a", &c, &denied) {
+            Ok(Source::Known(Outcome::Failed { reason, message })) => {
+                assert_eq!(reason, "Forbidden");
+                message.replace("mine:v2", "mine:v1")
+            }
+            other => panic!("expected Forbidden, got {other:?}"),
+        };
+        assert_eq!(message(&alias), message(&missing));
+        assert!(!message(&alias).contains(D1), "no digest of team-b");
+        assert!(message(&alias).contains("--group=system:serviceaccounts:team-a"));
+        assert!(message(&pinned).contains("kubectl -n team-b create rolebinding"));
+
+        // Granted: resolved as within one namespace.
+        let granted = FakeGrants::granting(&[("team-a", "team-b")]);
+        for t in [&alias, &pinned] {
+            assert!(matches!(
+                source_of(t, "team-a", &c, &granted),
+                Ok(Source::Known(Outcome::Resolved { digest, .. })) if digest == D1
+            ));
+        }
+        assert_eq!(
+            reason(source_of(&missing, "team-a", &c, &granted).unwrap()),
+            "NotFound"
+        );
+    }
+
+    #[test]
+    fn each_hop_of_a_chain_needs_the_grant_of_the_namespace_it_enters_to_the_one_it_leaves() {
+        // team-a/app:v1 -> team-b/mid:v1 -> team-c/base:v1
+        let base = in_ns(
+            "team-c",
+            imported(tag("base", "v1", SourceKind::DockerImage, "reg/b:v1"), D1),
+            None,
+        );
+        let mid = in_ns(
+            "team-b",
+            tag("mid", "v1", SourceKind::ImageStreamTag, "base:v1"),
+            Some("team-c"),
+        );
+        let (_, top) = in_ns(
+            "team-a",
+            tag("app", "v1", SourceKind::ImageStreamTag, "mid:v1"),
+            Some("team-b"),
+        );
+        let c = FakeCache([base, mid].into_iter().collect());
+        // team-c granting team-a is not enough: team-b's tag is the one that reads team-c.
+        let mut grants = FakeGrants::granting(&[("team-a", "team-b"), ("team-a", "team-c")]);
+        grants.0.insert(("team-b".into(), "team-c".into()), false);
+        assert_eq!(
+            reason(source_of(&top, "team-a", &c, &grants).unwrap()),
+            "Forbidden"
+        );
+        let grants = FakeGrants::granting(&[("team-a", "team-b"), ("team-b", "team-c")]);
+        assert!(matches!(
+            source_of(&top, "team-a", &c, &grants),
+            Ok(Source::Known(Outcome::Resolved { .. }))
+        ));
     }
 }

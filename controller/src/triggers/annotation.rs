@@ -126,6 +126,14 @@ pub enum TriggerError {
         /// The container.
         container: ContainerPath,
     },
+    /// `from.namespace` names another namespace that does not grant the object's its images.
+    #[error("triggers[{index}]: {message}")]
+    Forbidden {
+        /// The trigger.
+        index: usize,
+        /// What to grant (see [`crate::grants::forbidden_message`]).
+        message: String,
+    },
     /// The pod template has no such container.
     #[error("triggers[{index}]: the pod template has no {container}")]
     NoSuchContainer {

@@ -30,6 +30,7 @@ use super::plan::{self, ImageChange};
 use super::target::TargetKind;
 use crate::context::{Context, FIELD_MANAGER, TagSnapshot};
 use crate::error::{Error, Result};
+use crate::grants;
 use crate::import::source::TagLookup;
 
 /// Requests for one object that come closer together than this make one reconcile: several moves of a tag
@@ -225,6 +226,18 @@ async fn reconcile(object: Arc<DynamicObject>, cx: Arc<KindContext>) -> Result<A
     if cx.shared.ctx.tags.wait_until_ready().await.is_err() {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
+    let parsed = match parsed {
+        Ok(triggers) => {
+            let refused = cx
+                .shared
+                .ctx
+                .grants
+                .decide(|grants| plan::refused(&triggers, &key.namespace, grants))
+                .await?;
+            refused.map_or(Ok(triggers), Err)
+        }
+        Err(e) => Err(e),
+    };
     let tags = TagSnapshot(cx.shared.ctx.tags.state());
     let changes = match parsed.and_then(|triggers| plan::plan(cx.kind, &object.data, &triggers, &tags)) {
         Ok(changes) => {
@@ -309,9 +322,13 @@ async fn report_invalid(object: &DynamicObject, key: &ObjectKey, error: &Trigger
         return;
     }
     warn!(error = %message, "invalid trigger annotation");
+    let reason = match error {
+        TriggerError::Forbidden { .. } => grants::REASON_FORBIDDEN,
+        _ => "InvalidTrigger",
+    };
     let event = Event {
         type_: EventType::Warning,
-        reason: "InvalidTrigger".to_owned(),
+        reason: reason.to_owned(),
         note: Some(message),
         action: "Trigger".to_owned(),
         secondary: None,

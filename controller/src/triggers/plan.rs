@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::annotation::{TagKey, Trigger, TriggerError};
 use super::target::{ContainerList, ContainerRef, TargetKind};
+use crate::grants::{self, GrantLookup, GrantRequest, Refusal};
 use crate::import::source::TagLookup;
 
 /// One container image to set.
@@ -77,6 +78,23 @@ pub fn plan(
         }
     }
     Ok(changes)
+}
+
+/// The first trigger that follows a tag of another namespace without that namespace's grant to `namespace`,
+/// the object's (see [`crate::grants`]); paused triggers read nothing. A grant nobody knows yet is asked for.
+pub fn refused(
+    triggers: &[Trigger],
+    namespace: &str,
+    grants: &impl GrantLookup,
+) -> Result<Option<TriggerError>, GrantRequest> {
+    for (index, trigger) in triggers.iter().enumerate().filter(|(_, t)| !t.paused) {
+        match grants::require(grants, namespace, &trigger.from.namespace) {
+            Ok(()) => {}
+            Err(Refusal::Ask(request)) => return Err(request),
+            Err(Refusal::Forbidden(message)) => return Ok(Some(TriggerError::Forbidden { index, message })),
+        }
+    }
+    Ok(None)
 }
 
 /// A strategic merge patch that sets exactly the changed containers' images (containers merge by name), with
@@ -387,5 +405,39 @@ mod tests {
         // After the write, the same decision changes nothing.
         let written = deployment(&[("web", "reg/app@sha256:3")], &[]);
         assert_eq!(plan(TargetKind::Deployment, &written, &t, &moved), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_tag_of_another_namespace_needs_its_grant_unless_the_trigger_is_paused() {
+        use crate::grants::FakeGrants;
+        let value = json!([
+            {"from": {"kind": "ImageStreamTag", "name": "app:live"}, "fieldPath": "spec.template.spec.containers[0].image"},
+            {"from": {"kind": "ImageStreamTag", "name": "secret:v1", "namespace": "team-b"},
+             "fieldPath": "spec.template.spec.containers[1].image"}
+        ]);
+        let triggers = parse(
+            OPENSHIFT_TRIGGERS,
+            &value.to_string(),
+            "team-a",
+            TargetKind::Deployment,
+        )
+        .unwrap();
+        let ask = refused(&triggers, "team-a", &FakeGrants::default()).unwrap_err();
+        assert_eq!((ask.consumer.as_str(), ask.source.as_str()), ("team-a", "team-b"));
+        let mut denied = FakeGrants::default();
+        denied.0.insert(("team-a".into(), "team-b".into()), false);
+        let Ok(Some(TriggerError::Forbidden { index: 1, message })) = refused(&triggers, "team-a", &denied)
+        else {
+            panic!("triggers[1] is refused")
+        };
+        assert!(
+            message.contains("--group=system:serviceaccounts:team-a"),
+            "{message}"
+        );
+        let granted = FakeGrants::granting(&[("team-a", "team-b")]);
+        assert_eq!(refused(&triggers, "team-a", &granted), Ok(None));
+        let mut paused = triggers.clone();
+        paused[1].paused = true;
+        assert_eq!(refused(&paused, "team-a", &denied), Ok(None));
     }
 }

@@ -4,6 +4,7 @@
 use berth_api::apps::{ContainerImage, Workload};
 use berth_api::names::StreamTagRef;
 
+use crate::grants::{self, GrantLookup, GrantRequest, Refusal};
 use crate::import::source::TagLookup;
 
 /// Looks up streams' `lookupPolicy.local`.
@@ -22,12 +23,17 @@ pub struct Unresolved {
 }
 
 /// The image of every container, in order, or every container whose image cannot be resolved.
+pub type Resolution = Result<Vec<ContainerImage>, Vec<Unresolved>>;
+
+/// Resolves the image of every container. A tag of another namespace is read only as that namespace grants
+/// (see [`crate::grants`]); a grant nobody knows yet is asked for.
 pub fn resolve_images(
     workload: &Workload,
     namespace: &str,
     tags: &impl TagLookup,
     streams: &impl StreamLookup,
-) -> Result<Vec<ContainerImage>, Vec<Unresolved>> {
+    grants: &impl GrantLookup,
+) -> Result<Resolution, GrantRequest> {
     let paused = workload
         .spec
         .image_change_trigger
@@ -70,6 +76,14 @@ pub fn resolve_images(
             }
         };
         let from = format!("{tag_namespace}/{tag_ref}");
+        match grants::require(grants, namespace, &tag_namespace) {
+            Ok(()) => {}
+            Err(Refusal::Ask(request)) => return Err(request),
+            Err(Refusal::Forbidden(message)) => {
+                problems.push(unresolved(format!("imageFrom {from}: {message}")));
+                continue;
+            }
+        }
         let kept = current
             .iter()
             .find(|c| c.container == container.name && c.from.as_deref() == Some(from.as_str()));
@@ -95,11 +109,11 @@ pub fn resolve_images(
             },
         }
     }
-    if problems.is_empty() {
+    Ok(if problems.is_empty() {
         Ok(images)
     } else {
         Err(problems)
-    }
+    })
 }
 
 /// `STREAM:TAG` naming a stream of this namespace with `lookupPolicy.local`, as a tag reference.
@@ -116,6 +130,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::grants::FakeGrants;
     use berth_api::apps::{
         Container, ImageChangeTrigger, ImageFrom, PodSpec, PodTemplate, WorkloadSpec, WorkloadStatus,
     };
@@ -170,6 +185,11 @@ mod tests {
         caches
     }
 
+    /// Resolution within one namespace: no grant is needed, so none is asked.
+    fn resolve(wl: &Workload, ns: &str, tags: &FakeCaches, streams: &FakeCaches) -> Resolution {
+        resolve_images(wl, ns, tags, streams, &FakeGrants::default()).expect("no grant needed")
+    }
+
     fn workload(containers: Vec<Container>) -> Workload {
         Workload::new(
             "web",
@@ -201,7 +221,7 @@ mod tests {
     #[test]
     fn image_from_resolves_to_the_tags_pull_spec() {
         let caches = with_tag(FakeCaches::default(), "ns", "demo", "stable", Some('a'));
-        let images = resolve_images(&workload(vec![from("demo:stable")]), "ns", &caches, &caches).unwrap();
+        let images = resolve(&workload(vec![from("demo:stable")]), "ns", &caches, &caches).unwrap();
         assert_eq!(images[0].image, format!("reg/demo@sha256:{}", "a".repeat(64)));
         assert_eq!(images[0].from.as_deref(), Some("ns/demo:stable"));
     }
@@ -214,20 +234,20 @@ mod tests {
             ..Default::default()
         };
         let mut caches = with_tag(FakeCaches::default(), "ns", "demo", "stable", Some('a'));
-        let images = resolve_images(&workload(vec![plain.clone()]), "ns", &caches, &caches).unwrap();
+        let images = resolve(&workload(vec![plain.clone()]), "ns", &caches, &caches).unwrap();
         assert_eq!(
             images[0].image, "demo:stable",
             "without lookupPolicy.local the name is an image"
         );
         caches.local_streams.push(("ns".into(), "demo".into()));
-        let images = resolve_images(&workload(vec![plain]), "ns", &caches, &caches).unwrap();
+        let images = resolve(&workload(vec![plain]), "ns", &caches, &caches).unwrap();
         assert!(images[0].image.starts_with("reg/demo@sha256:"));
     }
 
     #[test]
     fn missing_and_unimported_tags_are_reported_per_container() {
         let caches = with_tag(FakeCaches::default(), "ns", "demo", "new", None);
-        let err = resolve_images(
+        let err = resolve(
             &workload(vec![from("demo:missing"), from("demo:new")]),
             "ns",
             &caches,
@@ -252,12 +272,37 @@ mod tests {
             images: vec![old.clone()],
             ..Default::default()
         });
-        assert_eq!(resolve_images(&wl, "ns", &caches, &caches).unwrap(), vec![old]);
+        assert_eq!(resolve(&wl, "ns", &caches, &caches).unwrap(), vec![old]);
         wl.spec.image_change_trigger = Some(ImageChangeTrigger { paused: false });
         assert!(
-            resolve_images(&wl, "ns", &caches, &caches).unwrap()[0]
+            resolve(&wl, "ns", &caches, &caches).unwrap()[0]
                 .image
                 .ends_with(&"b".repeat(64))
         );
+    }
+
+    #[test]
+    fn image_from_another_namespace_needs_its_grant() {
+        let caches = with_tag(FakeCaches::default(), "team-b", "secret", "v1", Some('c'));
+        let mut c = from("secret:v1");
+        c.image_from.as_mut().unwrap().namespace = Some("team-b".into());
+        let wl = workload(vec![c]);
+        let ask = resolve_images(&wl, "team-a", &caches, &caches, &FakeGrants::default());
+        assert_eq!(ask.unwrap_err().source, "team-b");
+        let mut denied = FakeGrants::default();
+        denied.0.insert(("team-a".into(), "team-b".into()), false);
+        let err = resolve_images(&wl, "team-a", &caches, &caches, &denied)
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            err[0].message.contains("does not grant namespace team-a"),
+            "{err:?}"
+        );
+        assert!(!err[0].message.contains(&"c".repeat(64)), "{err:?}");
+        let granted = FakeGrants::granting(&[("team-a", "team-b")]);
+        let images = resolve_images(&wl, "team-a", &caches, &caches, &granted)
+            .unwrap()
+            .unwrap();
+        assert!(images[0].image.ends_with(&"c".repeat(64)));
     }
 }

@@ -208,12 +208,11 @@ async fn roll(workload: Arc<Workload>, wctx: Arc<WorkloadContext>) -> Result<Act
     let views: Vec<PodView> = live.iter().map(|p| view(p)).collect();
     let bounds = rollout::bounds(workload.spec.replicas, workload.spec.strategy.as_ref());
 
-    let images = resolve_images(
-        &workload,
-        &namespace,
-        &TagSnapshot(ctx.tags.state()),
-        &ctx.streams,
-    );
+    let snapshot = TagSnapshot(ctx.tags.state());
+    let images = ctx
+        .grants
+        .decide(|grants| resolve_images(&workload, &namespace, &snapshot, &ctx.streams, grants))
+        .await?;
     let target = images.map(|images| status::target(&workload, revision_hash(&workload, &images), images));
     if let Ok(target) = &target {
         let step = rollout::step(workload.spec.replicas, &target.hash, &views, bounds);
