@@ -54,6 +54,12 @@ pub struct Config {
     #[arg(long, env = "BERTH_REGISTRY_CA_FILE")]
     pub registry_ca_file: Option<PathBuf>,
 
+    /// Which registries tags may import from: a file holding an `image.config.openshift.io` `Image` (or its
+    /// `spec`) with `allowedRegistriesForImport` and `registrySources.blockedRegistries`, as OpenShift's
+    /// cluster image configuration. Without it, every registry is allowed.
+    #[arg(long, env = "BERTH_REGISTRY_POLICY")]
+    pub registry_policy: Option<PathBuf>,
+
     /// How long a node's agent may miss renewing its Lease before the node's Workload pods are replaced.
     #[arg(long, env = "BERTH_NODE_GRACE", default_value = "40s", value_parser = humantime::parse_duration)]
     pub node_grace: Duration,

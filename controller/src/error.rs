@@ -43,6 +43,14 @@ pub enum Error {
     /// A decision needed more cross-namespace grants than it can (answers expired while others were asked).
     #[error("the cross-namespace grants of this decision could not all be asked within {0} rounds")]
     GrantsUnsettled(usize),
+    /// The registry policy file does not read.
+    #[error("registry policy {path}: {detail}")]
+    RegistryPolicy {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// This replica lost its Lease; it exits so that only one leader acts.
     #[error("lost the leader lease to another replica")]
     LostLeadership,
@@ -126,7 +134,8 @@ pub fn classify(error: &Error) -> Class {
         | Error::Platform(_)
         | Error::LostLeadership
         | Error::Listen { .. }
-        | Error::ReadFile { .. } => Class::GiveUp,
+        | Error::ReadFile { .. }
+        | Error::RegistryPolicy { .. } => Class::GiveUp,
     }
 }
 

@@ -23,9 +23,23 @@ use crate::error::{Error, Result};
 use crate::import::schedule::Pacing;
 use crate::metrics::Metrics;
 use crate::metrics::reconciles::Reconciles;
-use crate::registry::{RateLimit, Resolver, ResolverConfig};
+use crate::registry::{RateLimit, RegistryPolicy, Resolver, ResolverConfig};
 use crate::webhook::Webhook;
 use crate::{import, leader, streams};
+
+/// Reads the registry policy file named by `--registry-policy`.
+fn read_policy(path: &std::path::Path) -> Result<RegistryPolicy> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let policy = RegistryPolicy::parse(&text).map_err(|detail| Error::RegistryPolicy {
+        path: path.to_owned(),
+        detail,
+    })?;
+    info!(path = %path.display(), ?policy, "registry policy");
+    Ok(policy)
+}
 
 /// Connects to the API server, failing in one line when it does not answer.
 pub async fn connect(config: &Config) -> Result<Client> {
@@ -146,6 +160,10 @@ pub async fn run(config: Config) -> Result<()> {
                 source,
             })?),
             None => None,
+        },
+        policy: match &config.registry_policy {
+            Some(path) => read_policy(path)?,
+            None => RegistryPolicy::default(),
         },
         ..ResolverConfig::default()
     };

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_api::image::{IMPORT_REQUESTED_ANNOTATION, ImageStreamTag, ImportMode};
+use berth_api::image::{IMPORT_REQUESTED_ANNOTATION, ImageStreamTag, ImportMode, SourceKind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -153,7 +153,7 @@ async fn import(
     ctx: &Context,
 ) -> (Outcome, Option<Duration>) {
     let reference = match source {
-        Source::Known(outcome) => return (outcome, None),
+        Source::Known(outcome) => return (refused_by_policy(tag, ctx).unwrap_or(outcome), None),
         Source::Registry(reference) => reference,
     };
     let policy = tag.spec.import_policy.clone().unwrap_or_default();
@@ -184,6 +184,26 @@ async fn import(
             e.retry_after(),
         ),
     }
+}
+
+/// A reference pinned by digest (or recorded with `reference: true`) needs no registry, but names one: the
+/// registry policy refuses it as it refuses an import.
+fn refused_by_policy(tag: &ImageStreamTag, ctx: &Context) -> Option<Outcome> {
+    let from = &tag.spec.from;
+    if from.kind != SourceKind::DockerImage {
+        return None;
+    }
+    let reference = ImageReference::parse(&from.name).ok()?;
+    let insecure = tag.spec.import_policy.as_ref().is_some_and(|p| p.insecure);
+    let refusal = ctx
+        .resolver
+        .policy()
+        .check(reference.registry(), insecure)
+        .err()?;
+    Some(Outcome::Failed {
+        reason: refusal.reason().to_owned(),
+        message: refusal.to_string(),
+    })
 }
 
 fn source_name(reference: &ImageReference, given: &str) -> String {

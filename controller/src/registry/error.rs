@@ -142,6 +142,15 @@ pub enum ResolveError {
         /// The platforms the index offers.
         available: Vec<String>,
     },
+
+    /// The cluster's registry policy does not allow importing from this registry; nothing was sent to it.
+    #[error("importing from {registry} is not allowed: {detail}")]
+    RegistryNotAllowed {
+        /// The registry, `host[:port]`.
+        registry: String,
+        /// Which rule refused it and what to change.
+        detail: String,
+    },
 }
 
 fn after(retry_after: &Option<Duration>) -> String {
@@ -164,6 +173,7 @@ impl ResolveError {
             Self::ManifestTooLarge { .. } => "ManifestTooLarge",
             Self::InvalidManifest { .. } => "InvalidManifest",
             Self::UnsupportedPlatform { .. } => "UnsupportedPlatform",
+            Self::RegistryNotAllowed { .. } => "RegistryNotAllowed",
         }
     }
 

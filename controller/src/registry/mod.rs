@@ -50,6 +50,7 @@ mod credentials;
 mod error;
 mod manifest;
 mod platform;
+mod policy;
 mod ratelimit;
 mod reference;
 mod resolve;
@@ -63,6 +64,7 @@ pub use credentials::{
 pub use error::{InvalidReference, ResolveError};
 pub use manifest::MAX_MANIFEST_BYTES;
 pub use platform::{InvalidPlatform, Platform};
+pub use policy::{RegistryLocation, RegistryPolicy, RegistrySources};
 pub use ratelimit::{
     Backoff, BackoffPolicy, RateLimit, RateLimiter, Refusal, RegistryGate, Throttle, parse_retry_after,
 };

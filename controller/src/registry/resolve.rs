@@ -12,6 +12,7 @@ use super::credentials::Credentials;
 use super::error::ResolveError;
 use super::manifest::{self, MAX_MANIFEST_BYTES};
 use super::platform::{self, Platform};
+use super::policy::RegistryPolicy;
 use super::ratelimit::{BackoffPolicy, RateLimit, RegistryGate};
 use super::reference::ImageReference;
 use super::session::{AuthCache, Context, Session, content_type, digest_header};
@@ -38,6 +39,8 @@ pub struct ResolverConfig {
     pub extra_ca_pem: Option<Vec<u8>>,
     /// `User-Agent` of every request.
     pub user_agent: &'static str,
+    /// Which registries may be imported from (default: every one).
+    pub policy: RegistryPolicy,
 }
 
 impl Default for ResolverConfig {
@@ -52,6 +55,7 @@ impl Default for ResolverConfig {
             token_ttl: Duration::from_secs(60),
             extra_ca_pem: None,
             user_agent: concat!("berth-controller/", env!("CARGO_PKG_VERSION")),
+            policy: RegistryPolicy::default(),
         }
     }
 }
@@ -141,6 +145,11 @@ impl Resolver {
         })
     }
 
+    /// The registry policy every resolve is checked against.
+    pub fn policy(&self) -> &RegistryPolicy {
+        &self.config.policy
+    }
+
     /// Reports every resolve to `observer`.
     pub fn with_observer(mut self, observer: Arc<dyn ResolveObserver>) -> Self {
         self.observer = Some(observer);
@@ -155,6 +164,8 @@ impl Resolver {
     /// `Docker-Content-Digest`.
     pub async fn resolve(&self, request: &ResolveRequest) -> Result<Resolved, ResolveError> {
         let reference = ImageReference::parse(&request.reference)?;
+        // Before anything else: a registry the policy refuses is never contacted.
+        self.config.policy.check(reference.registry(), request.insecure)?;
         if request.trust_pinned
             && let Some(digest) = reference.digest()
         {

@@ -3,7 +3,11 @@
 //!
 //! - The age of a Lease is the time since the controller last observed its `renewTime` change (or first saw
 //!   it). So a clock that runs ahead or behind on the agent's host does not matter, and after a controller
-//!   restart, a re-list or a watch gap every node starts with a fresh grace.
+//!   restart every node starts with a fresh grace.
+//! - When no Lease at all was seen renewed for longer than [`BLIND_AFTER`] (agents renew every 10 s), the
+//!   controller was blind (an API server that hung, a watch that stalled without an error), not every node
+//!   dead: when renewals are seen again, every node's grace starts afresh from that moment, so a node whose
+//!   agent renews a few seconds after the others is not judged by the time nobody could see.
 //! - When more than [`UNHEALTHY_THRESHOLD`] of the nodes look lost at once, the fault is more likely the
 //!   controller's view (an API server outage, a network cut on the controller's side) than the nodes: nothing
 //!   is evicted ("full disruption", as the node lifecycle controller does for a zone), and pods keep running
@@ -20,10 +24,18 @@ use jiff::Timestamp;
 /// `--unhealthy-zone-threshold` default, 0.55).
 pub const UNHEALTHY_THRESHOLD: f64 = 0.55;
 
+/// How long no Lease may be seen renewed before the controller counts itself blind: twice the agents'
+/// renewal interval (10 s), half the default node grace.
+pub const BLIND_AFTER: Duration = Duration::from_secs(20);
+
 /// The last renewal of each node's Lease as this controller observed it.
 #[derive(Debug, Default)]
 pub struct Observations {
     seen: HashMap<String, Seen>,
+    /// When any Lease was last seen renewed.
+    last_renewal: Option<Timestamp>,
+    /// When the controller last saw renewals again after being blind: no grace runs from before it.
+    fresh_from: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,14 +59,24 @@ impl Observations {
                 renew: renew.map(str::to_owned),
                 at: now,
             };
+            if self
+                .last_renewal
+                .is_some_and(|last| now.duration_since(last).unsigned_abs() > BLIND_AFTER)
+            {
+                self.fresh_from = Some(now);
+            }
+            self.last_renewal = Some(now);
         }
-        now.duration_since(seen.at).unsigned_abs()
+        let since = self.fresh_from.map_or(seen.at, |fresh| fresh.max(seen.at));
+        now.duration_since(since).unsigned_abs()
     }
 
     /// Forgets every observation: after a gap in what the controller could see (its Lease watch restarted),
     /// every node gets a fresh grace.
     pub fn reset(&mut self) {
         self.seen.clear();
+        self.last_renewal = None;
+        self.fresh_from = None;
     }
 
     /// Forgets nodes that are gone.
@@ -118,6 +140,34 @@ mod tests {
         // No Lease at all: the grace runs from the first look too.
         assert_eq!(o.observe("n2", None, at(60)), Duration::ZERO);
         assert_eq!(o.observe("n2", None, at(100)), Duration::from_secs(40));
+    }
+
+    #[test]
+    fn after_a_time_nobody_saw_any_renewal_every_node_starts_afresh() {
+        let mut o = Observations::default();
+        for n in ["n1", "n2", "n3"] {
+            o.observe(n, Some("t0"), at(0));
+        }
+        // Renewals seen every 10 s: a silent node ages.
+        o.observe("n1", Some("t10"), at(10));
+        o.observe("n2", Some("t10"), at(10));
+        assert_eq!(o.observe("n3", Some("t0"), at(10)), Duration::from_secs(10));
+        // The API server hangs for 60 s: nothing is seen renewed.
+        for n in ["n1", "n2"] {
+            assert_eq!(o.observe(n, Some("t10"), at(70)), Duration::from_secs(60));
+        }
+        // It answers: n1 and n2 renew at once, n3 a few seconds later. n3 is not judged by the blind minute.
+        assert_eq!(o.observe("n1", Some("t71"), at(71)), Duration::ZERO);
+        assert_eq!(o.observe("n2", Some("t71"), at(71)), Duration::ZERO);
+        assert_eq!(o.observe("n3", Some("t0"), at(71)), Duration::ZERO);
+        assert_eq!(o.observe("n3", Some("t0"), at(100)), Duration::from_secs(29));
+        assert_eq!(o.observe("n3", Some("t0"), at(115)), Duration::from_secs(44));
+        // While the others keep renewing, a node that really stopped still ages past the grace.
+        o.observe("n1", Some("t81"), at(81));
+        o.observe("n1", Some("t91"), at(91));
+        o.observe("n1", Some("t101"), at(101));
+        o.observe("n1", Some("t111"), at(111));
+        assert_eq!(o.observe("n3", Some("t0"), at(120)), Duration::from_secs(49));
     }
 
     #[test]

@@ -1,0 +1,236 @@
+//! Which registries tenants may make the controller import from, in the shape of OpenShift's
+//! `image.config.openshift.io/cluster` spec: `allowedRegistriesForImport` (`domainName`, `insecure`) and
+//! `registrySources.blockedRegistries`.
+//!
+//! Without a policy every registry is allowed, as in OpenShift without `allowedRegistriesForImport`. With one,
+//! a reference to a registry outside the list, or on the blocked list, fails `RegistryNotAllowed` before any
+//! connection is made, so a namespace user cannot make the controller probe arbitrary hosts and read the
+//! error back; a tag asking `importPolicy.insecure` needs an entry with `insecure: true`. A domain is a host,
+//! with its port when it has one (`registry.local:5000`), or `*.example.com` for every host under it;
+//! matching ignores case.
+
+use serde::Deserialize;
+
+use super::error::ResolveError;
+
+/// One allowed registry, as OpenShift's `RegistryLocation`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryLocation {
+    /// `host[:port]` or `*.domain`.
+    pub domain_name: String,
+    /// Whether tags may import from it over plain HTTP or unverified TLS (`importPolicy.insecure`).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// `registrySources`, of which imports read the blocked list.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrySources {
+    /// Never imported from, whatever the allowed list says.
+    #[serde(default)]
+    pub blocked_registries: Vec<String>,
+}
+
+/// The policy: the `spec` of an `image.config.openshift.io` `Image`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryPolicy {
+    /// When set, the only registries imported from.
+    #[serde(default)]
+    pub allowed_registries_for_import: Option<Vec<RegistryLocation>>,
+    /// Blocked registries.
+    #[serde(default)]
+    pub registry_sources: RegistrySources,
+}
+
+/// A whole `Image` object (`apiVersion`, `kind`, `metadata`, `spec`), as `oc get image.config cluster -o yaml`
+/// prints it.
+#[derive(Deserialize)]
+struct ImageConfig {
+    spec: RegistryPolicy,
+}
+
+impl RegistryPolicy {
+    /// Reads a policy file: an `image.config.openshift.io` `Image` object, or just its `spec`, in YAML or JSON.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let value: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+        let policy = if value.get("spec").is_some() {
+            serde_json::from_value::<ImageConfig>(value).map(|c| c.spec)
+        } else {
+            serde_json::from_value(value)
+        }
+        .map_err(|e| e.to_string())?;
+        for domain in policy.domains() {
+            check_domain(domain)?;
+        }
+        Ok(policy)
+    }
+
+    fn domains(&self) -> impl Iterator<Item = &str> {
+        self.allowed_registries_for_import
+            .iter()
+            .flatten()
+            .map(|l| l.domain_name.as_str())
+            .chain(
+                self.registry_sources
+                    .blocked_registries
+                    .iter()
+                    .map(String::as_str),
+            )
+    }
+
+    /// Whether `registry` (`host[:port]` as in the reference) may be imported from, `insecure` or not.
+    pub fn check(&self, registry: &str, insecure: bool) -> Result<(), ResolveError> {
+        let not_allowed = |detail: String| ResolveError::RegistryNotAllowed {
+            registry: registry.to_owned(),
+            detail,
+        };
+        if let Some(blocked) = self
+            .registry_sources
+            .blocked_registries
+            .iter()
+            .find(|d| matches(d, registry))
+        {
+            return Err(not_allowed(format!(
+                "it is blocked by the registry policy (registrySources.blockedRegistries: {blocked})"
+            )));
+        }
+        let Some(allowed) = &self.allowed_registries_for_import else {
+            return Ok(());
+        };
+        match allowed.iter().find(|l| matches(&l.domain_name, registry)) {
+            None => Err(not_allowed(
+                "it is not in the registry policy's allowedRegistriesForImport: ask a cluster administrator to add it"
+                    .to_owned(),
+            )),
+            Some(l) if insecure && !l.insecure => Err(not_allowed(format!(
+                "importPolicy.insecure asks for plain HTTP or unverified TLS, and the registry policy's \
+                 allowedRegistriesForImport entry {} does not allow it (insecure: true)",
+                l.domain_name
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// A domain is `host[:port]` or `*.domain`, without scheme or path.
+fn check_domain(domain: &str) -> Result<(), String> {
+    let bare = domain.strip_prefix("*.").unwrap_or(domain);
+    if bare.is_empty() || bare.contains(['/', '*', ' ']) || bare.contains("://") {
+        return Err(format!(
+            "domainName {domain:?}: write host, host:port or *.domain (no scheme, path or other wildcard)"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `registry` is `pattern`: the same `host[:port]`, or a host under `*.domain`.
+fn matches(pattern: &str, registry: &str) -> bool {
+    let (pattern, registry) = (pattern.to_ascii_lowercase(), registry.to_ascii_lowercase());
+    match pattern.strip_prefix("*.") {
+        Some(domain) => {
+            let host = registry.split(':').next().unwrap_or_default();
+            host.ends_with(&format!(".{domain}"))
+        }
+        None => pattern == registry,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPENSHIFT_SHAPE: &str = r#"
+apiVersion: config.openshift.io/v1
+kind: Image
+metadata: {name: cluster}
+spec:
+  allowedRegistriesForImport:
+  - domainName: quay.io
+  - domainName: "*.corp.example"
+  - domainName: 10.213.0.1:5000
+    insecure: true
+  registrySources:
+    blockedRegistries: [bad.corp.example]
+"#;
+
+    fn refused(policy: &RegistryPolicy, registry: &str, insecure: bool) -> Option<String> {
+        policy.check(registry, insecure).err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn without_a_policy_every_registry_is_allowed() {
+        let open = RegistryPolicy::default();
+        assert_eq!(refused(&open, "anything.example:1234", true), None);
+    }
+
+    #[test]
+    fn the_openshift_shape_reads_and_decides() {
+        let policy = RegistryPolicy::parse(OPENSHIFT_SHAPE).expect("parses");
+        assert_eq!(refused(&policy, "quay.io", false), None);
+        assert_eq!(refused(&policy, "QUAY.io", false), None);
+        assert_eq!(refused(&policy, "registry.corp.example:8443", false), None);
+        assert_eq!(refused(&policy, "10.213.0.1:5000", true), None);
+        let outside = refused(&policy, "169.254.169.254", false).expect("refused");
+        assert!(
+            outside.contains("169.254.169.254") && outside.contains("allowedRegistriesForImport"),
+            "{outside}"
+        );
+        assert!(
+            refused(&policy, "10.213.0.1:5001", false).is_some(),
+            "another port is another registry"
+        );
+        assert!(
+            refused(&policy, "corp.example", false).is_some(),
+            "*.domain is hosts under it"
+        );
+        let blocked = refused(&policy, "bad.corp.example", false).expect("blocked wins");
+        assert!(blocked.contains("blockedRegistries"), "{blocked}");
+        let insecure = refused(&policy, "quay.io", true).expect("insecure needs insecure: true");
+        assert!(insecure.contains("importPolicy.insecure"), "{insecure}");
+    }
+
+    #[test]
+    fn a_bare_spec_reads_too_and_bad_domains_are_refused_by_name() {
+        let policy = RegistryPolicy::parse("allowedRegistriesForImport: [{domainName: quay.io}]").unwrap();
+        assert!(policy.check("docker.io", false).is_err());
+        for bad in ["https://quay.io", "quay.io/org", "*quay.io", ""] {
+            let text = format!("allowedRegistriesForImport: [{{domainName: {bad:?}}}]");
+            let err = RegistryPolicy::parse(&text).expect_err(bad);
+            assert!(err.contains("domainName"), "{bad}: {err}");
+        }
+        let err = RegistryPolicy::parse("allowedRegistriesForImport: [{domain: quay.io}]").unwrap_err();
+        assert!(err.contains("domain"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_registry_is_never_contacted() {
+        use crate::registry::{ResolveRequest, Resolver, ResolverConfig};
+        crate::registry::install_crypto_provider();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let resolver = Resolver::new(ResolverConfig {
+            policy: RegistryPolicy::parse("allowedRegistriesForImport: [{domainName: quay.io}]").unwrap(),
+            ..ResolverConfig::default()
+        })
+        .unwrap();
+        let err = resolver
+            .resolve(&ResolveRequest {
+                reference: format!("{addr}/probe/me:v1"),
+                insecure: true,
+                ..Default::default()
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(err.reason(), "RegistryNotAllowed");
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+        assert_eq!(
+            listener.accept().map_err(|e| e.kind()).err(),
+            Some(std::io::ErrorKind::WouldBlock),
+            "no connection was made"
+        );
+    }
+}
