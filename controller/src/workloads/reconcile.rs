@@ -43,12 +43,17 @@ pub struct WorkloadContext {
     /// When this controller saw each node's Lease renewed ([`liveness`]). Never held across I/O.
     pub liveness: std::sync::Mutex<Observations>,
     /// Bindings made but not yet seen in the Pod cache, so that two reconciles never overfill a node.
-    pub assumed: Mutex<HashMap<String, Assumed>>,
+    pub assumed: Mutex<HashMap<PodKey, Assumed>>,
 }
+
+/// A pod by namespace and name.
+pub type PodKey = (String, String);
 
 /// A binding not yet seen in the Pod cache.
 #[derive(Clone, Debug)]
 pub struct Assumed {
+    /// The pod bound (a pod deleted and created again under its name is another).
+    uid: Option<String>,
     node: String,
     revision: String,
     requests: Resources,
@@ -304,11 +309,9 @@ async fn bind_pending(wctx: &WorkloadContext, workload: &Workload, namespace: &s
         .collect();
     let mut assumed = wctx.assumed.lock().await;
     let all = wctx.pods.state();
-    // A binding shows in the cache soon; until then it is counted from `assumed`.
-    assumed.retain(|pod, _| {
-        !all.iter()
-            .any(|p| p.name_any() == *pod && p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
-    });
+    // A binding shows in the cache soon; until then it is counted from `assumed`. Only while the cache still
+    // holds that very pod unbound: a pod bound, deleted, or replaced under its name counts as the cache says.
+    assumed.retain(|key, a| still_assumed(key, a, &all));
     let mut used: HashMap<String, Resources> = HashMap::new();
     // Replicas spread by revision: during a rollout the old Pods are on their way out.
     let mut same: HashMap<(String, String), usize> = HashMap::new();
@@ -369,8 +372,9 @@ async fn bind_pending(wctx: &WorkloadContext, workload: &Workload, namespace: &s
                 *used.entry(node.clone()).or_default() += requests;
                 *same.entry((node.clone(), revision.clone())).or_default() += 1;
                 assumed.insert(
-                    pod_name,
+                    (namespace.to_owned(), pod_name),
                     Assumed {
+                        uid: p.uid(),
                         node,
                         revision,
                         requests,
@@ -384,6 +388,17 @@ async fn bind_pending(wctx: &WorkloadContext, workload: &Workload, namespace: &s
         }
     }
     Ok(unschedulable)
+}
+
+/// Whether a binding made is still to be counted by hand: the cache holds that very pod (namespace, name and
+/// uid) and does not show it bound yet.
+fn still_assumed((ns, name): &PodKey, a: &Assumed, pods: &[Arc<Pod>]) -> bool {
+    pods.iter().any(|p| {
+        p.namespace().as_deref() == Some(ns.as_str())
+            && p.name_any() == *name
+            && p.uid() == a.uid
+            && p.spec.as_ref().is_some_and(|s| s.node_name.is_none())
+    })
 }
 
 /// `PodScheduled=False` with the reason, and a `FailedScheduling` Event when the reason is new.
@@ -458,5 +473,41 @@ async fn publish(
     };
     if let Err(e) = ctx.recorder.publish(&event, &workload.object_ref(&())).await {
         warn!(error = %e, "cannot publish an Event");
+    }
+}
+
+#[cfg(test)]
+mod assumed_tests {
+    use super::*;
+
+    fn pod(ns: &str, name: &str, uid: &str, node: Option<&str>) -> Arc<Pod> {
+        let mut p = Pod::default();
+        p.metadata.namespace = Some(ns.into());
+        p.metadata.name = Some(name.into());
+        p.metadata.uid = Some(uid.into());
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name: node.map(Into::into),
+            ..Default::default()
+        });
+        Arc::new(p)
+    }
+
+    #[test]
+    fn a_binding_is_counted_by_hand_only_while_the_cache_holds_that_pod_unbound() {
+        let a = Assumed {
+            uid: Some("u1".into()),
+            node: "n1".into(),
+            revision: "r".into(),
+            requests: Resources::default(),
+        };
+        let key = ("a".to_owned(), "web-0".to_owned());
+        assert!(still_assumed(&key, &a, &[pod("a", "web-0", "u1", None)]));
+        // Bound in the cache: counted from the cache.
+        assert!(!still_assumed(&key, &a, &[pod("a", "web-0", "u1", Some("n1"))]));
+        // Deleted before the binding was seen: its requests no longer count on n1.
+        assert!(!still_assumed(&key, &a, &[]));
+        // The same name in another namespace, or a new pod under the name, is another pod.
+        assert!(!still_assumed(&key, &a, &[pod("b", "web-0", "u1", None)]));
+        assert!(!still_assumed(&key, &a, &[pod("a", "web-0", "u2", None)]));
     }
 }
