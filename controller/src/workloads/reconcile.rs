@@ -417,7 +417,10 @@ async fn mark_unschedulable(ctx: &Context, api: &Api<Pod>, pod: &Pod, why: &str)
     }]}});
     api.patch_status(
         &pod.name_any(),
-        &PatchParams::default(),
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        },
         &Patch::Strategic(&patch),
     )
     .await
