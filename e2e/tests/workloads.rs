@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use berth_api::apps::Workload;
+use berth_api::image::ImageStreamTag;
 use berth_e2e::api::{
     LivePod, TestNamespace, admin_client, copy_image, events_about, kubectl_apply, unique, wait_for,
     workload_pods,
@@ -159,7 +160,20 @@ async fn e2e_a_moved_tag_rolls_out_across_three_hosts_and_a_paused_trigger_holds
         .patch("web", &PatchParams::default(), &Patch::Merge(&pause(true)))
         .await?;
     copy_image(registry, "berth/demo:v1", &format!("{repo}:live"))?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The tag itself moves back (the push is imported); only then does "nothing changed" say anything.
+    let v1 = registry_digest(registry, &repo, "live").await?;
+    let tags: Api<ImageStreamTag> = Api::namespaced(client.clone(), &ns.name);
+    wait_for("app:live imported back at v1", TIMEOUT, || async {
+        let digest = tags.get("app.live").await?.status.and_then(|s| s.digest);
+        Ok(if digest.as_deref() == Some(v1.as_str()) {
+            Ok(())
+        } else {
+            Err(format!("digest {digest:?}"))
+        })
+    })
+    .await?;
+    // A reconcile of the Workload follows every tag change; give it time to act if it were going to.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     wait_serving(&pods, 3, "v2").await?;
     assert_eq!(
         workloads.get("web").await?.status.unwrap_or_default().revision,
