@@ -207,6 +207,15 @@ async fn e2e_a_stopped_registry_is_reported_and_the_tag_recovers_with_its_histor
         },
     )
     .await?;
+    // Counted from the failure: its first retry comes 10 s later.
+    let metrics_addr = ClusterController::find(&cluster)?.metrics_addr();
+    let unavailable = || async {
+        let text = scrape(&metrics_addr).await?;
+        anyhow::Ok(
+            metric_sum(&text, "berth_imports_total", &[("result", "RegistryUnavailable")]).unwrap_or(0.0),
+        )
+    };
+    let failures_before = unavailable().await?;
     let (_, reason, message) = import_condition(&failed).expect("a condition");
     assert_eq!(reason, "RegistryUnavailable", "{message}");
     assert!(
@@ -238,6 +247,12 @@ async fn e2e_a_stopped_registry_is_reported_and_the_tag_recovers_with_its_histor
     // write nothing, even though their messages differ in detail (which schemes were tried, the back-off).
     let failed_rv = api.get("app.live").await?.resource_version();
     tokio::time::sleep(Duration::from_secs(15)).await;
+    // The window proves something only if a retry fell inside it (or since the failure, counted above).
+    let failures_after = unavailable().await?;
+    assert!(
+        failures_after > failures_before,
+        "no retry within 15 s of the failure ({failures_before} RegistryUnavailable imports before, {failures_after} after)"
+    );
     let still = api.get("app.live").await?;
     assert_eq!(
         still.resource_version(),
