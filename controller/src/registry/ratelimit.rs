@@ -140,13 +140,19 @@ impl Backoff {
 /// counted from `now`; a date in the past means no wait).
 pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
     let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return value.parse::<u64>().ok().map(Duration::from_secs);
-    }
-    let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    let secs = at.as_second().saturating_sub(now.as_second());
-    Some(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+    let secs = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits beyond u64 are as good as "forever": capped like any other long wait.
+        value.parse::<u64>().unwrap_or(u64::MAX)
+    } else {
+        let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+        u64::try_from(at.as_second().saturating_sub(now.as_second())).unwrap_or(0)
+    };
+    // Capped here, before anyone adds it to a clock.
+    Some(Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)))
 }
+
+/// The longest wait a `Retry-After` can ask for as parsed (a day); the back-off policy caps it further.
+pub const MAX_RETRY_AFTER_SECS: u64 = 86_400;
 
 /// Why the gate did not let a request through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,6 +324,15 @@ mod tests {
             parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
             Some(Duration::ZERO),
             "past"
+        );
+        assert_eq!(parse_retry_after("18446744073709551615", now), Some(86_400 * S));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(86_400 * S)
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2099 07:28:00 GMT", now),
+            Some(86_400 * S)
         );
         assert_eq!(parse_retry_after("-5", now), None);
         assert_eq!(parse_retry_after("soon", now), None);
