@@ -8,12 +8,15 @@
 #   hack/node.sh start-agent NODE   start its berth-agent again (current binary)
 #   hack/node.sh stop NODE          stop the whole host: agent, kube-proxy, containers, containerd
 #   hack/node.sh start NODE         start its containerd, kube-proxy and agent again
+#   hack/node.sh restart-containerd NODE
+#                                   stop its containerd (SIGTERM: the shims and containers keep
+#                                   running, as in a runtime upgrade) and start it again
 set -euo pipefail
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/lib/load.sh
 source "$HACK/lib/load.sh"
 
-usage() { die "usage: hack/node.sh cut|restore|stop-agent|start-agent|stop|start NODE"; }
+usage() { die "usage: hack/node.sh cut|restore|stop-agent|start-agent|stop|start|restart-containerd NODE"; }
 (($# == 2)) || usage
 op="$1" node="$2"
 require_root
@@ -57,6 +60,12 @@ start)
 		berth_check_alive "$node"
 	fi
 	log "$node started"
+	;;
+restart-containerd)
+	stop_named "containerd-$node" 10
+	containerd_start "$node"
+	wait_for "containerd of $node" 30 "$(node_dir "$node")/containerd.log" "containerd-$node" containerd_healthy "$node"
+	log "containerd of $node restarted (its containers kept running)"
 	;;
 *) usage ;;
 esac

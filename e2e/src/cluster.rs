@@ -164,6 +164,18 @@ pub fn ipv4_in_cidr(ip: &str, cidr: &str) -> bool {
     ip & mask == net & mask
 }
 
+/// Runs `hack/node.sh OP NODE` on the local cluster (cut, restore, stop, start, restart-containerd, ...).
+pub fn node_op(op: &str, node: &str) -> anyhow::Result<()> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/node.sh");
+    let out = std::process::Command::new(script).args([op, node]).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "hack/node.sh {op} {node}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use berth_e2e::api::{TestNamespace, admin_client, kubectl_apply, wait_for, wait_hosts_ready, workload_pods};
-use berth_e2e::cluster::LocalCluster;
+use berth_e2e::cluster::{LocalCluster, node_op};
 use berth_e2e::controller::{ClusterController, RestoreClusterController};
 use berth_e2e::web::{WEB_WORKLOAD, answers};
 use k8s_openapi::api::core::v1::Pod;
@@ -126,5 +126,80 @@ async fn e2e_an_api_server_outage_longer_than_the_node_grace_replaces_no_pod() -
         eprintln!("the controller exited over the outage (leadership lost); restoring it");
         restore.restore()?;
     }
+    Ok(())
+}
+
+/// The pod's IP, whether it is Ready, and its container's restart count.
+fn pod_state(p: &Pod) -> (Option<String>, bool, i32) {
+    let status = p.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let restarts = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.first())
+        .map_or(0, |c| c.restart_count);
+    (status.and_then(|s| s.pod_ip.clone()), ready, restarts)
+}
+
+#[tokio::test]
+#[ignore = "restarts containerd on a host of the shared cluster: run alone (hack/test.sh does)"]
+async fn e2e_a_containerd_restart_keeps_the_pod_running_ready_and_probed_at_its_ip() -> anyhow::Result<()> {
+    let Some(cluster) = LocalCluster::require() else {
+        return Ok(());
+    };
+    let client = admin_client(&cluster).await?;
+    wait_hosts_ready(&client, &cluster, Duration::from_secs(60)).await?;
+    let ns = TestNamespace::create(&client, "runtime").await?;
+    let node = cluster.nodes[1].name.clone();
+    // An HTTP readiness probe every second: it needs the pod's IP, which the agent must still know after
+    // containerd forgot its sandboxes' network state.
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "steady"},
+        "spec": {"nodeName": node, "automountServiceAccountToken": false, "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "web", "image": format!("{}/berth/demo:v1", cluster.registry),
+                                 "readinessProbe": {"httpGet": {"path": "/", "port": 8080},
+                                                    "periodSeconds": 1, "failureThreshold": 2}}]}
+    }))?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    berth_e2e::k8s::create_pod(&pods, &pod).await?;
+    let (ip, _, restarts) = wait_for("the pod Ready", Duration::from_secs(60), || async {
+        let state = pod_state(&pods.get("steady").await?);
+        Ok(if state.1 {
+            Ok(state)
+        } else {
+            Err(format!("{state:?}"))
+        })
+    })
+    .await?;
+    let ip = ip.expect("a Ready pod has an IP");
+
+    node_op("restart-containerd", &node)?;
+    let restarted = Instant::now();
+    // The container never stops serving, and once the node has caught up the pod is Ready, at the same IP,
+    // without a restart, and stays so: a probe aimed anywhere but the pod's IP would fail it within 2 s.
+    let mut ready_since: Option<Instant> = None;
+    while ready_since.is_none_or(|t| t.elapsed() < Duration::from_secs(20)) {
+        anyhow::ensure!(
+            restarted.elapsed() < Duration::from_secs(60),
+            "the pod was not Ready for 20 s in a row within 60 s of the restart: {:?}",
+            pod_state(&pods.get("steady").await?)
+        );
+        assert!(answers(&ip).await, "the pod at {ip} stopped answering");
+        let (now_ip, ready, now_restarts) = pod_state(&pods.get("steady").await?);
+        assert_eq!(now_ip.as_deref(), Some(ip.as_str()), "the pod's IP changed");
+        assert_eq!(now_restarts, restarts, "the container was restarted");
+        ready_since = match (ready, ready_since) {
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(Instant::now()),
+            (false, _) => None,
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "containerd restarted: the pod Ready again (for 20 s) {:?} after",
+        restarted.elapsed().saturating_sub(Duration::from_secs(20))
+    );
+    wait_hosts_ready(&client, &cluster, Duration::from_secs(60)).await?;
     Ok(())
 }

@@ -5,30 +5,18 @@
 //! `hack/test.sh` does). A guard brings the host back also when a test fails.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_e2e::api::{
     LivePod, TestNamespace, admin_client, kubectl_apply, wait_for, wait_hosts_ready, workload_pods,
 };
-use berth_e2e::cluster::LocalCluster;
+use berth_e2e::cluster::{LocalCluster, node_op};
 use berth_e2e::web::{WEB_WORKLOAD, answers};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 
 /// The node grace of the local cluster's controller plus what it takes to notice, replace and start.
 const RECOVERY: Duration = Duration::from_secs(40 + 30);
-
-fn node_op(op: &str, node: &str) -> anyhow::Result<()> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/node.sh");
-    let out = Command::new(script).args([op, node]).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "hack/node.sh {op} {node}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
 
 /// Undoes an operation on a host when dropped.
 struct HostGuard {
