@@ -48,8 +48,16 @@ struct Seen {
 
 impl Observations {
     /// Records what the Lease of `node` says now (`renew`: its `renewTime`, `None` without a Lease) and
-    /// returns how long ago, by the controller's clock, it was last seen renewed.
+    /// returns how long ago, by the controller's clock, it was last seen renewed. When several nodes are
+    /// judged at once, [`record`](Self::record) them all first and then ask each one's [`age`](Self::age):
+    /// a renewal seen on any node may end a blind time for all.
     pub fn observe(&mut self, node: &str, renew: Option<&str>, now: Timestamp) -> Duration {
+        self.record(node, renew, now);
+        self.age(node, now)
+    }
+
+    /// Records what the Lease of `node` says now.
+    pub fn record(&mut self, node: &str, renew: Option<&str>, now: Timestamp) {
         let seen = self.seen.entry(node.to_owned()).or_insert_with(|| Seen {
             renew: renew.map(str::to_owned),
             at: now,
@@ -66,7 +74,19 @@ impl Observations {
                 self.fresh_from = Some(now);
             }
             self.last_renewal = Some(now);
+        } else if self.last_renewal.is_none() {
+            // The first look at the Leases: what they say counts as seen now (a new node alone never
+            // ends a blind time: only a renewal does).
+            self.last_renewal = Some(now);
         }
+    }
+
+    /// How long ago, by the controller's clock, `node`'s Lease was last seen renewed (counted from the end
+    /// of a blind time at most); zero for a node never recorded.
+    pub fn age(&self, node: &str, now: Timestamp) -> Duration {
+        let Some(seen) = self.seen.get(node) else {
+            return Duration::ZERO;
+        };
         let since = self.fresh_from.map_or(seen.at, |fresh| fresh.max(seen.at));
         now.duration_since(since).unsigned_abs()
     }
@@ -168,6 +188,20 @@ mod tests {
         o.observe("n1", Some("t101"), at(101));
         o.observe("n1", Some("t111"), at(111));
         assert_eq!(o.observe("n3", Some("t0"), at(120)), Duration::from_secs(49));
+    }
+
+    #[test]
+    fn a_renewal_seen_on_any_node_ends_the_blind_time_for_all_whatever_the_order() {
+        let mut o = Observations::default();
+        for n in ["n1", "n2"] {
+            o.record(n, Some("t0"), at(0));
+        }
+        // After a minute nobody saw: n2 (silent still) is recorded before n1 (renewed).
+        o.record("n2", Some("t0"), at(60));
+        o.record("n1", Some("t60"), at(60));
+        assert_eq!(o.age("n2", at(60)), Duration::ZERO);
+        assert_eq!(o.age("n1", at(60)), Duration::ZERO);
+        assert_eq!(o.age("n2", at(70)), Duration::from_secs(10));
     }
 
     #[test]

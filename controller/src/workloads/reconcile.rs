@@ -85,11 +85,11 @@ impl Liveness {
 }
 
 impl WorkloadContext {
-    /// How long ago this controller saw the Lease of `node` renewed.
-    fn lease_age(&self, observations: &mut Observations, node: &str, now: jiff::Timestamp) -> Duration {
+    /// Records what the Lease of `node` says now.
+    fn record_lease(&self, observations: &mut Observations, node: &str, now: jiff::Timestamp) {
         let lease = self.leases.get(&ObjectRef::new(node).within("kube-node-lease"));
         let renewed = lease.and_then(|l| l.spec.as_ref().and_then(|s| s.renew_time.clone()));
-        observations.observe(node, renewed.map(|t| t.0.to_string()).as_deref(), now)
+        observations.record(node, renewed.map(|t| t.0.to_string()).as_deref(), now);
     }
 
     /// Judges every node of the cache, and those named in `also` (pods' nodes that may be gone).
@@ -99,9 +99,13 @@ impl WorkloadContext {
         let total = names.len();
         observations.retain(|n| names.contains(n));
         names.extend(also.into_iter().map(str::to_owned));
+        // Every Lease first: a renewal seen on any node may end a time the controller was blind.
+        for n in &names {
+            self.record_lease(&mut observations, n, now);
+        }
         let lost: HashSet<String> = names
             .into_iter()
-            .filter(|n| self.lease_age(&mut observations, n, now) > self.node_grace)
+            .filter(|n| observations.age(n, now) > self.node_grace)
             .collect();
         let evict = liveness::evictions_allowed(lost.len(), total.max(lost.len()));
         Liveness { lost, evict }
