@@ -162,6 +162,7 @@ impl Grants {
     }
 
     /// Grants of a test without an API server: every question is denied.
+    #[cfg(test)]
     pub fn deny_all_for_tests() -> Self {
         Self {
             client: None,
@@ -176,10 +177,10 @@ impl Grants {
                 Ok(decided) => return Ok(decided),
                 Err(request) => {
                     let granted = self.ask(&request).await?;
-                    self.answers
-                        .lock()
-                        .expect("not poisoned")
-                        .insert(request, (granted, Instant::now()));
+                    let mut answers = self.answers.lock().expect("not poisoned");
+                    // One entry per namespace pair asked about: the stale ones go as new ones come.
+                    answers.retain(|_, (_, at)| at.elapsed() < TTL);
+                    answers.insert(request, (granted, Instant::now()));
                 }
             }
         }
@@ -196,14 +197,6 @@ impl Grants {
             .await
             .map_err(Error::kube("create SubjectAccessReview"))?;
         Ok(answer.status.is_some_and(|s| s.allowed && s.denied != Some(true)))
-    }
-
-    /// Forgets answers older than [`TTL`] (called now and then: the map holds one entry per namespace pair).
-    pub fn forget_expired(&self) {
-        self.answers
-            .lock()
-            .expect("not poisoned")
-            .retain(|_, (_, at)| at.elapsed() < TTL);
     }
 }
 

@@ -24,18 +24,21 @@ pub struct RegistryLocation {
     pub insecure: bool,
 }
 
-/// `registrySources`, of which imports read the blocked list.
+/// `registrySources`, of which imports read the blocked list. Its other fields (`allowedRegistries`,
+/// `insecureRegistries`, ...) are refused by name rather than ignored: an administrator who writes them
+/// expects a restriction Berth would not make.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegistrySources {
     /// Never imported from, whatever the allowed list says.
     #[serde(default)]
     pub blocked_registries: Vec<String>,
 }
 
-/// The policy: the `spec` of an `image.config.openshift.io` `Image`.
+/// The policy: the `spec` of an `image.config.openshift.io` `Image`. Fields of that spec Berth does not honour
+/// (`additionalTrustedCA`, `externalRegistryHostnames`, ...) are refused by name.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegistryPolicy {
     /// When set, the only registries imported from.
     #[serde(default)]
@@ -203,6 +206,22 @@ spec:
         }
         let err = RegistryPolicy::parse("allowedRegistriesForImport: [{domain: quay.io}]").unwrap_err();
         assert!(err.contains("domain"), "{err}");
+        // What OpenShift's spec has and Berth does not honour is refused, naming the field.
+        for unhonoured in [
+            "registrySources: {allowedRegistries: [quay.io]}",
+            "registrySources: {insecureRegistries: [r.local]}",
+            "additionalTrustedCA: {name: ca}",
+            "spec: {externalRegistryHostnames: [r.example]}",
+        ] {
+            let err = RegistryPolicy::parse(unhonoured).expect_err(unhonoured);
+            let field = unhonoured
+                .trim_start_matches("spec: {")
+                .trim_start_matches("registrySources: {")
+                .split(':')
+                .next()
+                .unwrap();
+            assert!(err.contains(field), "{unhonoured}: {err}");
+        }
     }
 
     #[tokio::test]

@@ -47,16 +47,9 @@ struct Seen {
 }
 
 impl Observations {
-    /// Records what the Lease of `node` says now (`renew`: its `renewTime`, `None` without a Lease) and
-    /// returns how long ago, by the controller's clock, it was last seen renewed. When several nodes are
-    /// judged at once, [`record`](Self::record) them all first and then ask each one's [`age`](Self::age):
-    /// a renewal seen on any node may end a blind time for all.
-    pub fn observe(&mut self, node: &str, renew: Option<&str>, now: Timestamp) -> Duration {
-        self.record(node, renew, now);
-        self.age(node, now)
-    }
-
-    /// Records what the Lease of `node` says now.
+    /// Records what the Lease of `node` says now (`renew`: its `renewTime`, `None` without a Lease). When
+    /// several nodes are judged at once, record them all first and then ask each one's [`age`](Self::age): a
+    /// renewal seen on any node may end a blind time for all.
     pub fn record(&mut self, node: &str, renew: Option<&str>, now: Timestamp) {
         let seen = self.seen.entry(node.to_owned()).or_insert_with(|| Seen {
             renew: renew.map(str::to_owned),
@@ -113,6 +106,14 @@ pub fn evictions_allowed(lost: usize, total: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Observations {
+        /// Records one node and says its age.
+        fn observe(&mut self, node: &str, renew: Option<&str>, now: Timestamp) -> Duration {
+            self.record(node, renew, now);
+            self.age(node, now)
+        }
+    }
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + s).unwrap()
