@@ -55,9 +55,10 @@ berth_agent_root_shared() {
 }
 
 # berth_start_agent NODE: inside the host's network namespace, with its own
-# identity, CRI socket, pod CIDR and serving cert for :10250 (logs), which
-# only accepts clients with a certificate of the cluster CA (the API server's
-# kubelet client cert, for kubectl logs).
+# identity, CRI socket, pod CIDR and serving cert for :10250 (logs, exec, attach,
+# port-forward), which authenticates clients by a certificate of the cluster CA or a
+# bearer token and authorises each request by SubjectAccessReview (the API server's
+# kubelet client cert holds system:kubelet-api-admin: manifests/local/bindings.yaml).
 berth_start_agent() {
 	local node="$1" bin dir
 	bin="$(berth_agent_bin)"

@@ -54,7 +54,7 @@ kubelet_start() {
 		--address="$(node_ip "$node")" --port="$AGENT_PORT" --read-only-port=0 \
 		--healthz-bind-address=127.0.0.1 --healthz-port=10248 \
 		--tls-cert-file="$PKI_DIR/node-$node.crt" --tls-private-key-file="$PKI_DIR/node-$node.key" \
-		--client-ca-file="$PKI_DIR/ca.crt" --anonymous-auth=false --authorization-mode=AlwaysAllow \
+		--client-ca-file="$PKI_DIR/ca.crt" --anonymous-auth=false --authentication-token-webhook --authorization-mode=Webhook \
 		--container-runtime=remote --container-runtime-endpoint="unix://$(node_sock "$node")" \
 		--image-service-endpoint="unix://$(node_sock "$node")" --runtime-request-timeout=2m \
 		--cgroup-driver=cgroupfs --cgroup-root=/ --fail-swap-on=false \

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::node::{self, HostInfo};
 use crate::podspec::NodeFacts;
+use crate::access::Access;
 use crate::server::{self, AppState};
 use crate::sync::Shared;
 use crate::{lease, pods};
@@ -54,8 +55,8 @@ pub async fn run(cfg: Config) -> Result<()> {
     let cri = CriClient::connect(&cfg.cri_endpoint).await?;
     let version = cri.version().await?;
     let tls = server::tls_config(&cfg.tls_cert, &cfg.tls_key, cfg.client_ca.as_deref())?;
-    if cfg.client_ca.is_none() {
-        warn!(addr = %cfg.listen_addr, "no --client-ca: any client may read container logs on the HTTPS port");
+    if cfg.insecure_skip_client_auth {
+        warn!(addr = %cfg.listen_addr, "--insecure-skip-client-auth: anyone who reaches the HTTPS port may read logs and run commands in containers");
     }
     let client = connect_api().await?;
     let https = server::bind(cfg.listen_addr).await?;
@@ -138,15 +139,23 @@ pub async fn run(cfg: Config) -> Result<()> {
             .instrument(info_span!("node_status")),
     );
     tokio::spawn(pods::run(shared, cfg.node_name.clone(), index.clone()).instrument(info_span!("pods")));
-    let app = server::router(AppState {
+    let state = AppState {
         cri,
         pods: index,
         metrics,
-    });
+    };
+    let reviewer = Arc::new(crate::access::review::ApiReviewer::new(client.clone()));
+    let access = if cfg.insecure_skip_client_auth {
+        Access::open(&cfg.node_name, reviewer)
+    } else {
+        Access::checked(&cfg.node_name, cfg.authorization_mode, reviewer)
+    };
+    let app = server::router(state.clone(), access);
+    tokio::spawn(server::serve_tls(https, tls, app).instrument(info_span!("server", addr = %cfg.listen_addr)));
     tokio::spawn(
-        server::serve_tls(https, tls, app.clone()).instrument(info_span!("server", addr = %cfg.listen_addr)),
+        server::serve_plain(plain, server::health_router(state))
+            .instrument(info_span!("health", addr = %cfg.health_addr)),
     );
-    tokio::spawn(server::serve_plain(plain, app).instrument(info_span!("health", addr = %cfg.health_addr)));
 
     shutdown_signal().await;
     info!("stopping; containers keep running and are adopted on the next start");

@@ -40,11 +40,25 @@ pub struct Config {
     #[arg(long, env = "BERTH_TLS_KEY")]
     pub tls_key: PathBuf,
 
-    /// PEM bundle of the CAs whose client certificates may use the HTTPS port (the cluster
-    /// CA that signed the API server's kubelet client certificate). Without it, any client
-    /// may read container logs: set it everywhere but in tests.
-    #[arg(long, env = "BERTH_CLIENT_CA")]
+    /// PEM bundle of the CAs whose client certificates authenticate on the HTTPS port (the
+    /// cluster CA that signed the API server's kubelet client certificate); the subject's CN
+    /// is the user and its O the groups, as the API server reads them. Clients without a
+    /// certificate authenticate with a bearer token (TokenReview). Required unless
+    /// `--insecure-skip-client-auth`.
+    #[arg(long, env = "BERTH_CLIENT_CA", required_unless_present = "insecure_skip_client_auth")]
     pub client_ca: Option<PathBuf>,
+
+    /// How authenticated callers of the HTTPS port are authorised: `Webhook` asks the API
+    /// server a SubjectAccessReview of `nodes/proxy`, `nodes/log`, `nodes/stats` or
+    /// `nodes/metrics` for each request (as the kubelet's `--authorization-mode=Webhook`);
+    /// `AlwaysAllow` lets every authenticated caller in.
+    #[arg(long, env = "BERTH_AUTHORIZATION_MODE", value_enum, default_value = "Webhook")]
+    pub authorization_mode: crate::access::AuthorizationMode,
+
+    /// Development only: no client authentication or authorisation on the HTTPS port, so anyone
+    /// who reaches it may read logs and run commands in containers.
+    #[arg(long, env = "BERTH_INSECURE_SKIP_CLIENT_AUTH", conflicts_with = "client_ca")]
+    pub insecure_skip_client_auth: bool,
 
     /// Directory under which each pod's container logs are written (`<dir>/<ns>_<pod>_<uid>/`).
     #[arg(long, env = "BERTH_POD_LOG_DIR", default_value = "/var/log/pods")]

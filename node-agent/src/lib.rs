@@ -4,6 +4,7 @@
 //! Decisions are pure functions ([`lifecycle`], [`status`], [`probe`], [`images`], [`backoff`]); the
 //! modules that talk to the API server and the runtime are thin around them.
 
+pub mod access;
 pub mod admission;
 pub mod agent;
 pub mod apply;
@@ -35,6 +36,7 @@ pub mod security;
 pub mod server;
 pub mod start;
 pub mod status;
+pub mod streaming;
 pub mod sync;
 pub mod termination;
 pub mod volumes;

@@ -1,6 +1,8 @@
-//! The agent's HTTP endpoints: container logs (`/containerLogs/{ns}/{pod}/{container}` with
-//! `follow`, `tailLines`, `previous`, as the API server proxies `kubectl logs`), `/healthz`
-//! and `/metrics`; over HTTPS on the kubelet port and over plain HTTP on a local address.
+//! The agent's HTTP endpoints. On the kubelet port (HTTPS, every request authenticated and
+//! authorised by [`crate::access`]): container logs (`/containerLogs/{ns}/{pod}/{container}`
+//! with `follow`, `tailLines`, `previous`, as the API server proxies `kubectl logs`),
+//! `kubectl exec`/`attach`/`port-forward` ([`crate::streaming`]), `/healthz` and `/metrics`.
+//! On a local plain-HTTP address: `/healthz` and `/metrics` only.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,14 +15,18 @@ use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
+use axum::{Extension, middleware};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, info_span, warn};
+
+use crate::access::{self, Access, Peer};
 
 use crate::cri::{CriClient, labels};
 use crate::error::{Error, Result};
@@ -38,8 +44,13 @@ pub struct AppState {
     pub metrics: Metrics,
 }
 
-/// The router of all endpoints.
-pub fn router(state: AppState) -> Router {
+/// The most connections the kubelet port serves at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a client may take over the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The router of the kubelet port: every endpoint, each request checked by `access` first.
+pub fn router(state: AppState, access: Access) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
@@ -47,6 +58,18 @@ pub fn router(state: AppState) -> Router {
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
+        .route("/exec/{*rest}", any(crate::streaming::handle))
+        .route("/attach/{*rest}", any(crate::streaming::handle))
+        .route("/portForward/{*rest}", any(crate::streaming::handle))
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(access, access::guard))
+}
+
+/// The router of the local plain-HTTP address: health and metrics, nothing about pods.
+pub fn health_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -201,9 +224,10 @@ fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-/// Loads the TLS server configuration from PEM files. With `client_ca`, every client must
-/// present a certificate signed by one of its CAs (the API server presents its kubelet
-/// client certificate); without it, any client may connect.
+/// Loads the TLS server configuration from PEM files. With `client_ca`, a client certificate
+/// must be signed by one of its CAs (the API server presents its kubelet client certificate);
+/// a client without one may still connect and authenticate with a bearer token
+/// ([`crate::access`] refuses it otherwise). Without `client_ca` no certificate is asked for.
 pub fn tls_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<rustls::ServerConfig> {
     let certs = read_certs(cert, "certificate")?;
     let key = PrivateKeyDer::from_pem_file(key)
@@ -223,6 +247,7 @@ pub fn tls_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<r
             }
             let verifier =
                 rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .allow_unauthenticated()
                     .build()
                     .map_err(|e| Error::Tls(format!("client CA bundle {}: {e}", ca.display())))?;
             builder.with_client_cert_verifier(verifier)
@@ -246,10 +271,15 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     })
 }
 
-/// Serves `router` over TLS on `listener` forever.
+/// Serves `router` over TLS on `listener` forever, at most [`MAX_CONNECTIONS`] at once; each
+/// request carries the user of the connection's client certificate ([`Peer`]).
 pub async fn serve_tls(listener: TcpListener, tls: rustls::ServerConfig, router: Router) {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -259,16 +289,25 @@ pub async fn serve_tls(listener: TcpListener, tls: rustls::ServerConfig, router:
             }
         };
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         tokio::spawn(
             async move {
-                let tls = match acceptor.accept(tcp).await {
-                    Ok(t) => t,
-                    // Clients without a valid certificate end here (refused in the handshake).
-                    Err(e) => return debug!(error = %e, "TLS handshake failed"),
+                let _slot = slot;
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(t)) => t,
+                    // Clients with a certificate of another CA end here (refused in the handshake).
+                    Ok(Err(e)) => return debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => return debug!("TLS handshake timed out"),
                 };
+                let user = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| access::identity::from_certificate(c.as_ref()));
+                let service = TowerToHyperService::new(router.layer(Extension(Peer(user))));
                 if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
                     .await
                 {
                     debug!(error = %e, "connection ended with an error");

@@ -39,6 +39,8 @@ fn an_unreachable_runtime_is_one_line_and_a_failure() {
         .args([
             "--tls-key",
             "/nonexistent.key",
+            "--client-ca",
+            "/nonexistent-ca.crt",
             "--cri-endpoint",
             &format!("unix://{}", socket.display()),
         ])
@@ -51,4 +53,27 @@ fn an_unreachable_runtime_is_one_line_and_a_failure() {
         stderr.contains("cannot reach the container runtime at unix://"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_https_port_is_never_open_by_default() {
+    // Without a client CA the agent does not start (exit 2, the flag named) unless development
+    // mode is asked for by name.
+    let out = agent()
+        .env("NO_COLOR", "1")
+        .args(["--node-name", "test", "--node-ip", "127.0.0.1"])
+        .args(["--tls-cert", "/c.crt", "--tls-key", "/c.key"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--client-ca"), "{stderr}");
+    // Both at once is a contradiction, refused the same way.
+    let out = agent()
+        .args(["--node-name", "test", "--node-ip", "127.0.0.1"])
+        .args(["--tls-cert", "/c.crt", "--tls-key", "/c.key"])
+        .args(["--client-ca", "/ca.crt", "--insecure-skip-client-auth"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }

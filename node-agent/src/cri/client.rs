@@ -32,7 +32,7 @@ pub struct CriClient {
 }
 
 /// Builds a request with a deadline.
-fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+pub(super) fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
     req.set_timeout(timeout);
     req
@@ -91,6 +91,11 @@ impl CriClient {
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
         }
+    }
+
+    /// The runtime service (a cheap clone sharing the connection).
+    pub(super) fn runtime_service(&self) -> RuntimeServiceClient<Channel> {
+        self.runtime.clone()
     }
 
     /// The endpoint this client talks to.

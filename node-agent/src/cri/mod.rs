@@ -8,6 +8,7 @@
 pub mod auth;
 mod client;
 pub mod labels;
+mod stream;
 
 pub use client::{CriClient, MAX_MESSAGE_SIZE};
 
