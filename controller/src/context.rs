@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use berth_api::image::{ImageStream, ImageStreamTag, SourceKind};
+use berth_api::image::{ImageStream, ImageStreamTag};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
+use crate::followers::{self, FollowerIndex, TagKey};
 use crate::grants::Grants;
 use crate::import::schedule::{LastCheck, Pacing};
 use crate::import::source::TagLookup;
@@ -41,6 +42,8 @@ pub struct Context {
     /// Which namespaces let which read their images (see [`crate::grants`]).
     pub grants: Grants,
     checks: Mutex<HashMap<ObjectRef<ImageStreamTag>, LastCheck>>,
+    /// Aliases by the tag they follow, by namespace and name.
+    aliases: Mutex<FollowerIndex<(String, String)>>,
     pushed: Mutex<HashMap<ObjectRef<ImageStreamTag>, Push>>,
 }
 
@@ -68,6 +71,7 @@ impl Context {
             pacing,
             metrics,
             checks: Mutex::default(),
+            aliases: Mutex::default(),
             pushed: Mutex::default(),
         }
     }
@@ -145,27 +149,27 @@ impl Context {
         all.lookup(registry, repository).cloned()
     }
 
-    /// The tags that follow `tag` as an alias (`from.kind: ImageStreamTag` naming it).
+    /// The tags that follow `tag` as an alias (`from.kind: ImageStreamTag` naming it), from the alias index
+    /// ([`crate::followers`]). Fed with every tag the shared watch delivers (each change, and all of them
+    /// after every list), `tag` included; followers no longer in the cache are dropped as they are found.
     pub fn followers(&self, tag: &ImageStreamTag) -> Vec<ObjectRef<ImageStreamTag>> {
-        let ns = tag.namespace().unwrap_or_default();
-        self.tags
-            .state()
+        let mut aliases = self.aliases.lock().expect("not poisoned");
+        if let (Some(ns), Some(name)) = (tag.namespace(), tag.metadata.name.clone()) {
+            aliases.set((ns, name), followers::alias_of(tag));
+        }
+        let refs = |(ns, name): &(String, String)| ObjectRef::new(name).within(ns);
+        let found = aliases.followers(&TagKey::of(tag));
+        let gone: Vec<_> = found
             .iter()
-            .filter(|t| t.spec.from.kind == SourceKind::ImageStreamTag)
-            .filter(|t| {
-                t.spec
-                    .from
-                    .namespace
-                    .as_deref()
-                    .unwrap_or(&t.namespace().unwrap_or_default())
-                    == ns
-            })
-            .filter(|t| {
-                let name = &t.spec.from.name;
-                let (stream, tag_name) = name.split_once(':').unwrap_or((&t.spec.stream, name));
-                stream == tag.spec.stream && tag_name == tag.spec.tag
-            })
-            .map(|t| ObjectRef::from_obj(t.as_ref()))
+            .filter(|o| self.tags.get(&refs(o)).is_none())
+            .collect();
+        for o in gone {
+            aliases.remove(o);
+        }
+        found
+            .iter()
+            .map(refs)
+            .filter(|r| self.tags.get(r).is_some())
             .collect()
     }
 }

@@ -8,6 +8,7 @@ pub mod conditions;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod followers;
 pub mod grants;
 pub mod import;
 pub mod leader;
@@ -15,6 +16,8 @@ pub mod metrics;
 pub mod registry;
 pub mod run;
 pub mod streams;
+#[cfg(test)]
+mod testing;
 pub mod triggers;
 pub mod webhook;
 pub mod workloads;
