@@ -211,3 +211,37 @@ impl TagLookup for TagSnapshot {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::api_server;
+    use crate::testing::fixtures::{NS, TagFixture, istag};
+    use kube::runtime::reflector::ObjectRef;
+
+    #[tokio::test]
+    async fn the_aliases_of_a_tag_are_those_seen_and_still_cached() {
+        let target = istag(NS, "demo", "v1").from_image("reg/demo:v1");
+        let alias = istag(NS, "demo", "latest").from_tag("v1");
+        let across = istag("team-b", "mine", "v1")
+            .from_tag("demo:v1")
+            .from_namespace(NS);
+        let elsewhere = istag("team-b", "demo", "latest").from_tag("v1");
+        let deleted = istag(NS, "demo", "old").from_tag("v1");
+        let (client, server) = api_server::mock([]);
+        let cached = vec![target.clone(), alias.clone(), across.clone(), elsewhere.clone()];
+        let ctx = crate::testing::context(client, cached, vec![]);
+        // The shared watch hands every tag to the lookup: the deleted one before it went.
+        for t in [&alias, &across, &elsewhere, &deleted] {
+            assert!(ctx.followers(t).is_empty());
+        }
+        assert_eq!(
+            ctx.followers(&target),
+            vec![ObjectRef::from_obj(&alias), ObjectRef::from_obj(&across),]
+        );
+        // An alias that moves away is no longer a follower.
+        let moved = alias.clone().from_tag("v2");
+        ctx.followers(&moved);
+        assert_eq!(ctx.followers(&target), vec![ObjectRef::from_obj(&across)]);
+        server.verify().await;
+    }
+}

@@ -368,3 +368,101 @@ impl ApiServer {
         output
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+
+    fn config_map() -> ConfigMap {
+        let mut c = ConfigMap::default();
+        c.metadata.name = Some("c".into());
+        c
+    }
+
+    const CMS: &str = "/api/v1/namespaces/ns/configmaps";
+
+    #[tokio::test]
+    async fn the_expected_requests_in_order_pass() {
+        let (client, server) = mock([
+            Expect::create(CMS).json("/metadata/name", json!("c")),
+            Expect::apply(format!("{CMS}/c"), "me").json("/data/k", json!("v")),
+        ]);
+        let api: Api<ConfigMap> = Api::namespaced(client, "ns");
+        server
+            .run(async {
+                api.create(&PostParams::default(), &config_map())
+                    .await
+                    .expect("created");
+                let patch = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}});
+                api.patch("c", &PatchParams::apply("me").force(), &Patch::Apply(&patch))
+                    .await
+                    .expect("applied");
+            })
+            .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "request 2 was not expected")]
+    async fn one_request_too_many_fails() {
+        let (client, server) = mock([Expect::create(CMS)]);
+        let api: Api<ConfigMap> = Api::namespaced(client, "ns");
+        server
+            .run(async {
+                api.create(&PostParams::default(), &config_map())
+                    .await
+                    .expect("created");
+                let _ = api.create(&PostParams::default(), &config_map()).await;
+            })
+            .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "expected and never sent: DELETE")]
+    async fn a_request_never_sent_fails() {
+        let (client, server) = mock([Expect::create(CMS), Expect::delete(format!("{CMS}/c"))]);
+        let api: Api<ConfigMap> = Api::namespaced(client, "ns");
+        server
+            .run(async {
+                api.create(&PostParams::default(), &config_map())
+                    .await
+                    .expect("created")
+            })
+            .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "query is {\"fieldManager\": \"someone-else\"")]
+    async fn another_field_manager_fails() {
+        let (client, server) = mock([Expect::apply(format!("{CMS}/c"), "me")]);
+        let api: Api<ConfigMap> = Api::namespaced(client, "ns");
+        let patch = json!({"apiVersion": "v1", "kind": "ConfigMap"});
+        server
+            .run(async {
+                let _ = api
+                    .patch(
+                        "c",
+                        &PatchParams::apply("someone-else").force(),
+                        &Patch::Apply(&patch),
+                    )
+                    .await;
+            })
+            .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "not /data/k == \"v\": /data/k is \"w\"")]
+    async fn a_body_without_its_essentials_fails() {
+        let (client, server) = mock([Expect::apply(format!("{CMS}/c"), "me").json("/data/k", json!("v"))]);
+        let api: Api<ConfigMap> = Api::namespaced(client, "ns");
+        let patch = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "w"}});
+        server
+            .run(async {
+                let _ = api
+                    .patch("c", &PatchParams::apply("me").force(), &Patch::Apply(&patch))
+                    .await;
+            })
+            .await;
+    }
+}
