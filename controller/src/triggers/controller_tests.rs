@@ -95,18 +95,19 @@ async fn a_conflict_decides_again_shortly_and_says_nothing() {
 async fn a_resync_with_nothing_to_change_sends_nothing() {
     let (client, server) = api_server::mock([]);
     let cx = context(client, &[tag("reg/app@sha256:2")]);
-    server
-        .run(async {
-            for object in [
-                deployment(FOLLOWS, "reg/app@sha256:2"),
-                // A tag that is not there (yet) changes nothing either.
-                deployment(&FOLLOWS.replace("app:live", "app:other"), "x"),
-                deployment(&FOLLOWS.replace("}]", r#","paused":true}]"#), "x"),
-            ] {
-                reconcile(object, cx.clone()).await.unwrap();
-            }
-        })
+    let objects = [
+        deployment(FOLLOWS, "reg/app@sha256:2"),
+        // A tag that is not there (yet) changes nothing either.
+        deployment(&FOLLOWS.replace("app:live", "app:other"), "x"),
+        deployment(&FOLLOWS.replace("}]", r#","paused":true}]"#), "x"),
+    ];
+    // Results are looked at after the server's verdict, which says more than an error does.
+    let results = server
+        .run(futures::future::join_all(
+            objects.map(|o| reconcile(o, cx.clone())),
+        ))
         .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
 }
 
 #[tokio::test]
@@ -121,15 +122,22 @@ async fn a_malformed_annotation_is_one_warning_per_distinct_error() {
         warning("InvalidTrigger").json("/regarding/resourceVersion", json!("42")),
     ]);
     let cx = context(client, &[tag("reg/app@sha256:2")]);
-    server
+    // Another annotation is another version of the object: a new Event, not a repeat of the first.
+    let mut changed = (*deployment("[]]", "x")).clone();
+    changed.metadata.resource_version = Some("42".into());
+    let results = server
         .run(async {
-            for _ in 0..3 {
-                reconcile(deployment("[{", "x"), cx.clone()).await.unwrap();
+            let mut results = Vec::new();
+            for object in [
+                deployment("[{", "x"),
+                deployment("[{", "x"),
+                deployment("[{", "x"),
+                Arc::new(changed),
+            ] {
+                results.push(reconcile(object, cx.clone()).await);
             }
-            // Another annotation is another version of the object: a new Event, not a repeat of the first.
-            let mut changed = (*deployment("[]]", "x")).clone();
-            changed.metadata.resource_version = Some("42".into());
-            reconcile(Arc::new(changed), cx.clone()).await.unwrap();
+            results
         })
         .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
 }
