@@ -220,13 +220,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_aliases_of_a_tag_are_those_seen_and_still_cached() {
-        let target = istag(NS, "demo", "v1").from_image("reg/demo:v1");
-        let alias = istag(NS, "demo", "latest").from_tag("v1");
+        let target = istag(NS, "demo", "v1").follows_image("reg/demo:v1");
+        let alias = istag(NS, "demo", "latest").follows_tag("v1");
         let across = istag("team-b", "mine", "v1")
-            .from_tag("demo:v1")
-            .from_namespace(NS);
-        let elsewhere = istag("team-b", "demo", "latest").from_tag("v1");
-        let deleted = istag(NS, "demo", "old").from_tag("v1");
+            .follows_tag("demo:v1")
+            .source_namespace(NS);
+        let elsewhere = istag("team-b", "demo", "latest").follows_tag("v1");
+        let deleted = istag(NS, "demo", "old").follows_tag("v1");
         let (client, server) = api_server::mock([]);
         let cached = vec![target.clone(), alias.clone(), across.clone(), elsewhere.clone()];
         let ctx = crate::testing::context(client, cached, vec![]);
@@ -239,7 +239,7 @@ mod tests {
             vec![ObjectRef::from_obj(&alias), ObjectRef::from_obj(&across),]
         );
         // An alias that moves away is no longer a follower.
-        let moved = alias.clone().from_tag("v2");
+        let moved = alias.clone().follows_tag("v2");
         ctx.followers(&moved);
         assert_eq!(ctx.followers(&target), vec![ObjectRef::from_obj(&across)]);
         server.verify().await;

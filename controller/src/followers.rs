@@ -204,15 +204,15 @@ mod tests {
 
     #[test]
     fn an_alias_follows_its_target_in_its_own_namespace_unless_it_names_one() {
-        let short = istag(NS, "demo", "latest").from_tag("v1");
+        let short = istag(NS, "demo", "latest").follows_tag("v1");
         assert_eq!(alias_of(&short), BTreeSet::from([key(NS, "demo", "v1")]));
-        let long = istag(NS, "demo", "latest").from_tag("base:v2");
+        let long = istag(NS, "demo", "latest").follows_tag("base:v2");
         assert_eq!(alias_of(&long), BTreeSet::from([key(NS, "base", "v2")]));
         let across = istag(NS, "demo", "latest")
-            .from_tag("base:v2")
-            .from_namespace("team-b");
+            .follows_tag("base:v2")
+            .source_namespace("team-b");
         assert_eq!(alias_of(&across), BTreeSet::from([key("team-b", "base", "v2")]));
-        let image = istag(NS, "demo", "v1").from_image("reg/demo:v1");
+        let image = istag(NS, "demo", "v1").follows_image("reg/demo:v1");
         assert!(alias_of(&image).is_empty());
     }
 

@@ -50,7 +50,7 @@ fn webhook(token: &str) -> (Webhook, Seen) {
     let sink = seen.clone();
     let hook = Webhook {
         token: token.into(),
-        tags: fixtures::store(TAGS.map(|(name, from)| istag(NS, "s", name).named(name).from_image(from))),
+        tags: fixtures::store(TAGS.map(|(name, from)| istag(NS, "s", name).named(name).follows_image(from))),
         on_push: Arc::new(move |r, digest| sink.lock().unwrap().push((r.name, digest))),
         metrics: Metrics::default(),
     };

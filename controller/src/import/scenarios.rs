@@ -22,7 +22,7 @@ const STATUS: &str = "/apis/image.berth.dev/v1alpha1/namespaces/ns/imagestreamta
 fn tag_of(registry: &FakeRegistry) -> ImageStreamTag {
     istag(NS, "demo", "v1")
         .stored("uid-1", 1)
-        .from_image(&format!("{}/berth/demo:v1", registry.host))
+        .follows_image(&format!("{}/berth/demo:v1", registry.host))
         .import_policy(true, false)
 }
 
@@ -160,7 +160,7 @@ async fn a_failure_keeps_the_image_reports_the_reason_once_and_backs_off() {
 async fn an_alias_takes_its_targets_image_without_a_registry() {
     let d2 = digest('2');
     let target = istag(NS, "demo", "v2").stored("uid-2", 1).imported(&d2);
-    let alias = istag(NS, "demo", "v1").stored("uid-1", 1).from_tag("v2");
+    let alias = istag(NS, "demo", "v1").stored("uid-1", 1).follows_tag("v2");
     let written = Arc::default();
     let (client, server) = api_server::mock([
         status_apply(&alias, &written)

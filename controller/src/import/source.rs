@@ -261,13 +261,13 @@ mod tests {
 
     #[test]
     fn a_tag_by_name_goes_to_the_registry() {
-        let t = istag(NS, "demo", "v1").from_image("10.213.0.1:5000/berth/demo:v1");
+        let t = istag(NS, "demo", "v1").follows_image("10.213.0.1:5000/berth/demo:v1");
         assert!(matches!(src(&t, "ns", &cache(vec![])), Source::Registry(_)));
     }
 
     #[test]
     fn pinned_digests_and_references_need_no_registry() {
-        let t = istag(NS, "demo", "v1").from_image(&format!("reg.example/demo@{D1}"));
+        let t = istag(NS, "demo", "v1").follows_image(&format!("reg.example/demo@{D1}"));
         let Source::Known(Outcome::Resolved {
             digest, pull_spec, ..
         }) = src(&t, "ns", &cache(vec![]))
@@ -278,7 +278,7 @@ mod tests {
             (digest.as_str(), pull_spec),
             (D1, format!("reg.example/demo@{D1}"))
         );
-        let mut t = istag(NS, "demo", "v1").from_image("reg.example/demo:v1");
+        let mut t = istag(NS, "demo", "v1").follows_image("reg.example/demo:v1");
         t.spec.reference = true;
         assert!(matches!(
             src(&t, "ns", &cache(vec![])),
@@ -293,16 +293,16 @@ mod tests {
             "reg.example/demo@sha512:abc",
             "reg.example/demo@sha256:abc",
         ] {
-            let t = istag(NS, "demo", "v1").from_image(bad);
+            let t = istag(NS, "demo", "v1").follows_image(bad);
             assert_eq!(reason(src(&t, "ns", &cache(vec![]))), "InvalidReference", "{bad}");
         }
     }
 
     #[test]
     fn alias_chains_take_the_image_at_their_end() {
-        let base = istag(NS, "demo", "v1").from_image("reg/demo:v1").imported(D1);
-        let mid = istag(NS, "demo", "stable").from_tag("v1");
-        let top = istag(NS, "demo", "latest").from_tag("demo:stable");
+        let base = istag(NS, "demo", "v1").follows_image("reg/demo:v1").imported(D1);
+        let mid = istag(NS, "demo", "stable").follows_tag("v1");
+        let top = istag(NS, "demo", "latest").follows_tag("demo:stable");
         let c = cache(vec![base, mid, top.clone()]);
         let Source::Known(Outcome::Resolved { digest, source, .. }) = src(&top, "ns", &c) else {
             panic!()
@@ -313,23 +313,23 @@ mod tests {
 
     #[test]
     fn alias_loops_missing_targets_and_unimported_targets_are_reported() {
-        let a = istag(NS, "demo", "a").from_tag("b");
-        let b = istag(NS, "demo", "b").from_tag("a");
+        let a = istag(NS, "demo", "a").follows_tag("b");
+        let b = istag(NS, "demo", "b").follows_tag("a");
         let c = cache(vec![a.clone(), b]);
         assert_eq!(reason(src(&a, "ns", &c)), "AliasLoop");
-        let lonely = istag(NS, "demo", "x").from_tag("nothing");
+        let lonely = istag(NS, "demo", "x").follows_tag("nothing");
         assert_eq!(reason(src(&lonely, "ns", &cache(vec![]))), "NotFound");
-        let waiting = istag(NS, "demo", "y").from_tag("v1");
-        let c = cache(vec![istag(NS, "demo", "v1").from_image("reg/demo:v1")]);
+        let waiting = istag(NS, "demo", "y").follows_tag("v1");
+        let c = cache(vec![istag(NS, "demo", "v1").follows_image("reg/demo:v1")]);
         assert_eq!(reason(src(&waiting, "ns", &c)), "AliasTargetNotImported");
     }
 
     #[test]
     fn long_chains_stop() {
         let mut tags: Vec<_> = (0..40)
-            .map(|i| istag(NS, "demo", &format!("t{i}")).from_tag(&format!("t{}", i + 1)))
+            .map(|i| istag(NS, "demo", &format!("t{i}")).follows_tag(&format!("t{}", i + 1)))
             .collect();
-        tags.push(istag(NS, "demo", "t40").from_image("reg/demo:v1").imported(D1));
+        tags.push(istag(NS, "demo", "t40").follows_image("reg/demo:v1").imported(D1));
         let first = tags[0].clone();
         assert_eq!(reason(src(&first, "ns", &cache(tags))), "AliasChainTooLong");
     }
@@ -337,14 +337,14 @@ mod tests {
     #[test]
     fn stream_images_are_found_in_history() {
         let c = cache(vec![
-            istag(NS, "demo", "v1").from_image("reg/demo:v1").imported(D1),
+            istag(NS, "demo", "v1").follows_image("reg/demo:v1").imported(D1),
         ]);
-        let t = istag(NS, "other", "pinned").from_kind(SourceKind::ImageStreamImage, &format!("demo@{D1}"));
+        let t = istag(NS, "other", "pinned").follows(SourceKind::ImageStreamImage, &format!("demo@{D1}"));
         assert!(matches!(
             src(&t, "ns", &c),
             Source::Known(Outcome::Resolved { .. })
         ));
-        let t = istag(NS, "other", "pinned").from_kind(
+        let t = istag(NS, "other", "pinned").follows(
             SourceKind::ImageStreamImage,
             &format!("demo@sha256:{}", "2".repeat(64)),
         );
@@ -366,22 +366,22 @@ mod tests {
     fn another_namespace_is_read_only_as_it_grants_and_a_denial_hides_what_it_holds() {
         let secret = in_ns(
             "team-b",
-            istag(NS, "secret", "v1").from_image("reg/s:v1").imported(D1),
+            istag(NS, "secret", "v1").follows_image("reg/s:v1").imported(D1),
             None,
         );
         let (_, alias) = in_ns(
             "team-a",
-            istag(NS, "mine", "v1").from_tag("secret:v1"),
+            istag(NS, "mine", "v1").follows_tag("secret:v1"),
             Some("team-b"),
         );
         let (_, missing) = in_ns(
             "team-a",
-            istag(NS, "mine", "v2").from_tag("secret:nothing"),
+            istag(NS, "mine", "v2").follows_tag("secret:nothing"),
             Some("team-b"),
         );
         let (_, pinned) = in_ns(
             "team-a",
-            istag(NS, "mine", "v3").from_kind(SourceKind::ImageStreamImage, &format!("secret@{D1}")),
+            istag(NS, "mine", "v3").follows(SourceKind::ImageStreamImage, &format!("secret@{D1}")),
             Some("team-b"),
         );
         let c = FakeCache([secret].into_iter().collect());
@@ -432,17 +432,17 @@ mod tests {
         // team-a/app:v1 -> team-b/mid:v1 -> team-c/base:v1
         let base = in_ns(
             "team-c",
-            istag(NS, "base", "v1").from_image("reg/b:v1").imported(D1),
+            istag(NS, "base", "v1").follows_image("reg/b:v1").imported(D1),
             None,
         );
         let mid = in_ns(
             "team-b",
-            istag(NS, "mid", "v1").from_tag("base:v1"),
+            istag(NS, "mid", "v1").follows_tag("base:v1"),
             Some("team-c"),
         );
         let (_, top) = in_ns(
             "team-a",
-            istag(NS, "app", "v1").from_tag("mid:v1"),
+            istag(NS, "app", "v1").follows_tag("mid:v1"),
             Some("team-b"),
         );
         let c = FakeCache([base, mid].into_iter().collect());

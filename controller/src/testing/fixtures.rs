@@ -48,17 +48,17 @@ pub trait TagFixture: Sized {
     /// No namespace (a tag as a pure decision sees it when the namespace is passed apart).
     fn without_namespace(self) -> Self;
     /// Follows `from` of `kind`.
-    fn from_kind(self, kind: SourceKind, from: &str) -> Self;
+    fn follows(self, kind: SourceKind, from: &str) -> Self;
     /// Follows the registry image `from` (`REPO:TAG` or `REPO@sha256:...`).
-    fn from_image(self, from: &str) -> Self {
-        self.from_kind(SourceKind::DockerImage, from)
+    fn follows_image(self, from: &str) -> Self {
+        self.follows(SourceKind::DockerImage, from)
     }
     /// Follows the tag `from` (`STREAM:TAG`, or `TAG` of the same stream): an alias.
-    fn from_tag(self, from: &str) -> Self {
-        self.from_kind(SourceKind::ImageStreamTag, from)
+    fn follows_tag(self, from: &str) -> Self {
+        self.follows(SourceKind::ImageStreamTag, from)
     }
     /// `from.namespace`.
-    fn from_namespace(self, namespace: &str) -> Self;
+    fn source_namespace(self, namespace: &str) -> Self;
     /// Uid and generation, as the API server sets them.
     fn stored(self, uid: &str, generation: i64) -> Self;
     /// `importPolicy.insecure` and `importPolicy.scheduled`.
@@ -88,7 +88,7 @@ impl TagFixture for ImageStreamTag {
         self
     }
 
-    fn from_kind(mut self, kind: SourceKind, from: &str) -> Self {
+    fn follows(mut self, kind: SourceKind, from: &str) -> Self {
         self.spec.from = TagSource {
             kind,
             name: from.into(),
@@ -97,7 +97,7 @@ impl TagFixture for ImageStreamTag {
         self
     }
 
-    fn from_namespace(mut self, namespace: &str) -> Self {
+    fn source_namespace(mut self, namespace: &str) -> Self {
         self.spec.from.namespace = Some(namespace.into());
         self
     }

@@ -11,7 +11,7 @@ use crate::testing::fixtures::{NS, TagFixture, istag, store};
 
 /// Tag `name` of stream `s`, named `name`, following the image `from`.
 fn tag(name: &str, from: &str) -> ImageStreamTag {
-    istag(NS, "s", name).named(name).from_image(from)
+    istag(NS, "s", name).named(name).follows_image(from)
 }
 
 fn envelope(host: &str, repository: &str, tag: &str) -> String {
