@@ -208,11 +208,11 @@ async fn a_pending_pod_is_bound_to_a_ready_node() {
     server.run(reconcile(Arc::new(w), cx)).await.expect("reconciled");
 }
 
-#[tokio::test]
-async fn a_settled_workload_writes_nothing() {
-    let mut w = web(2);
-    let (images, hash) = target(&w, &[live()]);
-    let pods: Vec<Pod> = (0..2)
+/// `replicas` of `web` settled on `tags`: its Pods Ready on n1, and the status that says so.
+fn settled(replicas: i32, tags: &[ImageStreamTag]) -> (Workload, Vec<Pod>) {
+    let mut w = web(replicas);
+    let (images, hash) = target(&w, tags);
+    let pods: Vec<Pod> = (0..usize::try_from(replicas).expect("replicas"))
         .map(|i| stored_pod(&w, &images, &hash, i, Some("n1"), true))
         .collect();
     let views: Vec<PodView> = pods
@@ -226,7 +226,7 @@ async fn a_settled_workload_writes_nothing() {
         })
         .collect();
     let bounds = rollout::bounds(w.spec.replicas, w.spec.strategy.as_ref());
-    let t = status::target(&w, hash.clone(), images.clone());
+    let t = status::target(&w, hash, images);
     w.status = Some(status::compute(
         &w,
         Ok(&t),
@@ -234,8 +234,71 @@ async fn a_settled_workload_writes_nothing() {
         bounds,
         &Time(Default::default()),
     ));
+    (w, pods)
+}
+
+#[tokio::test]
+async fn a_settled_workload_writes_nothing() {
+    let (w, pods) = settled(2, &[live()]);
     let (client, server) = api_server::mock([]);
     let cx = wctx(client, vec![live()], pods, vec![node("n1")]);
     let action = server.run(reconcile(Arc::new(w), cx)).await.expect("reconciled");
     assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+}
+
+#[tokio::test]
+async fn a_moved_tag_starts_a_new_revision_one_surge_pod_at_a_time_and_says_so_once() {
+    let (w, pods) = settled(2, &[live()]);
+    let moved = istag(NS, "app", "live")
+        .stored("tag-uid", 2)
+        .imported(&digest('2'));
+    let (_, hash) = target(&w, std::slice::from_ref(&moved));
+    let image = format!("reg/app@{}", digest('2'));
+    let event = |reason: &str| {
+        Expect::event(NS)
+            .json("/reason", json!(reason))
+            .json("/type", json!("Normal"))
+            .json("/action", json!("Revision2"))
+            .json("/regarding/kind", json!("Workload"))
+            .json("/regarding/name", json!("web"))
+    };
+    let (client, server) = api_server::mock([
+        // 25% surge of 2 is one Pod more; 25% unavailable of 2 is none: no old Pod goes yet.
+        pod_create(&pod_name("web", &hash, 0), &hash, &image),
+        status_apply(&w)
+            .json("/status/revision", json!(2))
+            .json("/status/revisionHash", json!(hash))
+            .json("/status/images/0/image", json!(image))
+            .json("/status/replicas", json!(2))
+            .json("/status/updatedReplicas", json!(0)),
+        event("Triggered").json("/note", json!(format!("web follows ns/app:live to {image}"))),
+        event("RolloutStarted").json("/note", json!("rolling out revision 2")),
+    ]);
+    let cx = wctx(client, vec![moved], pods, vec![node("n1")]);
+    let action = server.run(reconcile(Arc::new(w), cx)).await.expect("reconciled");
+    assert_eq!(action, Action::requeue(Duration::from_secs(2)));
+}
+
+#[tokio::test]
+async fn a_pod_that_fits_nowhere_is_marked_unschedulable_under_the_field_manager() {
+    let w = web(1);
+    let (images, hash) = target(&w, &[live()]);
+    let pending = stored_pod(&w, &images, &hash, 0, None, false);
+    let name = pod_name("web", &hash, 0);
+    let (client, server) = api_server::mock([
+        Expect::strategic(format!("{PODS}/{name}/status"), FIELD_MANAGER)
+            .json("/status/conditions/0/type", json!("PodScheduled"))
+            .json("/status/conditions/0/status", json!("False"))
+            .json("/status/conditions/0/reason", json!("Unschedulable")),
+        Expect::event(NS)
+            .json("/reason", json!("FailedScheduling"))
+            .json("/type", json!("Warning"))
+            .json("/regarding/kind", json!("Pod"))
+            .json("/regarding/name", json!(name)),
+        status_apply(&w).json("/status/replicas", json!(1)),
+    ]);
+    // No node at all.
+    let cx = wctx(client, vec![live()], vec![pending], vec![]);
+    let action = server.run(reconcile(Arc::new(w), cx)).await.expect("reconciled");
+    assert_eq!(action, Action::requeue(Duration::from_secs(2)));
 }
