@@ -10,7 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
 use super::reconcile::reconcile;
-use crate::context::{FIELD_MANAGER, Push};
+use crate::context::{FIELD_MANAGER, PUSH_RECHECK, Push};
 use crate::testing::api_server::{self, Expect};
 use crate::testing::fake_registry::{FakeRegistry, manifest_bytes_with, sha256};
 use crate::testing::fixtures::{NS, TagFixture, digest, istag};
@@ -107,6 +107,41 @@ async fn importing_the_same_digest_again_writes_nothing_and_says_nothing() {
         .expect("checked");
     assert!(registry.hits() > hits, "the registry was asked again");
     assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn a_push_the_registry_does_not_show_yet_is_looked_for_again_shortly_without_a_write() {
+    let registry = FakeRegistry::serving(manifest_bytes_with('1')).await;
+    let d1 = sha256(&manifest_bytes_with('1'));
+    let tag = tag_of(&registry);
+    let written = Arc::default();
+    let (client, server) = api_server::mock([
+        status_apply(&tag, &written).json("/status/digest", json!(d1)),
+        event("Imported", "Normal"),
+    ]);
+    let ctx = context(client, vec![tag.clone()], vec![]);
+    reconcile(Arc::new(tag), ctx.clone()).await.expect("imported");
+    let imported = written.lock().unwrap().clone().expect("the status written");
+
+    // The registry notifies a push of another digest before its tag points at it.
+    let key = ObjectRef::from_obj(&imported);
+    let pushed = Push {
+        digest: Some(digest('2')),
+        attempts: 0,
+    };
+    ctx.request_push_import(key.clone(), pushed.clone());
+    let action = server
+        .run(reconcile(Arc::new(imported), ctx.clone()))
+        .await
+        .expect("checked");
+    assert_eq!(action, Action::requeue(PUSH_RECHECK));
+    assert_eq!(
+        ctx.take_push_request(&key),
+        Some(Push {
+            attempts: 1,
+            ..pushed
+        })
+    );
 }
 
 #[tokio::test]
