@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use berth_api::image::{ImageStream, ImageStreamTag, SourceKind};
+use berth_api::image::{ImageStream, ImageStreamTag};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
+use crate::followers::{self, FollowerIndex, TagKey};
 use crate::grants::Grants;
 use crate::import::schedule::{LastCheck, Pacing};
 use crate::import::source::TagLookup;
@@ -41,6 +42,8 @@ pub struct Context {
     /// Which namespaces let which read their images (see [`crate::grants`]).
     pub grants: Grants,
     checks: Mutex<HashMap<ObjectRef<ImageStreamTag>, LastCheck>>,
+    /// Aliases by the tag they follow, by namespace and name.
+    aliases: Mutex<FollowerIndex<(String, String)>>,
     pushed: Mutex<HashMap<ObjectRef<ImageStreamTag>, Push>>,
 }
 
@@ -68,6 +71,7 @@ impl Context {
             pacing,
             metrics,
             checks: Mutex::default(),
+            aliases: Mutex::default(),
             pushed: Mutex::default(),
         }
     }
@@ -145,27 +149,27 @@ impl Context {
         all.lookup(registry, repository).cloned()
     }
 
-    /// The tags that follow `tag` as an alias (`from.kind: ImageStreamTag` naming it).
+    /// The tags that follow `tag` as an alias (`from.kind: ImageStreamTag` naming it), from the alias index
+    /// ([`crate::followers`]). Fed with every tag the shared watch delivers (each change, and all of them
+    /// after every list), `tag` included; followers no longer in the cache are dropped as they are found.
     pub fn followers(&self, tag: &ImageStreamTag) -> Vec<ObjectRef<ImageStreamTag>> {
-        let ns = tag.namespace().unwrap_or_default();
-        self.tags
-            .state()
+        let mut aliases = self.aliases.lock().expect("not poisoned");
+        if let (Some(ns), Some(name)) = (tag.namespace(), tag.metadata.name.clone()) {
+            aliases.set((ns, name), followers::alias_of(tag));
+        }
+        let refs = |(ns, name): &(String, String)| ObjectRef::new(name).within(ns);
+        let found = aliases.followers(&TagKey::of(tag));
+        let gone: Vec<_> = found
             .iter()
-            .filter(|t| t.spec.from.kind == SourceKind::ImageStreamTag)
-            .filter(|t| {
-                t.spec
-                    .from
-                    .namespace
-                    .as_deref()
-                    .unwrap_or(&t.namespace().unwrap_or_default())
-                    == ns
-            })
-            .filter(|t| {
-                let name = &t.spec.from.name;
-                let (stream, tag_name) = name.split_once(':').unwrap_or((&t.spec.stream, name));
-                stream == tag.spec.stream && tag_name == tag.spec.tag
-            })
-            .map(|t| ObjectRef::from_obj(t.as_ref()))
+            .filter(|o| self.tags.get(&refs(o)).is_none())
+            .collect();
+        for o in gone {
+            aliases.remove(o);
+        }
+        found
+            .iter()
+            .map(refs)
+            .filter(|r| self.tags.get(r).is_some())
             .collect()
     }
 }
@@ -205,5 +209,39 @@ impl TagLookup for TagSnapshot {
             .map(AsRef::as_ref)
             .filter(|t| t.spec.stream == stream && t.namespace().as_deref() == Some(namespace))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::api_server;
+    use crate::testing::fixtures::{NS, TagFixture, istag};
+    use kube::runtime::reflector::ObjectRef;
+
+    #[tokio::test]
+    async fn the_aliases_of_a_tag_are_those_seen_and_still_cached() {
+        let target = istag(NS, "demo", "v1").follows_image("reg/demo:v1");
+        let alias = istag(NS, "demo", "latest").follows_tag("v1");
+        let across = istag("team-b", "mine", "v1")
+            .follows_tag("demo:v1")
+            .source_namespace(NS);
+        let elsewhere = istag("team-b", "demo", "latest").follows_tag("v1");
+        let deleted = istag(NS, "demo", "old").follows_tag("v1");
+        let (client, server) = api_server::mock([]);
+        let cached = vec![target.clone(), alias.clone(), across.clone(), elsewhere.clone()];
+        let ctx = crate::testing::context(client, cached, vec![]);
+        // The shared watch hands every tag to the lookup: the deleted one before it went.
+        for t in [&alias, &across, &elsewhere, &deleted] {
+            assert!(ctx.followers(t).is_empty());
+        }
+        assert_eq!(
+            ctx.followers(&target),
+            vec![ObjectRef::from_obj(&alias), ObjectRef::from_obj(&across),]
+        );
+        // An alias that moves away is no longer a follower.
+        let moved = alias.clone().follows_tag("v2");
+        ctx.followers(&moved);
+        assert_eq!(ctx.followers(&target), vec![ObjectRef::from_obj(&across)]);
+        server.verify().await;
     }
 }

@@ -1,13 +1,16 @@
 //! Berth's controller: image import, triggers, workloads and their rollouts.
 //!
 //! Decisions are pure functions (`import::status`, `import::schedule`, `import::source`, `streams::plan_tags`,
-//! `webhook::matching_tags`); the reconcilers around them are thin; `run` wires it all.
+//! `webhook::matching_tags`, and `followers`, the one index of who follows a tag); the reconcilers around them
+//! are thin, and their requests are checked one by one against a mocked API server (`testing`, tests only);
+//! `run` wires it all.
 
 pub mod caches;
 pub mod conditions;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod followers;
 pub mod grants;
 pub mod import;
 pub mod leader;
@@ -15,6 +18,8 @@ pub mod metrics;
 pub mod registry;
 pub mod run;
 pub mod streams;
+#[cfg(test)]
+mod testing;
 pub mod triggers;
 pub mod webhook;
 pub mod workloads;

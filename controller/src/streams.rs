@@ -216,32 +216,17 @@ async fn materialise(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Acti
 }
 
 #[cfg(test)]
+#[path = "streams_scenarios.rs"]
+mod scenarios;
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use berth_api::image::{ImageStreamSpec, ImageStreamTagStatus, SourceKind, TagSource};
+    use crate::testing::fixtures::{self, NS};
+    use berth_api::image::ImageStreamTagStatus;
 
     fn stream(tags: &[(&str, &str)]) -> ImageStream {
-        let mut s = ImageStream::new(
-            "demo",
-            ImageStreamSpec {
-                tags: tags
-                    .iter()
-                    .map(|(name, from)| TagReference {
-                        name: (*name).into(),
-                        from: Some(TagSource {
-                            kind: SourceKind::DockerImage,
-                            name: (*from).into(),
-                            namespace: None,
-                        }),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            },
-        );
-        s.metadata.namespace = Some("ns".into());
-        s.metadata.uid = Some("stream-uid".into());
-        s
+        fixtures::stream(NS, "demo", tags)
     }
 
     fn materialised(s: &ImageStream) -> Vec<Arc<ImageStreamTag>> {
@@ -256,7 +241,7 @@ mod tests {
         assert_eq!(names[0], "demo.v1");
         assert!(names[1].starts_with("demo.latest-"), "{names:?}");
         let owner = &plan.apply[0].owner_references()[0];
-        assert_eq!((owner.uid.as_str(), owner.controller), ("stream-uid", Some(true)));
+        assert_eq!((owner.uid.as_str(), owner.controller), ("demo-uid", Some(true)));
         // Once they exist unchanged, nothing is written again.
         assert_eq!(plan_tags(&s, &materialised(&s)), TagPlan::default());
     }

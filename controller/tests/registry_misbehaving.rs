@@ -3,79 +3,16 @@
 //! answers just enough of the protocol for one case.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::Request;
-use axum::http::{HeaderMap, Method};
-use axum::response::Response;
+use axum::http::Method;
 use berth_controller::registry::{Credentials, ResolveError, ResolveRequest, Resolver, ResolverConfig};
-use sha2::Digest as _;
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-/// A fake server on 127.0.0.1, stopped when dropped; counts the requests it got.
-struct MisbehavingRegistry {
-    host: String,
-    hits: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for MisbehavingRegistry {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl MisbehavingRegistry {
-    async fn start<F>(handler: F) -> Self
-    where
-        F: Fn(&Method, &str, &HeaderMap) -> Response + Send + Sync + 'static,
-    {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let host = listener.local_addr().expect("addr").to_string();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let (handler, counter) = (Arc::new(handler), hits.clone());
-        let app = axum::Router::new().fallback(move |request: Request| {
-            let (handler, counter) = (handler.clone(), counter.clone());
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let path = request
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.to_string())
-                    .unwrap_or_default();
-                handler(request.method(), &path, request.headers())
-            }
-        });
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
-        });
-        Self { host, hits, task }
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-fn answer(status: u16, headers: &[(&str, String)], body: impl Into<Body>) -> Response {
-    let mut builder = Response::builder().status(status);
-    for (name, value) in headers {
-        builder = builder.header(*name, value);
-    }
-    builder.body(body.into()).expect("response")
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-fn manifest_bytes() -> Vec<u8> {
-    let config = format!("sha256:{}", "c".repeat(64));
-    format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[]}}"#).into_bytes()
-}
+#[path = "support/fake_registry.rs"]
+mod fake_registry;
+use fake_registry::{FakeRegistry as MisbehavingRegistry, OCI_MANIFEST, answer, manifest_bytes, sha256};
 
 fn resolver() -> Resolver {
     Resolver::new(ResolverConfig {

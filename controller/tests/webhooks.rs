@@ -14,8 +14,9 @@ use berth_controller::webhook::{Format, Limits, Webhook, sign};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
-#[path = "support/tag_cache.rs"]
-mod tag_cache;
+#[path = "../src/testing/fixtures.rs"]
+mod fixtures;
+use fixtures::{NS, TagFixture, istag};
 
 const TOKEN: &str = "5f0c2a1e9b7d4c3a8e6f1b2d0c9a7e5f";
 
@@ -49,7 +50,7 @@ fn webhook(token: &str) -> (Webhook, Seen) {
     let sink = seen.clone();
     let hook = Webhook {
         token: token.into(),
-        tags: tag_cache::store(TAGS.map(|(name, from)| tag_cache::tag(name, from))),
+        tags: fixtures::store(TAGS.map(|(name, from)| istag(NS, "s", name).named(name).follows_image(from))),
         on_push: Arc::new(move |r, digest| sink.lock().unwrap().push((r.name, digest))),
         metrics: Metrics::default(),
     };

@@ -5,3 +5,6 @@ pub mod reconcile;
 pub mod schedule;
 pub mod source;
 pub mod status;
+
+#[cfg(test)]
+mod scenarios;

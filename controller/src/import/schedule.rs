@@ -148,31 +148,15 @@ fn until_next_slot(tag: &ImageStreamTag, pacing: Pacing, now: i64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_api::image::{ImageStreamTagStatus, TagImportPolicy};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use crate::testing::fixtures::{NS, TagFixture, digest, istag};
     use kube::ResourceExt;
 
+    /// An imported tag with `uid` (its phase), scheduled or not.
     fn tag(uid: &str, scheduled: bool) -> ImageStreamTag {
-        let mut t = ImageStreamTag::new("demo.v1", Default::default());
-        t.metadata.uid = Some(uid.into());
-        t.metadata.generation = Some(1);
-        t.spec.import_policy = Some(TagImportPolicy {
-            scheduled,
-            ..Default::default()
-        });
-        t.status = Some(ImageStreamTagStatus {
-            observed_generation: Some(1),
-            conditions: vec![Condition {
-                type_: IMPORT_SUCCESS.into(),
-                status: "True".into(),
-                reason: "Imported".into(),
-                message: String::new(),
-                last_transition_time: Time(Default::default()),
-                observed_generation: Some(1),
-            }],
-            ..Default::default()
-        });
-        t
+        istag(NS, "demo", "v1")
+            .stored(uid, 1)
+            .import_policy(false, scheduled)
+            .imported(&digest('1'))
     }
 
     /// What is remembered of a successful check at `at`.

@@ -218,7 +218,7 @@ mod tests {
 
     use super::*;
     use crate::grants::FakeGrants;
-    use berth_api::image::{ImageStreamTagSpec, ImageStreamTagStatus, TagEvent, TagSource};
+    use crate::testing::fixtures::{NS, TagFixture, istag};
 
     /// A cache held in a map, standing in for the controller's watch cache.
     #[derive(Default)]
@@ -238,38 +238,6 @@ mod tests {
     }
 
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-
-    fn tag(stream: &str, name: &str, kind: SourceKind, from: &str) -> ImageStreamTag {
-        ImageStreamTag::new(
-            &format!("{stream}.{name}"),
-            ImageStreamTagSpec {
-                stream: stream.into(),
-                tag: name.into(),
-                from: TagSource {
-                    kind,
-                    name: from.into(),
-                    namespace: None,
-                },
-                ..Default::default()
-            },
-        )
-    }
-
-    fn imported(mut t: ImageStreamTag, digest: &str) -> ImageStreamTag {
-        let pull_spec = format!("reg/demo@{digest}");
-        t.status = Some(ImageStreamTagStatus {
-            digest: Some(digest.into()),
-            pull_spec: Some(pull_spec.clone()),
-            history: vec![TagEvent {
-                created: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
-                digest: digest.into(),
-                pull_spec,
-                generation: None,
-            }],
-            ..Default::default()
-        });
-        t
-    }
 
     fn cache(tags: Vec<ImageStreamTag>) -> FakeCache {
         FakeCache(
@@ -293,23 +261,13 @@ mod tests {
 
     #[test]
     fn a_tag_by_name_goes_to_the_registry() {
-        let t = tag(
-            "demo",
-            "v1",
-            SourceKind::DockerImage,
-            "10.213.0.1:5000/berth/demo:v1",
-        );
+        let t = istag(NS, "demo", "v1").follows_image("10.213.0.1:5000/berth/demo:v1");
         assert!(matches!(src(&t, "ns", &cache(vec![])), Source::Registry(_)));
     }
 
     #[test]
     fn pinned_digests_and_references_need_no_registry() {
-        let t = tag(
-            "demo",
-            "v1",
-            SourceKind::DockerImage,
-            &format!("reg.example/demo@{D1}"),
-        );
+        let t = istag(NS, "demo", "v1").follows_image(&format!("reg.example/demo@{D1}"));
         let Source::Known(Outcome::Resolved {
             digest, pull_spec, ..
         }) = src(&t, "ns", &cache(vec![]))
@@ -320,7 +278,7 @@ mod tests {
             (digest.as_str(), pull_spec),
             (D1, format!("reg.example/demo@{D1}"))
         );
-        let mut t = tag("demo", "v1", SourceKind::DockerImage, "reg.example/demo:v1");
+        let mut t = istag(NS, "demo", "v1").follows_image("reg.example/demo:v1");
         t.spec.reference = true;
         assert!(matches!(
             src(&t, "ns", &cache(vec![])),
@@ -335,16 +293,16 @@ mod tests {
             "reg.example/demo@sha512:abc",
             "reg.example/demo@sha256:abc",
         ] {
-            let t = tag("demo", "v1", SourceKind::DockerImage, bad);
+            let t = istag(NS, "demo", "v1").follows_image(bad);
             assert_eq!(reason(src(&t, "ns", &cache(vec![]))), "InvalidReference", "{bad}");
         }
     }
 
     #[test]
     fn alias_chains_take_the_image_at_their_end() {
-        let base = imported(tag("demo", "v1", SourceKind::DockerImage, "reg/demo:v1"), D1);
-        let mid = tag("demo", "stable", SourceKind::ImageStreamTag, "v1");
-        let top = tag("demo", "latest", SourceKind::ImageStreamTag, "demo:stable");
+        let base = istag(NS, "demo", "v1").follows_image("reg/demo:v1").imported(D1);
+        let mid = istag(NS, "demo", "stable").follows_tag("v1");
+        let top = istag(NS, "demo", "latest").follows_tag("demo:stable");
         let c = cache(vec![base, mid, top.clone()]);
         let Source::Known(Outcome::Resolved { digest, source, .. }) = src(&top, "ns", &c) else {
             panic!()
@@ -355,56 +313,38 @@ mod tests {
 
     #[test]
     fn alias_loops_missing_targets_and_unimported_targets_are_reported() {
-        let a = tag("demo", "a", SourceKind::ImageStreamTag, "b");
-        let b = tag("demo", "b", SourceKind::ImageStreamTag, "a");
+        let a = istag(NS, "demo", "a").follows_tag("b");
+        let b = istag(NS, "demo", "b").follows_tag("a");
         let c = cache(vec![a.clone(), b]);
         assert_eq!(reason(src(&a, "ns", &c)), "AliasLoop");
-        let lonely = tag("demo", "x", SourceKind::ImageStreamTag, "nothing");
+        let lonely = istag(NS, "demo", "x").follows_tag("nothing");
         assert_eq!(reason(src(&lonely, "ns", &cache(vec![]))), "NotFound");
-        let waiting = tag("demo", "y", SourceKind::ImageStreamTag, "v1");
-        let c = cache(vec![tag("demo", "v1", SourceKind::DockerImage, "reg/demo:v1")]);
+        let waiting = istag(NS, "demo", "y").follows_tag("v1");
+        let c = cache(vec![istag(NS, "demo", "v1").follows_image("reg/demo:v1")]);
         assert_eq!(reason(src(&waiting, "ns", &c)), "AliasTargetNotImported");
     }
 
     #[test]
     fn long_chains_stop() {
         let mut tags: Vec<_> = (0..40)
-            .map(|i| {
-                tag(
-                    "demo",
-                    &format!("t{i}"),
-                    SourceKind::ImageStreamTag,
-                    &format!("t{}", i + 1),
-                )
-            })
+            .map(|i| istag(NS, "demo", &format!("t{i}")).follows_tag(&format!("t{}", i + 1)))
             .collect();
-        tags.push(imported(
-            tag("demo", "t40", SourceKind::DockerImage, "reg/demo:v1"),
-            D1,
-        ));
+        tags.push(istag(NS, "demo", "t40").follows_image("reg/demo:v1").imported(D1));
         let first = tags[0].clone();
         assert_eq!(reason(src(&first, "ns", &cache(tags))), "AliasChainTooLong");
     }
 
     #[test]
     fn stream_images_are_found_in_history() {
-        let c = cache(vec![imported(
-            tag("demo", "v1", SourceKind::DockerImage, "reg/demo:v1"),
-            D1,
-        )]);
-        let t = tag(
-            "other",
-            "pinned",
-            SourceKind::ImageStreamImage,
-            &format!("demo@{D1}"),
-        );
+        let c = cache(vec![
+            istag(NS, "demo", "v1").follows_image("reg/demo:v1").imported(D1),
+        ]);
+        let t = istag(NS, "other", "pinned").follows(SourceKind::ImageStreamImage, &format!("demo@{D1}"));
         assert!(matches!(
             src(&t, "ns", &c),
             Source::Known(Outcome::Resolved { .. })
         ));
-        let t = tag(
-            "other",
-            "pinned",
+        let t = istag(NS, "other", "pinned").follows(
             SourceKind::ImageStreamImage,
             &format!("demo@sha256:{}", "2".repeat(64)),
         );
@@ -426,27 +366,22 @@ mod tests {
     fn another_namespace_is_read_only_as_it_grants_and_a_denial_hides_what_it_holds() {
         let secret = in_ns(
             "team-b",
-            imported(tag("secret", "v1", SourceKind::DockerImage, "reg/s:v1"), D1),
+            istag(NS, "secret", "v1").follows_image("reg/s:v1").imported(D1),
             None,
         );
         let (_, alias) = in_ns(
             "team-a",
-            tag("mine", "v1", SourceKind::ImageStreamTag, "secret:v1"),
+            istag(NS, "mine", "v1").follows_tag("secret:v1"),
             Some("team-b"),
         );
         let (_, missing) = in_ns(
             "team-a",
-            tag("mine", "v2", SourceKind::ImageStreamTag, "secret:nothing"),
+            istag(NS, "mine", "v2").follows_tag("secret:nothing"),
             Some("team-b"),
         );
         let (_, pinned) = in_ns(
             "team-a",
-            tag(
-                "mine",
-                "v3",
-                SourceKind::ImageStreamImage,
-                &format!("secret@{D1}"),
-            ),
+            istag(NS, "mine", "v3").follows(SourceKind::ImageStreamImage, &format!("secret@{D1}")),
             Some("team-b"),
         );
         let c = FakeCache([secret].into_iter().collect());
@@ -497,17 +432,17 @@ mod tests {
         // team-a/app:v1 -> team-b/mid:v1 -> team-c/base:v1
         let base = in_ns(
             "team-c",
-            imported(tag("base", "v1", SourceKind::DockerImage, "reg/b:v1"), D1),
+            istag(NS, "base", "v1").follows_image("reg/b:v1").imported(D1),
             None,
         );
         let mid = in_ns(
             "team-b",
-            tag("mid", "v1", SourceKind::ImageStreamTag, "base:v1"),
+            istag(NS, "mid", "v1").follows_tag("base:v1"),
             Some("team-c"),
         );
         let (_, top) = in_ns(
             "team-a",
-            tag("app", "v1", SourceKind::ImageStreamTag, "mid:v1"),
+            istag(NS, "app", "v1").follows_tag("mid:v1"),
             Some("team-b"),
         );
         let c = FakeCache([base, mid].into_iter().collect());

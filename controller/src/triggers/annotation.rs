@@ -35,21 +35,7 @@ pub const OPENSHIFT_TRIGGERS: &str = "image.openshift.io/triggers";
 pub const BERTH_TRIGGERS: &str = "image.berth.dev/triggers";
 
 /// A tag a trigger follows, with its namespace resolved.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TagKey {
-    /// The stream's namespace.
-    pub namespace: String,
-    /// The stream.
-    pub stream: String,
-    /// The tag.
-    pub tag: String,
-}
-
-impl std::fmt::Display for TagKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}:{}", self.namespace, self.stream, self.tag)
-    }
-}
+pub use crate::followers::TagKey;
 
 /// One trigger, read and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]

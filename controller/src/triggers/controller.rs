@@ -65,12 +65,10 @@ impl Triggers {
 
     /// The objects that follow `tag` now.
     pub fn followers(&self, tag: &ImageStreamTag) -> Vec<ObjectKey> {
-        let key = TagKey {
-            namespace: tag.namespace().unwrap_or_default(),
-            stream: tag.spec.stream.clone(),
-            tag: tag.spec.tag.clone(),
-        };
-        self.index.lock().expect("not poisoned").followers(&key)
+        self.index
+            .lock()
+            .expect("not poisoned")
+            .followers(&TagKey::of(tag))
     }
 }
 

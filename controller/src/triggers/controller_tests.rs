@@ -1,106 +1,34 @@
-//! The reconcile against a mocked API server that records every request: a change is one strategic merge
-//! patch of exactly the changed container under a resourceVersion precondition, then one Event; a resync
-//! sends nothing; a malformed annotation is one Warning, once.
+//! The reconcile against a mocked API server that expects each request in order
+//! ([`crate::testing::api_server`]): a change is one strategic merge patch of exactly the changed container
+//! under a resourceVersion precondition and the controller's field manager, then one Event; a resync sends
+//! nothing; a malformed annotation is one Warning, once.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use axum::body::Body;
-use berth_api::image::{ImageStreamTag, ImageStreamTagSpec, ImageStreamTagStatus};
 use kube::Client;
 use kube::api::DynamicObject;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{reflector, watcher};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::*;
-use crate::import::schedule::Pacing;
-use crate::metrics::Metrics;
-use crate::registry::{Resolver, ResolverConfig};
+use crate::testing::api_server::{self, Expect};
+use crate::testing::fixtures::{NS, TagFixture, istag};
 use crate::triggers::annotation::OPENSHIFT_TRIGGERS;
 
-/// `(method, path, content type, body)` of each request.
-type Seen = Arc<Mutex<Vec<(String, String, String, Value)>>>;
+const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/ns/deployments/web";
 
-/// A client whose server records every request and answers it with what it was sent.
-fn mock() -> (Client, Seen) {
-    let seen: Seen = Arc::default();
-    let record = seen.clone();
-    let service = tower::service_fn(move |req: axum::http::Request<kube::client::Body>| {
-        let record = record.clone();
-        async move {
-            let (parts, body) = req.into_parts();
-            let bytes = axum::body::to_bytes(Body::new(body), usize::MAX)
-                .await
-                .unwrap_or_default();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let content_type = parts
-                .headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            record.lock().unwrap().push((
-                parts.method.to_string(),
-                parts.uri.path().to_owned(),
-                content_type,
-                body.clone(),
-            ));
-            // What was sent is what was stored.
-            Ok::<_, std::convert::Infallible>(axum::http::Response::new(Body::from(bytes)))
-        }
-    });
-    (Client::new(service, "default"), seen)
-}
-
+/// Tag `app:live`, at version 5, pulled as `pull_spec`.
 fn tag(pull_spec: &str) -> ImageStreamTag {
-    let mut t = ImageStreamTag::new(
-        "app.live",
-        ImageStreamTagSpec {
-            stream: "app".into(),
-            tag: "live".into(),
-            ..Default::default()
-        },
-    );
-    t.metadata.namespace = Some("ns".into());
+    let mut t = istag(NS, "app", "live").pulled(pull_spec);
     t.metadata.resource_version = Some("5".into());
-    t.status = Some(ImageStreamTagStatus {
-        pull_spec: Some(pull_spec.into()),
-        ..Default::default()
-    });
     t
 }
 
 fn context(client: Client, tags: &[ImageStreamTag]) -> Arc<KindContext> {
-    let (tag_store, mut writer) = reflector::store();
-    writer.apply_watcher_event(&watcher::Event::Init);
-    for t in tags {
-        writer.apply_watcher_event(&watcher::Event::InitApply(t.clone()));
-    }
-    writer.apply_watcher_event(&watcher::Event::InitDone);
-    let (streams, _) = reflector::store();
-    let reporter = Reporter {
-        controller: FIELD_MANAGER.into(),
-        instance: None,
-    };
-    let ctx = Context::new(
-        client.clone(),
-        tag_store,
-        streams,
-        Vec::new(),
-        Resolver::new(ResolverConfig::default()).expect("a resolver"),
-        Recorder::new(client, reporter),
-        Pacing {
-            interval: Duration::from_secs(60),
-            retry: Duration::from_secs(1),
-        },
-        Metrics::default(),
-    );
     Arc::new(KindContext {
         kind: TargetKind::Deployment,
         resource: TargetKind::Deployment.api_resource("v1"),
         shared: Arc::new(Triggers {
-            ctx: Arc::new(ctx),
+            ctx: crate::testing::context(client, tags.to_vec(), vec![]),
             index: Mutex::default(),
             reported: Mutex::default(),
         }),
@@ -119,73 +47,97 @@ fn deployment(annotation: &str, web_image: &str) -> Arc<DynamicObject> {
 
 const FOLLOWS: &str = r#"[{"from":{"kind":"ImageStreamTag","name":"app:live"},"fieldPath":"spec.template.spec.containers[?(@.name=\"web\")].image"}]"#;
 
+/// A Warning about the Deployment with `reason`.
+fn warning(reason: &str) -> Expect {
+    Expect::event(NS)
+        .json("/reason", json!(reason))
+        .json("/type", json!("Warning"))
+        .json("/regarding/kind", json!("Deployment"))
+        .json("/regarding/name", json!("web"))
+}
+
 #[tokio::test]
 async fn a_moved_tag_is_one_patch_of_one_container_then_one_event() {
-    let (client, seen) = mock();
+    let (client, server) = api_server::mock([
+        Expect::strategic(DEPLOYMENT, FIELD_MANAGER).check("exactly the changed container", |body| {
+            let expected = json!({"metadata": {"resourceVersion": "41"}, "spec": {"template": {"spec": {
+                "containers": [{"name": "web", "image": "reg/app@sha256:2"}]}}}});
+            (*body == expected).then_some(()).ok_or(format!("body is {body}"))
+        }),
+        Expect::event(NS)
+            .json("/reason", json!("Triggered"))
+            .json("/type", json!("Normal"))
+            .json("/regarding/name", json!("web"))
+            .json("/regarding/resourceVersion", json!("41"))
+            .json("/related/name", json!("app.live")),
+    ]);
     let cx = context(client, &[tag("reg/app@sha256:2")]);
-    reconcile(deployment(FOLLOWS, "reg/app@sha256:1"), cx.clone())
+    let action = server
+        .run(reconcile(deployment(FOLLOWS, "reg/app@sha256:1"), cx))
         .await
         .unwrap();
-    let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 2, "{seen:#?}");
-    let (method, path, content_type, body) = &seen[0];
-    assert_eq!(
-        (method.as_str(), path.as_str(), content_type.as_str()),
-        (
-            "PATCH",
-            "/apis/apps/v1/namespaces/ns/deployments/web",
-            "application/strategic-merge-patch+json"
-        )
-    );
-    assert_eq!(
-        body,
-        &json!({"metadata": {"resourceVersion": "41"}, "spec": {"template": {"spec": {
-            "containers": [{"name": "web", "image": "reg/app@sha256:2"}]}}}})
-    );
-    let (method, path, _, event) = &seen[1];
-    assert_eq!(
-        (method.as_str(), path.as_str()),
-        ("POST", "/apis/events.k8s.io/v1/namespaces/ns/events")
-    );
-    assert_eq!(event["reason"], "Triggered");
-    assert_eq!(event["type"], "Normal");
-    assert_eq!(event["related"]["name"], "app.live");
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn a_conflict_decides_again_shortly_and_says_nothing() {
+    let (client, server) =
+        api_server::mock([Expect::strategic(DEPLOYMENT, FIELD_MANAGER).answer_status(409, "Conflict")]);
+    let cx = context(client, &[tag("reg/app@sha256:2")]);
+    let action = server
+        .run(reconcile(deployment(FOLLOWS, "reg/app@sha256:1"), cx))
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_millis(500)));
 }
 
 #[tokio::test]
 async fn a_resync_with_nothing_to_change_sends_nothing() {
-    let (client, seen) = mock();
+    let (client, server) = api_server::mock([]);
     let cx = context(client, &[tag("reg/app@sha256:2")]);
-    for object in [
+    let objects = [
         deployment(FOLLOWS, "reg/app@sha256:2"),
         // A tag that is not there (yet) changes nothing either.
         deployment(&FOLLOWS.replace("app:live", "app:other"), "x"),
         deployment(&FOLLOWS.replace("}]", r#","paused":true}]"#), "x"),
-    ] {
-        reconcile(object, cx.clone()).await.unwrap();
-    }
-    assert!(seen.lock().unwrap().is_empty(), "{:#?}", seen.lock().unwrap());
+    ];
+    // Results are looked at after the server's verdict, which says more than an error does.
+    let results = server
+        .run(futures::future::join_all(
+            objects.map(|o| reconcile(o, cx.clone())),
+        ))
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
 }
 
 #[tokio::test]
 async fn a_malformed_annotation_is_one_warning_per_distinct_error() {
-    let (client, seen) = mock();
+    let (client, server) = api_server::mock([
+        warning("InvalidTrigger").check("a note saying what is wrong", |e| {
+            let note = e["note"].as_str().unwrap_or_default();
+            note.contains("is not a JSON list")
+                .then_some(())
+                .ok_or(format!("note is {note:?}"))
+        }),
+        warning("InvalidTrigger").json("/regarding/resourceVersion", json!("42")),
+    ]);
     let cx = context(client, &[tag("reg/app@sha256:2")]);
-    for _ in 0..3 {
-        reconcile(deployment("[{", "x"), cx.clone()).await.unwrap();
-    }
-    reconcile(deployment("[]]", "x"), cx.clone()).await.unwrap();
-    let seen = seen.lock().unwrap().clone();
-    let reasons: Vec<_> = seen
-        .iter()
-        .map(|(_, _, _, e)| (e["reason"].clone(), e["type"].clone()))
-        .collect();
-    assert_eq!(
-        reasons,
-        vec![
-            (json!("InvalidTrigger"), json!("Warning")),
-            (json!("InvalidTrigger"), json!("Warning"))
-        ]
-    );
-    assert!(seen[0].3["note"].as_str().unwrap().contains("is not a JSON list"));
+    // Another annotation is another version of the object: a new Event, not a repeat of the first.
+    let mut changed = (*deployment("[]]", "x")).clone();
+    changed.metadata.resource_version = Some("42".into());
+    let results = server
+        .run(async {
+            let mut results = Vec::new();
+            for object in [
+                deployment("[{", "x"),
+                deployment("[{", "x"),
+                deployment("[{", "x"),
+                Arc::new(changed),
+            ] {
+                results.push(reconcile(object, cx.clone()).await);
+            }
+            results
+        })
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
 }

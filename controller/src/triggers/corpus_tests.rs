@@ -10,7 +10,8 @@ use super::annotation::{OPENSHIFT_TRIGGERS, TagKey, triggers_of};
 use super::plan::{patch, plan};
 use super::target::{ContainerList, TargetKind};
 use crate::context::TagSnapshot;
-use berth_api::image::{ImageStreamTag, ImageStreamTagSpec, ImageStreamTagStatus};
+use crate::testing::fixtures::{TagFixture, istag};
+use berth_api::image::ImageStreamTag;
 
 /// The namespace the templates are processed in (`oc process` leaves an object's namespace to `oc apply`).
 const NAMESPACE: &str = "demo";
@@ -156,20 +157,7 @@ fn every_template_trigger_selects_the_right_container() {
 }
 
 fn tag(key: &TagKey, pull_spec: &str) -> std::sync::Arc<ImageStreamTag> {
-    let mut t = ImageStreamTag::new(
-        &format!("{}.{}", key.stream, key.tag),
-        ImageStreamTagSpec {
-            stream: key.stream.clone(),
-            tag: key.tag.clone(),
-            ..Default::default()
-        },
-    );
-    t.metadata.namespace = Some(key.namespace.clone());
-    t.status = Some(ImageStreamTagStatus {
-        pull_spec: Some(pull_spec.into()),
-        ..Default::default()
-    });
-    std::sync::Arc::new(t)
+    std::sync::Arc::new(istag(&key.namespace, &key.stream, &key.tag).pulled(pull_spec))
 }
 
 #[test]

@@ -1,8 +1,8 @@
-//! The trigger index: from a tag to the annotated objects that follow it, so that a tag that moves enqueues
+//! The trigger index (a [`FollowerIndex`]): from a tag to the annotated objects that follow it, so that a tag that moves enqueues
 //! exactly its followers. It is kept in step with the objects' watches, event by event, and rebuilt from the
 //! full list after every (re)list, so it never holds more than the caches do.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -10,6 +10,7 @@ use kube::runtime::watcher;
 
 use super::annotation::{TagKey, triggers_of};
 use super::target::TargetKind;
+use crate::followers::FollowerIndex;
 
 /// One annotated object.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,69 +29,12 @@ impl std::fmt::Display for ObjectKey {
     }
 }
 
-/// Tags and the objects that follow them.
-#[derive(Debug, Default)]
-pub struct TriggerIndex {
-    by_tag: HashMap<TagKey, BTreeSet<ObjectKey>>,
-    by_object: HashMap<ObjectKey, BTreeSet<TagKey>>,
-}
+/// Tags and the annotated objects that follow them ([`crate::followers`]' index).
+pub type TriggerIndex = FollowerIndex<ObjectKey>;
 
-impl TriggerIndex {
-    /// Records that `object` follows `tags` now (and nothing else); no tags forgets it.
-    pub fn set(&mut self, object: ObjectKey, tags: BTreeSet<TagKey>) {
-        self.remove(&object);
-        if tags.is_empty() {
-            return;
-        }
-        for tag in &tags {
-            self.by_tag.entry(tag.clone()).or_default().insert(object.clone());
-        }
-        self.by_object.insert(object, tags);
-    }
-
-    /// Forgets `object`.
-    pub fn remove(&mut self, object: &ObjectKey) {
-        for tag in self.by_object.remove(object).unwrap_or_default() {
-            if let Some(followers) = self.by_tag.get_mut(&tag) {
-                followers.remove(object);
-                if followers.is_empty() {
-                    self.by_tag.remove(&tag);
-                }
-            }
-        }
-    }
-
-    /// Forgets every object of `kind` that is not in `keep` (after a list of that kind), returning them.
-    pub fn retain_kind(&mut self, kind: TargetKind, keep: &BTreeSet<ObjectKey>) -> Vec<ObjectKey> {
-        let stale: Vec<ObjectKey> = self
-            .by_object
-            .keys()
-            .filter(|o| o.kind == kind && !keep.contains(*o))
-            .cloned()
-            .collect();
-        for object in &stale {
-            self.remove(object);
-        }
-        stale
-    }
-
-    /// The objects that follow `tag`.
-    pub fn followers(&self, tag: &TagKey) -> Vec<ObjectKey> {
-        self.by_tag
-            .get(tag)
-            .map(|f| f.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// How many objects follow at least one tag.
-    pub fn len(&self) -> usize {
-        self.by_object.len()
-    }
-
-    /// Whether no object follows any tag.
-    pub fn is_empty(&self) -> bool {
-        self.by_object.is_empty()
-    }
+/// Forgets every object of `kind` that is not in `keep` (after a list of that kind), returning them.
+pub fn retain_kind(index: &mut TriggerIndex, kind: TargetKind, keep: &BTreeSet<ObjectKey>) -> Vec<ObjectKey> {
+    index.retain(|o| o.kind != kind || keep.contains(o))
 }
 
 /// The key of `object` of `kind`, when it has a namespace and a name.
@@ -165,7 +109,7 @@ impl IndexFeed {
             }
             watcher::Event::InitDone => {
                 let listed = self.listing.take().unwrap_or_default();
-                index.retain_kind(kind, &listed)
+                retain_kind(index, kind, &listed)
             }
         }
     }

@@ -133,25 +133,17 @@ pub fn note(changes: &[ImageChange]) -> String {
 mod tests {
     use super::*;
     use crate::context::TagSnapshot;
+    use crate::testing::fixtures::{TagFixture, istag};
     use crate::triggers::annotation::{OPENSHIFT_TRIGGERS, parse};
-    use berth_api::image::{ImageStreamTag, ImageStreamTagSpec, ImageStreamTagStatus};
+    use berth_api::image::ImageStreamTag;
     use std::sync::Arc;
 
     fn tag(ns: &str, stream: &str, name: &str, pull_spec: Option<&str>) -> Arc<ImageStreamTag> {
-        let mut t = ImageStreamTag::new(
-            &format!("{stream}.{name}"),
-            ImageStreamTagSpec {
-                stream: stream.into(),
-                tag: name.into(),
-                ..Default::default()
-            },
-        );
-        t.metadata.namespace = Some(ns.into());
-        t.status = pull_spec.map(|p| ImageStreamTagStatus {
-            pull_spec: Some(p.into()),
-            ..Default::default()
-        });
-        Arc::new(t)
+        let t = istag(ns, stream, name);
+        Arc::new(match pull_spec {
+            Some(p) => t.pulled(p),
+            None => t,
+        })
     }
 
     fn cache() -> TagSnapshot {

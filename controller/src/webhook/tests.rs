@@ -7,9 +7,12 @@ use axum::body::Body;
 use axum::http::{Request as HttpRequest, StatusCode, header};
 use tower::ServiceExt;
 
-#[path = "../../tests/support/tag_cache.rs"]
-mod tag_cache;
-use tag_cache::{store, tag};
+use crate::testing::fixtures::{NS, TagFixture, istag, store};
+
+/// Tag `name` of stream `s`, named `name`, following the image `from`.
+fn tag(name: &str, from: &str) -> ImageStreamTag {
+    istag(NS, "s", name).named(name).follows_image(from)
+}
 
 fn envelope(host: &str, repository: &str, tag: &str) -> String {
     serde_json::json!({"events": [

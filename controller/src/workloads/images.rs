@@ -131,10 +131,11 @@ mod tests {
 
     use super::*;
     use crate::grants::FakeGrants;
+    use crate::testing::fixtures::{self, TagFixture, istag};
     use berth_api::apps::{
         Container, ImageChangeTrigger, ImageFrom, PodSpec, PodTemplate, WorkloadSpec, WorkloadStatus,
     };
-    use berth_api::image::{ImageStreamTag, ImageStreamTagSpec, ImageStreamTagStatus};
+    use berth_api::image::ImageStreamTag;
 
     /// Tags and streams held in maps, standing in for the controller's caches.
     #[derive(Default)]
@@ -165,22 +166,11 @@ mod tests {
         tag: &str,
         digest: Option<char>,
     ) -> FakeCaches {
-        let mut t = ImageStreamTag::new(
-            "x",
-            ImageStreamTagSpec {
-                stream: stream.into(),
-                tag: tag.into(),
-                ..Default::default()
-            },
-        );
-        t.status = digest.map(|d| {
-            let digest = format!("sha256:{}", d.to_string().repeat(64));
-            ImageStreamTagStatus {
-                pull_spec: Some(format!("reg/{stream}@{digest}")),
-                digest: Some(digest),
-                ..Default::default()
-            }
-        });
+        let t = istag(ns, stream, tag);
+        let t = match digest {
+            Some(d) => t.imported(&fixtures::digest(d)),
+            None => t,
+        };
         caches.tags.insert((ns.into(), stream.into(), tag.into()), t);
         caches
     }

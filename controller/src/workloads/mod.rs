@@ -9,6 +9,9 @@ pub mod rollout;
 pub mod scheduler;
 pub mod status;
 
+#[cfg(test)]
+mod scenarios;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +27,7 @@ use kube::{Client, ResourceExt};
 
 use crate::caches;
 use crate::context::Context;
+use crate::followers::{self, FollowerIndex, TagKey};
 use reconcile::WorkloadContext;
 
 /// The Workload controller, with the caches it needs: runs until the process stops.
@@ -55,28 +59,18 @@ pub async fn run(ctx: Arc<Context>, tags: ReflectHandle<ImageStreamTag>, node_gr
         watcher::Config::default().any_semantic(),
     );
     let workloads = controller.store();
+    // The Workloads that follow a tag that changed, from an index of the cache as it is now.
     let follows = move |tag: Arc<ImageStreamTag>| {
-        let ns = tag.namespace().unwrap_or_default();
-        let key = format!("{}:{}", tag.spec.stream, tag.spec.tag);
-        workloads
-            .state()
-            .iter()
-            .filter(|w| {
-                let wl_ns = w.namespace().unwrap_or_default();
-                w.spec
-                    .template
-                    .spec
-                    .containers
-                    .iter()
-                    .any(|c| match (&c.image_from, &c.image) {
-                        (Some(from), _) => {
-                            from.name == key && from.namespace.as_deref().unwrap_or(&wl_ns) == ns
-                        }
-                        (None, Some(image)) => *image == key && wl_ns == ns,
-                        (None, None) => false,
-                    })
-            })
-            .map(|w| ObjectRef::from_obj(w.as_ref()))
+        let index = FollowerIndex::build(workloads.state().iter().filter_map(|w| {
+            Some((
+                (w.namespace()?, w.metadata.name.clone()?),
+                followers::workload_follows(w),
+            ))
+        }));
+        index
+            .followers(&TagKey::of(&tag))
+            .into_iter()
+            .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
             .collect::<Vec<_>>()
     };
     let reconciler = controller

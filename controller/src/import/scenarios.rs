@@ -1,0 +1,213 @@
+//! The import reconciler against a mocked API server that expects each request in order
+//! ([`crate::testing::api_server`]) and a fake registry on 127.0.0.1 ([`crate::testing::fake_registry`]).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_api::image::ImageStreamTag;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use serde_json::json;
+
+use super::reconcile::reconcile;
+use crate::context::{FIELD_MANAGER, PUSH_RECHECK, Push};
+use crate::testing::api_server::{self, Expect};
+use crate::testing::fake_registry::{FakeRegistry, manifest_bytes_with, sha256};
+use crate::testing::fixtures::{NS, TagFixture, digest, istag};
+use crate::testing::{PACING, context};
+
+const STATUS: &str = "/apis/image.berth.dev/v1alpha1/namespaces/ns/imagestreamtags/demo.v1/status";
+
+/// Tag `demo:v1`, stored at generation 1, following `demo:v1` of `registry` over plain HTTP.
+fn tag_of(registry: &FakeRegistry) -> ImageStreamTag {
+    istag(NS, "demo", "v1")
+        .stored("uid-1", 1)
+        .follows_image(&format!("{}/berth/demo:v1", registry.host))
+        .import_policy(true, false)
+}
+
+/// The status apply of an import, answered with the tag as stored with it (kept in `written`).
+fn status_apply(tag: &ImageStreamTag, written: &Arc<Mutex<Option<ImageStreamTag>>>) -> Expect {
+    let stored = serde_json::to_value(tag).expect("json");
+    let written = written.clone();
+    Expect::apply(STATUS, FIELD_MANAGER)
+        .json("/apiVersion", json!("image.berth.dev/v1alpha1"))
+        .json("/kind", json!("ImageStreamTag"))
+        .absent("/spec")
+        .absent("/metadata")
+        .answer_with(move |sent| {
+            let mut object = stored;
+            object["status"] = sent["status"].clone();
+            *written.lock().unwrap() = Some(serde_json::from_value(object.clone()).expect("a tag"));
+            (http::StatusCode::OK, object)
+        })
+}
+
+fn event(reason: &str, type_: &str) -> Expect {
+    Expect::event(NS)
+        .json("/reason", json!(reason))
+        .json("/type", json!(type_))
+        .json("/action", json!("Import"))
+        .json("/regarding/kind", json!("ImageStreamTag"))
+        .json("/regarding/name", json!("demo.v1"))
+}
+
+#[tokio::test]
+async fn a_new_tag_is_imported_status_applied_once_under_the_field_manager_then_one_event() {
+    let registry = FakeRegistry::serving(manifest_bytes_with('1')).await;
+    let d1 = sha256(&manifest_bytes_with('1'));
+    let tag = tag_of(&registry);
+    let pull_spec = format!("{}/berth/demo@{d1}", registry.host);
+    let written = Arc::default();
+    let (client, server) = api_server::mock([
+        status_apply(&tag, &written)
+            .json("/status/digest", json!(d1))
+            .json("/status/pullSpec", json!(pull_spec))
+            .json("/status/observedGeneration", json!(1))
+            .json("/status/history/0/digest", json!(d1))
+            .absent("/status/history/1")
+            .json("/status/conditions/0/type", json!("ImportSuccess"))
+            .json("/status/conditions/0/status", json!("True"))
+            .json("/status/conditions/0/reason", json!("Imported")),
+        event("Imported", "Normal").json("/note", json!(format!("imported {pull_spec}"))),
+    ]);
+    let ctx = context(client, vec![tag.clone()], vec![]);
+    let action = server.run(reconcile(Arc::new(tag), ctx)).await.expect("imported");
+    // Not scheduled: nothing to do until the tag changes.
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn importing_the_same_digest_again_writes_nothing_and_says_nothing() {
+    let registry = FakeRegistry::serving(manifest_bytes_with('1')).await;
+    let d1 = sha256(&manifest_bytes_with('1'));
+    let tag = tag_of(&registry);
+    let written = Arc::default();
+    let (client, server) = api_server::mock([
+        status_apply(&tag, &written).json("/status/digest", json!(d1)),
+        event("Imported", "Normal"),
+    ]);
+    let ctx = context(client, vec![tag.clone()], vec![]);
+    reconcile(Arc::new(tag), ctx.clone()).await.expect("imported");
+    let imported = written.lock().unwrap().clone().expect("the status written");
+    let hits = registry.hits();
+
+    // The registry reports a push of the digest the tag already has: the registry is asked, the answer is
+    // the same, and nothing at all goes to the API server.
+    ctx.request_push_import(
+        ObjectRef::from_obj(&imported),
+        Push {
+            digest: Some(d1),
+            attempts: 0,
+        },
+    );
+    let action = server
+        .run(reconcile(Arc::new(imported), ctx))
+        .await
+        .expect("checked");
+    assert!(registry.hits() > hits, "the registry was asked again");
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn a_push_the_registry_does_not_show_yet_is_looked_for_again_shortly_without_a_write() {
+    let registry = FakeRegistry::serving(manifest_bytes_with('1')).await;
+    let d1 = sha256(&manifest_bytes_with('1'));
+    let tag = tag_of(&registry);
+    let written = Arc::default();
+    let (client, server) = api_server::mock([
+        status_apply(&tag, &written).json("/status/digest", json!(d1)),
+        event("Imported", "Normal"),
+    ]);
+    let ctx = context(client, vec![tag.clone()], vec![]);
+    reconcile(Arc::new(tag), ctx.clone()).await.expect("imported");
+    let imported = written.lock().unwrap().clone().expect("the status written");
+
+    // The registry notifies a push of another digest before its tag points at it.
+    let key = ObjectRef::from_obj(&imported);
+    let pushed = Push {
+        digest: Some(digest('2')),
+        attempts: 0,
+    };
+    ctx.request_push_import(key.clone(), pushed.clone());
+    let action = server
+        .run(reconcile(Arc::new(imported), ctx.clone()))
+        .await
+        .expect("checked");
+    assert_eq!(action, Action::requeue(PUSH_RECHECK));
+    assert_eq!(
+        ctx.take_push_request(&key),
+        Some(Push {
+            attempts: 1,
+            ..pushed
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_failure_keeps_the_image_reports_the_reason_once_and_backs_off() {
+    let registry = FakeRegistry::empty().await;
+    let d1 = digest('1');
+    // Imported before; its spec now names a tag the registry does not have.
+    let mut tag = tag_of(&registry).imported_from("reg/demo", &d1);
+    tag.metadata.generation = Some(2);
+    let written = Arc::default();
+    let (client, server) = api_server::mock([
+        status_apply(&tag, &written)
+            .json("/status/digest", json!(d1))
+            .json("/status/history/0/digest", json!(d1))
+            .json("/status/observedGeneration", json!(2))
+            .json("/status/conditions/0/status", json!("False"))
+            .json("/status/conditions/0/reason", json!("NotFound")),
+        event("ImportFailed", "Warning").check("a note naming the reason", |e| {
+            let note = e["note"].as_str().unwrap_or_default();
+            note.starts_with("NotFound: ")
+                .then_some(())
+                .ok_or(format!("note is {note:?}"))
+        }),
+    ]);
+    let ctx = context(client, vec![tag.clone()], vec![]);
+    let action = reconcile(Arc::new(tag), ctx.clone())
+        .await
+        .expect("failure recorded");
+    assert_eq!(
+        action,
+        Action::requeue(PACING.retry),
+        "the first retry after `retry`"
+    );
+
+    // Right after: the back-off holds; no registry request, no write, the same wait.
+    let failed = written.lock().unwrap().clone().expect("the status written");
+    let hits = registry.hits();
+    let action = server
+        .run(reconcile(Arc::new(failed), ctx))
+        .await
+        .expect("backing off");
+    assert_eq!(registry.hits(), hits);
+    assert!(
+        action == Action::requeue(PACING.retry)
+            || action == Action::requeue(PACING.retry - Duration::from_secs(1)),
+        "{action:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_alias_takes_its_targets_image_without_a_registry() {
+    let d2 = digest('2');
+    let target = istag(NS, "demo", "v2").stored("uid-2", 1).imported(&d2);
+    let alias = istag(NS, "demo", "v1").stored("uid-1", 1).follows_tag("v2");
+    let written = Arc::default();
+    let (client, server) = api_server::mock([
+        status_apply(&alias, &written)
+            .json("/status/digest", json!(d2))
+            .json("/status/pullSpec", json!(format!("reg/demo@{d2}")))
+            .json("/status/conditions/0/reason", json!("Imported")),
+        event("Imported", "Normal"),
+    ]);
+    let ctx = context(client, vec![target, alias.clone()], vec![]);
+    let action = server
+        .run(reconcile(Arc::new(alias), ctx))
+        .await
+        .expect("followed");
+    assert_eq!(action, Action::await_change());
+}
