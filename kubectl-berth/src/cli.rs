@@ -240,7 +240,14 @@ mod tests {
         for args in [
             vec!["kubectl-berth", "tag"],
             vec!["kubectl-berth", "tag", "--alias", "-d", "a:b"],
-            vec!["kubectl-berth", "set", "triggers", "deploy/x", "--auto", "--manual"],
+            vec![
+                "kubectl-berth",
+                "set",
+                "triggers",
+                "deploy/x",
+                "--auto",
+                "--manual",
+            ],
             vec!["kubectl-berth", "set", "triggers", "deploy/x", "-c", "web"],
             vec!["kubectl-berth", "history", "a:b", "-o", "name"],
             vec!["kubectl-berth", "rollback", "a:b", "--to", "zz"],

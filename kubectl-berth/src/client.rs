@@ -26,8 +26,8 @@ pub async fn connect(cli: &Cli) -> Result<Session> {
     };
     let config = match (&cli.kubeconfig, &cli.context) {
         (Some(path), _) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            let kubeconfig =
+                Kubeconfig::read_from(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
             Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
                 .map_err(|e| Error::Config(e.to_string()))?

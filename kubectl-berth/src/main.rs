@@ -25,7 +25,9 @@ fn main() -> anyhow::Result<ExitCode> {
         std::io::stdout().write_all(&script)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     match runtime.block_on(run(&cli)) {
         Ok(text) => {
             let mut out = std::io::stdout().lock();

@@ -23,9 +23,18 @@ pub fn objects<T: Serialize>(format: Format, objects: &[T]) -> Result<String> {
         Format::Json | Format::Yaml => {
             let data = match values.len() {
                 1 => values.remove(0),
-                _ => json!({"apiVersion": "v1", "kind": "List", "items": values, "metadata": {"resourceVersion": ""}}),
+                _ => {
+                    json!({"apiVersion": "v1", "kind": "List", "items": values, "metadata": {"resourceVersion": ""}})
+                }
             };
-            data_as(if format == Format::Json { DataFormat::Json } else { DataFormat::Yaml }, &data)
+            data_as(
+                if format == Format::Json {
+                    DataFormat::Json
+                } else {
+                    DataFormat::Yaml
+                },
+                &data,
+            )
         }
     }
 }
@@ -68,11 +77,18 @@ mod tests {
 
     #[test]
     fn names_as_kubectl_prints_them() {
-        assert_eq!(objects(Format::Name, &[tag("a.b"), tag("a.c")]).unwrap(),
-            "imagestreamtag.image.berth.dev/a.b\nimagestreamtag.image.berth.dev/a.c\n");
-        assert_eq!(name_of(&json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}})), "pod/p");
-        assert_eq!(name_of(&json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"}})),
-            "deployment.apps/w");
+        assert_eq!(
+            objects(Format::Name, &[tag("a.b"), tag("a.c")]).unwrap(),
+            "imagestreamtag.image.berth.dev/a.b\nimagestreamtag.image.berth.dev/a.c\n"
+        );
+        assert_eq!(
+            name_of(&json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}})),
+            "pod/p"
+        );
+        assert_eq!(
+            name_of(&json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"}})),
+            "deployment.apps/w"
+        );
     }
 
     #[test]
@@ -80,7 +96,8 @@ mod tests {
         let one: Value = serde_json::from_str(&objects(Format::Json, &[tag("a.b")]).unwrap()).unwrap();
         assert_eq!(one["kind"], "ImageStreamTag");
         assert!(one["metadata"].get("managedFields").is_none());
-        let list: Value = serde_json::from_str(&objects(Format::Json, &[tag("a.b"), tag("a.c")]).unwrap()).unwrap();
+        let list: Value =
+            serde_json::from_str(&objects(Format::Json, &[tag("a.b"), tag("a.c")]).unwrap()).unwrap();
         assert_eq!(list["kind"], "List");
         assert_eq!(list["items"].as_array().unwrap().len(), 2);
         let yaml = objects(Format::Yaml, &[tag("a.b")]).unwrap();

@@ -13,7 +13,10 @@ pub async fn run(session: &Session, args: &HistoryArgs) -> Result<String> {
     let status = tag.status.unwrap_or_default();
     match args.output {
         Some(format) => output::data_as(format, &status.history),
-        None if status.history.is_empty() => Ok(format!("{} has no history yet: it has not been imported\n", args.tag)),
+        None if status.history.is_empty() => Ok(format!(
+            "{} has no history yet: it has not been imported\n",
+            args.tag
+        )),
         None => Ok(history_table(
             &status.history,
             status.digest.as_deref(),

@@ -8,8 +8,8 @@ use berth_api::image::{
     TagImportPolicy, TagSource,
 };
 use berth_api::names::StreamTagRef;
-use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
 
 use super::{annotate_tag, apply_tag, ensure_stream, find_tag, get_stream, tags_of};
 use crate::cli::ImportArgs;
@@ -95,11 +95,13 @@ pub async fn run(session: &Session, args: &ImportArgs) -> Result<String> {
             stream: request.stream.clone(),
             tag: tag.clone(),
         };
-        let object = find_tag(client, ns, &reference).await?.ok_or_else(|| Error::NotFound {
-            kind: "imagestreamtag".into(),
-            name: reference.to_string(),
-            namespace: ns.to_owned(),
-        })?;
+        let object = find_tag(client, ns, &reference)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                kind: "imagestreamtag".into(),
+                name: reference.to_string(),
+                namespace: ns.to_owned(),
+            })?;
         annotate_tag(client, &object, IMPORT_REQUESTED_ANNOTATION, &token).await?;
         results.push((reference, object.name_any()));
     }
@@ -108,7 +110,15 @@ pub async fn run(session: &Session, args: &ImportArgs) -> Result<String> {
     let mut report = String::new();
     let mut failure = None;
     for (reference, name) in &results {
-        let tag = wait_answer(session, name, &reference.to_string(), &token, deadline, args.timeout).await?;
+        let tag = wait_answer(
+            session,
+            name,
+            &reference.to_string(),
+            &token,
+            deadline,
+            args.timeout,
+        )
+        .await?;
         match outcome(&tag) {
             Ok(line) => report.push_str(&format!("{reference} imported: {line}\n")),
             Err((reason, message)) => {
@@ -170,7 +180,12 @@ fn known_tags(stream: &ImageStream, objects: &[ImageStreamTag]) -> Vec<KnownTag>
 }
 
 /// Adds `scheduled`/`insecure` to a standalone tag's import policy (a merge patch: other fields stay).
-async fn set_import_policy(session: &Session, tag: &ImageStreamTag, scheduled: bool, insecure: bool) -> Result<()> {
+async fn set_import_policy(
+    session: &Session,
+    tag: &ImageStreamTag,
+    scheduled: bool,
+    insecure: bool,
+) -> Result<()> {
     let mut policy = serde_json::Map::new();
     if scheduled {
         policy.insert("scheduled".into(), true.into());
@@ -189,7 +204,10 @@ async fn set_import_policy(session: &Session, tag: &ImageStreamTag, scheduled: b
             &Patch::Merge(&patch),
         )
         .await
-        .map_err(Error::kube(format!("set the import policy of imagestreamtag {}", tag.name_any())))?;
+        .map_err(Error::kube(format!(
+            "set the import policy of imagestreamtag {}",
+            tag.name_any()
+        )))?;
     Ok(())
 }
 
@@ -203,22 +221,21 @@ async fn wait_answer(
     timeout: Duration,
 ) -> Result<ImageStreamTag> {
     let api: Api<ImageStreamTag> = Api::namespaced(session.client.clone(), &session.namespace);
-    let mut last = "no answer from the controller yet".to_owned();
     loop {
-        match api.get_opt(name).await {
+        let last = match api.get_opt(name).await {
             Ok(Some(tag)) => {
                 let status = tag.status.clone().unwrap_or_default();
                 if status.observed_import_request.as_deref() == Some(token) {
                     return Ok(tag);
                 }
-                last = format!(
+                format!(
                     "observed import request {:?}, digest {:?}",
                     status.observed_import_request, status.digest
-                );
+                )
             }
-            Ok(None) => last = "the tag was deleted".to_owned(),
-            Err(e) => last = Error::kube("get")(e).to_string(),
-        }
+            Ok(None) => "the tag was deleted".to_owned(),
+            Err(e) => Error::kube("get")(e).to_string(),
+        };
         if Instant::now() >= deadline {
             return Err(Error::Timeout {
                 what: format!("the controller to import {label} (is berth-controller running?)"),

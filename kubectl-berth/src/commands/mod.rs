@@ -18,7 +18,11 @@ use crate::error::{Error, Result, is_conflict, is_not_found};
 
 /// The tag `reference` of namespace `namespace`: the object of the conventional name when it is that tag, else
 /// whichever object has that `spec.stream` and `spec.tag` (a hand-written tag may have any name).
-pub async fn find_tag(client: &Client, namespace: &str, reference: &StreamTagRef) -> Result<Option<ImageStreamTag>> {
+pub async fn find_tag(
+    client: &Client,
+    namespace: &str,
+    reference: &StreamTagRef,
+) -> Result<Option<ImageStreamTag>> {
     let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), namespace);
     let name = image_stream_tag_name(&reference.stream, &reference.tag);
     let is_it = |t: &ImageStreamTag| t.spec.stream == reference.stream && t.spec.tag == reference.tag;
@@ -30,7 +34,10 @@ pub async fn find_tag(client: &Client, namespace: &str, reference: &StreamTagRef
     {
         return Ok(Some(tag));
     }
-    Ok(tags_of(client, namespace, &reference.stream).await?.into_iter().find(is_it))
+    Ok(tags_of(client, namespace, &reference.stream)
+        .await?
+        .into_iter()
+        .find(is_it))
 }
 
 /// Every ImageStreamTag of `stream`.
@@ -59,9 +66,7 @@ pub async fn require_tag(client: &Client, namespace: &str, input: &str) -> Resul
 
 /// Reads `STREAM:TAG` from the command line.
 pub fn parse_tag_ref(input: &str) -> Result<StreamTagRef> {
-    input
-        .parse()
-        .map_err(|e| Error::usage(format!("{e}")))
+    input.parse().map_err(|e| Error::usage(format!("{e}")))
 }
 
 /// The stream, if it exists.
@@ -86,7 +91,9 @@ pub async fn ensure_stream(client: &Client, namespace: &str, name: &str) -> Resu
     match api.create(&PostParams::default(), &stream).await {
         Ok(_) => Ok(()),
         Err(e) if is_conflict(&e) => Ok(()),
-        Err(e) => Err(Error::kube(format!("create imagestream {name} in {namespace}"))(e)),
+        Err(e) => Err(Error::kube(format!("create imagestream {name} in {namespace}"))(
+            e,
+        )),
     }
 }
 
@@ -116,7 +123,10 @@ pub async fn apply_tag(
     let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), namespace);
     let mut metadata = serde_json::json!({"name": name});
     if !annotations.is_empty() {
-        metadata["annotations"] = annotations.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect();
+        metadata["annotations"] = annotations
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::json!(v)))
+            .collect();
     }
     let patch = serde_json::json!({
         "apiVersion": ImageStreamTag::api_version(&()),
@@ -124,31 +134,47 @@ pub async fn apply_tag(
         "metadata": metadata,
         "spec": spec,
     });
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(Error::kube(format!("apply imagestreamtag {name} in {namespace}")))
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube(format!("apply imagestreamtag {name} in {namespace}")))
 }
 
 /// Sets one annotation of a tag with a merge patch (not apply: an apply of the annotation alone would drop the
 /// spec fields this manager applied before).
-pub async fn annotate_tag(client: &Client, tag: &ImageStreamTag, key: &str, value: &str) -> Result<ImageStreamTag> {
+pub async fn annotate_tag(
+    client: &Client,
+    tag: &ImageStreamTag,
+    key: &str,
+    value: &str,
+) -> Result<ImageStreamTag> {
     let namespace = tag.namespace().unwrap_or_default();
     let name = tag.name_any();
     let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), &namespace);
     let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
-    api.patch(&name, &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() }, &Patch::Merge(&patch))
-        .await
-        .map_err(|e| {
-            if is_not_found(&e) {
-                Error::NotFound {
-                    kind: "imagestreamtag".into(),
-                    name: format!("{}:{}", tag.spec.stream, tag.spec.tag),
-                    namespace: namespace.clone(),
-                }
-            } else {
-                Error::kube(format!("annotate imagestreamtag {name} in {namespace}"))(e)
+    api.patch(
+        &name,
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|e| {
+        if is_not_found(&e) {
+            Error::NotFound {
+                kind: "imagestreamtag".into(),
+                name: format!("{}:{}", tag.spec.stream, tag.spec.tag),
+                namespace: namespace.clone(),
             }
-        })
+        } else {
+            Error::kube(format!("annotate imagestreamtag {name} in {namespace}"))(e)
+        }
+    })
 }
 
 /// `STREAM:TAG`, prefixed with its namespace when that is not the one the command works in.

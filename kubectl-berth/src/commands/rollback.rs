@@ -20,9 +20,17 @@ pub async fn run(session: &Session, args: &RollbackArgs) -> Result<String> {
     let tag = require_tag(&session.client, ns, &args.tag).await?;
     let status = tag.status.clone().unwrap_or_default();
     let shown = label(ns, &session.namespace, &reference);
-    let (index, entry) = rollback::pick(&shown, &status.history, status.digest.as_deref(), args.to.as_ref())?;
+    let (index, entry) = rollback::pick(
+        &shown,
+        &status.history,
+        status.digest.as_deref(),
+        args.to.as_ref(),
+    )?;
     let spec = rollback::pinned_spec(&tag.spec, entry);
-    let previous = rollback::rolled_back_from(tag.annotations().get(ROLLED_BACK_FROM).map(String::as_str), &tag.spec.from);
+    let previous = rollback::rolled_back_from(
+        tag.annotations().get(ROLLED_BACK_FROM).map(String::as_str),
+        &tag.spec.from,
+    );
     let updated = apply_tag(
         &session.client,
         ns,
@@ -35,7 +43,8 @@ pub async fn run(session: &Session, args: &RollbackArgs) -> Result<String> {
         return output::objects(format, &[updated]);
     }
     let policy = tag.spec.import_policy.clone().unwrap_or_default();
-    let before: berth_api::image::TagSource = serde_json::from_str(&previous).unwrap_or_else(|_| tag.spec.from.clone());
+    let before: berth_api::image::TagSource =
+        serde_json::from_str(&previous).unwrap_or_else(|_| tag.spec.from.clone());
     Ok(format!(
         "Rolled back {shown} to history entry {index}: {} ({}).\n\
          The tag is pinned to that digest: imports, pushes and schedules no longer move it.\n\

@@ -18,9 +18,15 @@ pub async fn run(session: &Session, args: &TagArgs) -> Result<String> {
             return Err(Error::usage("cannot specify a source kind when deleting"));
         }
         if args.scheduled || args.insecure || args.import_mode.is_some() {
-            return Err(Error::usage("cannot set flags for importing images when deleting a tag"));
+            return Err(Error::usage(
+                "cannot set flags for importing images when deleting a tag",
+            ));
         }
-        let dests = args.args.iter().map(|d| source::parse_destination(d)).collect::<Result<Vec<_>>>()?;
+        let dests = args
+            .args
+            .iter()
+            .map(|d| source::parse_destination(d))
+            .collect::<Result<Vec<_>>>()?;
         let mut out = String::new();
         for dest in &dests {
             out.push_str(&delete(session, dest).await?);
@@ -35,7 +41,11 @@ pub async fn run(session: &Session, args: &TagArgs) -> Result<String> {
             "you must specify a source and at least one destination or one or more tags to delete",
         ));
     }
-    let hint = args.source.as_deref().map(source::parse_source_hint).transpose()?;
+    let hint = args
+        .source
+        .as_deref()
+        .map(source::parse_source_hint)
+        .transpose()?;
     let source = source::infer(source_text, hint)?;
     let flags = TagFlags {
         alias: args.alias,
@@ -52,17 +62,22 @@ pub async fn run(session: &Session, args: &TagArgs) -> Result<String> {
         }),
     };
     source::validate(&source, &flags)?;
-    let dests = dests.iter().map(|d| source::parse_destination(d)).collect::<Result<Vec<_>>>()?;
+    let dests = dests
+        .iter()
+        .map(|d| source::parse_destination(d))
+        .collect::<Result<Vec<_>>>()?;
 
     // A copy reads the source tag's current image once, for every destination.
     let copied = match &source {
         Source::StreamTag { namespace, tag } if !flags.alias => {
             let ns = namespace.as_deref().unwrap_or(&session.namespace);
-            let found = find_tag(&session.client, ns, tag).await?.ok_or_else(|| Error::NotFound {
-                kind: "imagestreamtag".into(),
-                name: tag.to_string(),
-                namespace: ns.to_owned(),
-            })?;
+            let found = find_tag(&session.client, ns, tag)
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    kind: "imagestreamtag".into(),
+                    name: tag.to_string(),
+                    namespace: ns.to_owned(),
+                })?;
             found.status
         }
         _ => None,
@@ -82,13 +97,20 @@ pub async fn run(session: &Session, args: &TagArgs) -> Result<String> {
         }
         let mut from = from.clone();
         // A stream of the command's namespace, named from another namespace, is named with its namespace.
-        if from.kind != berth_api::image::SourceKind::DockerImage && from.namespace.is_none() && namespace != session.namespace {
+        if from.kind != berth_api::image::SourceKind::DockerImage
+            && from.namespace.is_none()
+            && namespace != session.namespace
+        {
             from.namespace = Some(session.namespace.clone());
         }
         let spec = source::destination_spec(dest, from.clone(), &flags);
         let name = object_name(&session.client, namespace, dest).await?;
         let tag = apply_tag(&session.client, namespace, &name, &spec, &[]).await?;
-        messages.push_str(&source::message(&label(namespace, &session.namespace, &dest.tag), &from, &flags));
+        messages.push_str(&source::message(
+            &label(namespace, &session.namespace, &dest.tag),
+            &from,
+            &flags,
+        ));
         messages.push('\n');
         written.push(tag);
     }
@@ -129,17 +151,25 @@ async fn delete(session: &Session, dest: &Destination) -> Result<String> {
                 &Patch::Merge(&patch),
             )
             .await
-            .map_err(Error::kube(format!("remove tag {} from imagestream {}", dest.tag.tag, dest.tag.stream)))?;
+            .map_err(Error::kube(format!(
+                "remove tag {} from imagestream {}",
+                dest.tag.tag, dest.tag.stream
+            )))?;
         return Ok(format!("Deleted tag {label}.\n"));
     }
-    let existing = find_tag(&session.client, namespace, &dest.tag).await?.ok_or_else(|| Error::NotFound {
-        kind: "imagestreamtag".into(),
-        name: dest.tag.to_string(),
-        namespace: namespace.to_owned(),
-    })?;
+    let existing = find_tag(&session.client, namespace, &dest.tag)
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            kind: "imagestreamtag".into(),
+            name: dest.tag.to_string(),
+            namespace: namespace.to_owned(),
+        })?;
     Api::<ImageStreamTag>::namespaced(session.client.clone(), namespace)
         .delete(&existing.name_any(), &DeleteParams::default())
         .await
-        .map_err(Error::kube(format!("delete imagestreamtag {}", existing.name_any())))?;
+        .map_err(Error::kube(format!(
+            "delete imagestreamtag {}",
+            existing.name_any()
+        )))?;
     Ok(format!("Deleted tag {label}.\n"))
 }

@@ -20,7 +20,13 @@ pub async fn run(session: &Session, args: &TriggersArgs) -> Result<String> {
     let key = triggers::key_in_effect(object.annotations().contains_key(BERTH_TRIGGERS));
     let current = object.annotations().get(key).cloned();
 
-    let change = match (&args.from_image, args.remove, args.remove_all, args.auto, args.manual) {
+    let change = match (
+        &args.from_image,
+        args.remove,
+        args.remove_all,
+        args.auto,
+        args.manual,
+    ) {
         (_, _, true, _, _) => Change::RemoveAll,
         (Some(from), true, _, _, _) => Change::Remove(triggers::parse_from(from, ns)?),
         (Some(from), false, _, _, manual) => {
@@ -64,7 +70,10 @@ pub async fn run(session: &Session, args: &TriggersArgs) -> Result<String> {
             &Patch::Merge(&patch),
         )
         .await
-        .map_err(Error::kube(format!("annotate {}/{name} in {ns}", kind.singular())))?
+        .map_err(Error::kube(format!(
+            "annotate {}/{name} in {ns}",
+            kind.singular()
+        )))?
     };
     match args.output {
         Some(format) => output::objects(format, &[updated]),
@@ -73,7 +82,12 @@ pub async fn run(session: &Session, args: &TriggersArgs) -> Result<String> {
 }
 
 /// The object, read through the first API version the server serves (CronJob: `batch/v1`, else `v1beta1`).
-async fn read(client: &Client, ns: &str, kind: Kind, name: &str) -> Result<(Api<DynamicObject>, DynamicObject)> {
+async fn read(
+    client: &Client,
+    ns: &str,
+    kind: Kind,
+    name: &str,
+) -> Result<(Api<DynamicObject>, DynamicObject)> {
     let (group, versions): (&str, &[&str]) = match kind {
         Kind::CronJob => ("batch", &["v1", "v1beta1"]),
         _ => ("apps", &["v1"]),
@@ -85,13 +99,17 @@ async fn read(client: &Client, ns: &str, kind: Kind, name: &str) -> Result<(Api<
         Kind::CronJob => "CronJob",
     };
     for (i, version) in versions.iter().enumerate() {
-        let resource =
-            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind_name), kind.plural());
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(group, version, kind_name),
+            kind.plural(),
+        );
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
         match api.get(name).await {
             Ok(object) => return Ok((api, object)),
             // A 404 of a version the server does not serve: try the next; of the object: it is missing.
-            Err(e) if is_not_found(&e) && i + 1 < versions.len() && !served(client, group, version).await => continue,
+            Err(e) if is_not_found(&e) && i + 1 < versions.len() && !served(client, group, version).await => {
+                continue;
+            }
             Err(e) if is_not_found(&e) => {
                 return Err(Error::NotFound {
                     kind: kind.singular().into(),

@@ -26,7 +26,11 @@ pub fn history_table(history: &[TagEvent], current: Option<&str>, now: i64) -> S
         .map(|(i, e)| {
             vec![
                 i.to_string(),
-                if Some(e.digest.as_str()) == current { "*".into() } else { String::new() },
+                if Some(e.digest.as_str()) == current {
+                    "*".into()
+                } else {
+                    String::new()
+                },
                 short_digest(&e.digest),
                 age(now - e.created.0.as_second()),
                 e.generation.map(|g| g.to_string()).unwrap_or_default(),
@@ -82,15 +86,26 @@ pub fn describe_tag(tag: &ImageStreamTag, now: i64) -> String {
         "Reference",
         format!(
             "{} (pull from {:?})",
-            if spec.reference { "recorded as given" } else { "imported" },
+            if spec.reference {
+                "recorded as given"
+            } else {
+                "imported"
+            },
             spec.reference_policy.clone().unwrap_or_default().type_
         ),
     );
     field("Digest", status.digest.clone().unwrap_or_else(|| "<none>".into()));
-    field("Image", status.pull_spec.clone().unwrap_or_else(|| "<none>".into()));
+    field(
+        "Image",
+        status.pull_spec.clone().unwrap_or_else(|| "<none>".into()),
+    );
     field(
         "Last import",
-        status.last_import_time.as_ref().map(|t| since(t, now)).unwrap_or_else(|| "<never>".into()),
+        status
+            .last_import_time
+            .as_ref()
+            .map(|t| since(t, now))
+            .unwrap_or_else(|| "<never>".into()),
     );
     if let Some(previous) = tag
         .annotations()
@@ -122,7 +137,11 @@ pub fn describe_tag(tag: &ImageStreamTag, now: i64) -> String {
     if status.history.is_empty() {
         out.push_str("  <none>\n");
     } else {
-        out.push_str(&indent(&history_table(&status.history, status.digest.as_deref(), now)));
+        out.push_str(&indent(&history_table(
+            &status.history,
+            status.digest.as_deref(),
+            now,
+        )));
     }
     out.push_str("Image metadata:\n  <none recorded: the controller does not record image metadata yet>\n");
     out
@@ -137,7 +156,12 @@ pub fn describe_stream(stream: &ImageStream, tags: &[ImageStreamTag], now: i64) 
     field("Namespace", stream.namespace().unwrap_or_default());
     field(
         "Lookup local",
-        stream.spec.lookup_policy.as_ref().is_some_and(|p| p.local).to_string(),
+        stream
+            .spec
+            .lookup_policy
+            .as_ref()
+            .is_some_and(|p| p.local)
+            .to_string(),
     );
     field(
         "History limit",
@@ -147,10 +171,17 @@ pub fn describe_stream(stream: &ImageStream, tags: &[ImageStreamTag], now: i64) 
             .unwrap_or(berth_api::image::DEFAULT_HISTORY_LIMIT)
             .to_string(),
     );
-    field("Tags", format!("{} ({} resolved)", status.tag_count, status.resolved_tags));
+    field(
+        "Tags",
+        format!("{} ({} resolved)", status.tag_count, status.resolved_tags),
+    );
     field(
         "Last updated",
-        status.last_updated.as_ref().map(|t| since(t, now)).unwrap_or_else(|| "<never>".into()),
+        status
+            .last_updated
+            .as_ref()
+            .map(|t| since(t, now))
+            .unwrap_or_else(|| "<never>".into()),
     );
     let inline: Vec<&str> = stream.spec.tags.iter().map(|t| t.name.as_str()).collect();
     let mut sorted: Vec<&ImageStreamTag> = tags.iter().collect();
@@ -163,10 +194,20 @@ pub fn describe_stream(stream: &ImageStream, tags: &[ImageStreamTag], now: i64) 
             vec![
                 t.spec.tag.clone(),
                 source_text(&t.spec.from),
-                if inline.contains(&t.spec.tag.as_str()) { "inline".into() } else { "object".into() },
-                s.digest.as_deref().map(short_digest).unwrap_or_else(|| "<none>".into()),
-                c.map(|c| format!("{} {}", c.status, c.reason)).unwrap_or_default(),
-                s.last_import_time.map(|t| age(now - t.0.as_second())).unwrap_or_default(),
+                if inline.contains(&t.spec.tag.as_str()) {
+                    "inline".into()
+                } else {
+                    "object".into()
+                },
+                s.digest
+                    .as_deref()
+                    .map(short_digest)
+                    .unwrap_or_else(|| "<none>".into()),
+                c.map(|c| format!("{} {}", c.status, c.reason))
+                    .unwrap_or_default(),
+                s.last_import_time
+                    .map(|t| age(now - t.0.as_second()))
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -251,8 +292,14 @@ mod tests {
         let out = history_table(&status.history, status.digest.as_deref(), NOW);
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].starts_with("#   CURRENT   DIGEST"), "{out}");
-        assert!(lines[1].starts_with("0   *         sha256:aaaaaaaaaaaa   30s"), "{out}");
-        assert!(lines[2].starts_with("1             sha256:bbbbbbbbbbbb   2h"), "{out}");
+        assert!(
+            lines[1].starts_with("0   *         sha256:aaaaaaaaaaaa   30s"),
+            "{out}"
+        );
+        assert!(
+            lines[2].starts_with("1             sha256:bbbbbbbbbbbb   2h"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -280,6 +327,9 @@ mod tests {
         let out = describe_stream(&stream, &[tag()], NOW);
         assert!(out.contains("History limit:  10\n"), "{out}");
         assert!(out.contains("live   DockerImage reg/x@sha256"), "{out}");
-        assert!(out.contains("object    sha256:aaaaaaaaaaaa   True Imported"), "{out}");
+        assert!(
+            out.contains("object    sha256:aaaaaaaaaaaa   True Imported"),
+            "{out}"
+        );
     }
 }

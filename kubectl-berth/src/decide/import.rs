@@ -31,13 +31,22 @@ pub struct ImportRequest {
 }
 
 /// Reads `IS[:TAG]` and the flags.
-pub fn request(target: &str, from: Option<&str>, all: bool, confirm: bool, scheduled: bool, insecure: bool) -> Result<ImportRequest> {
+pub fn request(
+    target: &str,
+    from: Option<&str>,
+    all: bool,
+    confirm: bool,
+    scheduled: bool,
+    insecure: bool,
+) -> Result<ImportRequest> {
     let parsed = ImageRef::parse(target).map_err(|e| Error::usage(format!("invalid image stream: {e}")))?;
     if parsed.id.is_some() {
         return Err(Error::usage("to import images by digest, use the 'tag' command"));
     }
     if all && parsed.tag.is_some() {
-        return Err(Error::usage(format!("cannot specify a tag {target:?} as well as --all")));
+        return Err(Error::usage(format!(
+            "cannot specify a tag {target:?} as well as --all"
+        )));
     }
     if all && from.is_some() {
         return Err(Error::usage(
@@ -45,7 +54,10 @@ pub fn request(target: &str, from: Option<&str>, all: bool, confirm: bool, sched
         ));
     }
     if !berth_api::validation::is_dns_subdomain(&parsed.name) {
-        return Err(Error::usage(format!("{:?} is not a valid image stream name", parsed.name)));
+        return Err(Error::usage(format!(
+            "{:?} is not a valid image stream name",
+            parsed.name
+        )));
     }
     let names_registry = parsed.registry.is_some() || parsed.namespace.is_some();
     let tag = (!all).then(|| parsed.tag.clone().unwrap_or_else(|| "latest".to_owned()));
@@ -173,7 +185,10 @@ pub fn plan(request: &ImportRequest, tags: Option<&[KnownTag]>) -> Result<Import
 
 fn reimport(request: &ImportRequest, tags: &[KnownTag], chosen: Vec<String>) -> Result<ImportPlan> {
     let adds = |t: &KnownTag| (request.scheduled && !t.scheduled) || (request.insecure && !t.insecure);
-    let changing: Vec<&KnownTag> = tags.iter().filter(|t| chosen.contains(&t.tag) && adds(t)).collect();
+    let changing: Vec<&KnownTag> = tags
+        .iter()
+        .filter(|t| chosen.contains(&t.tag) && adds(t))
+        .collect();
     if let Some(inline) = changing.iter().find(|t| t.inline) {
         return Err(Error::refused(format!(
             "tag {}:{} is defined inline in its image stream: set its importPolicy in the stream's spec.tags",
@@ -193,7 +208,10 @@ fn follow<'a>(stream: &str, tag: &str, tags: &'a [KnownTag]) -> Result<Option<&'
         return Ok(None);
     };
     while current.kind == SourceKind::ImageStreamTag {
-        let (target_stream, target_tag) = current.from.split_once(':').unwrap_or((stream, current.from.as_str()));
+        let (target_stream, target_tag) = current
+            .from
+            .split_once(':')
+            .unwrap_or((stream, current.from.as_str()));
         if target_stream != stream || current.namespace.is_some() {
             return Err(Error::refused(format!(
                 "tag {tag:?} points to an image stream tag of another stream ({}); import that one",
@@ -201,11 +219,16 @@ fn follow<'a>(stream: &str, tag: &str, tags: &'a [KnownTag]) -> Result<Option<&'
             )));
         }
         if seen.iter().any(|s| s == target_tag) {
-            return Err(Error::refused(format!("tag {tag:?} is part of an alias loop: {}", seen.join(" -> "))));
+            return Err(Error::refused(format!(
+                "tag {tag:?} is part of an alias loop: {}",
+                seen.join(" -> ")
+            )));
         }
         seen.push(target_tag.to_owned());
         current = tags.iter().find(|t| t.tag == target_tag).ok_or_else(|| {
-            Error::refused(format!("tag {tag:?} follows {stream}:{target_tag}, which does not exist"))
+            Error::refused(format!(
+                "tag {tag:?} follows {stream}:{target_tag}, which does not exist"
+            ))
         })?;
     }
     Ok(Some(current))
@@ -237,8 +260,18 @@ mod tests {
         assert_eq!((r.stream.as_str(), r.tag.as_deref()), ("app", Some("v2")));
         assert_eq!(r.from.as_deref(), Some("reg:5000/team/app:v2"));
         assert_eq!(request("app", None, true, false, false, false).unwrap().tag, None);
-        for (target, from, all) in [("app:v1", None, true), ("app@sha256:abc", None, false), ("app", Some("x"), true)] {
-            assert!(matches!(request(target, from, all, false, false, false), Err(Error::Usage(_))), "{target}");
+        for (target, from, all) in [
+            ("app:v1", None, true),
+            ("app@sha256:abc", None, false),
+            ("app", Some("x"), true),
+        ] {
+            assert!(
+                matches!(
+                    request(target, from, all, false, false, false),
+                    Err(Error::Usage(_))
+                ),
+                "{target}"
+            );
         }
     }
 
@@ -262,11 +295,27 @@ mod tests {
     fn a_missing_tag_needs_from_and_confirm() {
         let tags = vec![known("v1", SourceKind::DockerImage, "reg/x:v1")];
         let r = request("app:v2", None, false, true, false, false).unwrap();
-        assert!(plan(&r, Some(&tags)).unwrap_err().to_string().contains("use the 'tag' command"));
+        assert!(
+            plan(&r, Some(&tags))
+                .unwrap_err()
+                .to_string()
+                .contains("use the 'tag' command")
+        );
         let r = request("app:v2", Some("reg/x:v2"), false, false, false, false).unwrap();
-        assert!(plan(&r, Some(&tags)).unwrap_err().to_string().contains("pass --confirm"));
+        assert!(
+            plan(&r, Some(&tags))
+                .unwrap_err()
+                .to_string()
+                .contains("pass --confirm")
+        );
         let r = ImportRequest { confirm: true, ..r };
-        assert!(matches!(plan(&r, Some(&tags)).unwrap(), ImportPlan::Create { create_stream: false, .. }));
+        assert!(matches!(
+            plan(&r, Some(&tags)).unwrap(),
+            ImportPlan::Create {
+                create_stream: false,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -286,11 +335,26 @@ mod tests {
             }
         );
         let r = request("app:pinned", None, false, false, false, false).unwrap();
-        assert!(plan(&r, Some(&tags)).unwrap_err().to_string().contains("cannot be re-imported"));
+        assert!(
+            plan(&r, Some(&tags))
+                .unwrap_err()
+                .to_string()
+                .contains("cannot be re-imported")
+        );
         let r = request("app:other", None, false, false, false, false).unwrap();
-        assert!(plan(&r, Some(&tags)).unwrap_err().to_string().contains("another stream"));
+        assert!(
+            plan(&r, Some(&tags))
+                .unwrap_err()
+                .to_string()
+                .contains("another stream")
+        );
         let r = request("app:v1", Some("reg/y:v1"), false, false, false, false).unwrap();
-        assert!(plan(&r, Some(&tags)).unwrap_err().to_string().contains("use the 'tag' command"));
+        assert!(
+            plan(&r, Some(&tags))
+                .unwrap_err()
+                .to_string()
+                .contains("use the 'tag' command")
+        );
         let r = request("app", None, true, false, true, false).unwrap();
         assert_eq!(
             plan(&r, Some(&tags)).unwrap(),
@@ -312,7 +376,12 @@ mod tests {
             },
         ];
         let r = request("app:a", None, false, false, false, false).unwrap();
-        assert!(plan(&r, Some(&tags)).unwrap_err().to_string().contains("alias loop"));
+        assert!(
+            plan(&r, Some(&tags))
+                .unwrap_err()
+                .to_string()
+                .contains("alias loop")
+        );
         let r = request("app:c", None, false, false, true, false).unwrap();
         assert!(plan(&r, Some(&tags)).unwrap_err().to_string().contains("inline"));
         let r = request("app:c", None, false, false, false, false).unwrap();

@@ -52,14 +52,6 @@ impl ImageRef {
             id,
         })
     }
-
-    /// `[NAMESPACE/]NAME` without tag or digest.
-    pub fn name_with_namespace(&self) -> String {
-        match &self.namespace {
-            Some(ns) => format!("{ns}/{}", self.name),
-            None => self.name.clone(),
-        }
-    }
 }
 
 /// Whether a first path component names a registry host.
@@ -71,7 +63,13 @@ pub fn is_registry_host(component: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn r(registry: Option<&str>, namespace: Option<&str>, name: &str, tag: Option<&str>, id: Option<&str>) -> ImageRef {
+    fn r(
+        registry: Option<&str>,
+        namespace: Option<&str>,
+        name: &str,
+        tag: Option<&str>,
+        id: Option<&str>,
+    ) -> ImageRef {
         ImageRef {
             registry: registry.map(Into::into),
             namespace: namespace.map(Into::into),
@@ -84,7 +82,10 @@ mod tests {
     #[test]
     fn references_as_oc_reads_them() {
         let d = "sha256:0123";
-        assert_eq!(ImageRef::parse("app:live").unwrap(), r(None, None, "app", Some("live"), None));
+        assert_eq!(
+            ImageRef::parse("app:live").unwrap(),
+            r(None, None, "app", Some("live"), None)
+        );
         assert_eq!(
             ImageRef::parse("openshift/ruby:2.0").unwrap(),
             r(None, Some("openshift"), "ruby", Some("2.0"), None)
@@ -109,7 +110,10 @@ mod tests {
             ImageRef::parse("registry:5000/demo").unwrap(),
             r(Some("registry:5000"), None, "demo", None, None)
         );
-        assert_eq!(ImageRef::parse("nginx").unwrap(), r(None, None, "nginx", None, None));
+        assert_eq!(
+            ImageRef::parse("nginx").unwrap(),
+            r(None, None, "nginx", None, None)
+        );
     }
 
     #[test]

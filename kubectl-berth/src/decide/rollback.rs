@@ -69,10 +69,13 @@ pub fn pick<'a>(
             ))
         })?,
         Some(Target::Digest(prefix)) => {
-            let mut found = history.iter().enumerate().filter(|(_, e)| e.digest.starts_with(prefix.as_str()));
-            let first = found
-                .next()
-                .ok_or_else(|| Error::refused(format!("{label} has no history entry with digest {prefix}")))?;
+            let mut found = history
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.digest.starts_with(prefix.as_str()));
+            let first = found.next().ok_or_else(|| {
+                Error::refused(format!("{label} has no history entry with digest {prefix}"))
+            })?;
             if found.any(|(_, e)| e.digest != first.1.digest) {
                 return Err(Error::refused(format!(
                     "{prefix} matches more than one digest in the history of {label}: give more digits"
@@ -186,7 +189,13 @@ mod tests {
         assert!(e.to_string().contains("no history entry 5"), "{e}");
         let e = pick("app:live", &h, current.as_deref(), Some(&Target::Index(0))).unwrap_err();
         assert!(e.to_string().contains("already points at"), "{e}");
-        let e = pick("app:live", &h, current.as_deref(), Some(&"ddddddd".parse().unwrap())).unwrap_err();
+        let e = pick(
+            "app:live",
+            &h,
+            current.as_deref(),
+            Some(&"ddddddd".parse().unwrap()),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("no history entry with digest"), "{e}");
     }
 

@@ -41,17 +41,6 @@ pub enum Source {
     },
 }
 
-impl Source {
-    /// The kind a destination following this source gets.
-    pub fn kind(&self) -> SourceKind {
-        match self {
-            Source::Docker(_) => SourceKind::DockerImage,
-            Source::StreamTag { .. } => SourceKind::ImageStreamTag,
-            Source::StreamImage { .. } => SourceKind::ImageStreamImage,
-        }
-    }
-}
-
 /// The `--source` hint, as `oc tag` accepts it.
 pub fn parse_source_hint(hint: &str) -> Result<SourceKind> {
     match hint.to_ascii_lowercase().as_str() {
@@ -130,11 +119,9 @@ pub fn parse_destination(input: &str) -> Result<Destination> {
         Some(_) => return Err(Error::usage(format!("invalid image stream {input:?}"))),
         None => (None, input),
     };
-    let tag = rest.parse().map_err(|e| {
-        Error::usage(format!(
-            "{input:?} must be of the form <stream>:<tag>: {e}"
-        ))
-    })?;
+    let tag = rest
+        .parse()
+        .map_err(|e| Error::usage(format!("{input:?} must be of the form <stream>:<tag>: {e}")))?;
     Ok(Destination { namespace, tag })
 }
 
@@ -224,11 +211,12 @@ pub fn destination_from(
 
 /// The spec a destination gets.
 pub fn destination_spec(dest: &Destination, from: TagSource, flags: &TagFlags) -> ImageStreamTagSpec {
-    let import_policy = (flags.scheduled || flags.insecure || flags.import_mode.is_some()).then(|| TagImportPolicy {
-        scheduled: flags.scheduled,
-        insecure: flags.insecure,
-        import_mode: flags.import_mode,
-    });
+    let import_policy =
+        (flags.scheduled || flags.insecure || flags.import_mode.is_some()).then(|| TagImportPolicy {
+            scheduled: flags.scheduled,
+            insecure: flags.insecure,
+            import_mode: flags.import_mode,
+        });
     ImageStreamTagSpec {
         stream: dest.tag.stream.clone(),
         tag: dest.tag.tag.clone(),
@@ -271,7 +259,10 @@ mod tests {
     #[test]
     fn sources_are_inferred_as_oc_infers_them() {
         assert_eq!(infer("app:live", None).unwrap(), st(None, "app:live"));
-        assert_eq!(infer("team/app:live", None).unwrap(), st(Some("team"), "app:live"));
+        assert_eq!(
+            infer("team/app:live", None).unwrap(),
+            st(Some("team"), "app:live")
+        );
         assert_eq!(
             infer(&format!("app@{D}"), None).unwrap(),
             Source::StreamImage {
@@ -280,8 +271,18 @@ mod tests {
                 digest: D.into()
             }
         );
-        for docker in ["10.213.0.1:5000/berth/demo:v1", "quay.io/x/y", "localhost/demo:1", "nginx", "library/nginx"] {
-            assert_eq!(infer(docker, None).unwrap(), Source::Docker(docker.into()), "{docker}");
+        for docker in [
+            "10.213.0.1:5000/berth/demo:v1",
+            "quay.io/x/y",
+            "localhost/demo:1",
+            "nginx",
+            "library/nginx",
+        ] {
+            assert_eq!(
+                infer(docker, None).unwrap(),
+                Source::Docker(docker.into()),
+                "{docker}"
+            );
         }
         assert_eq!(
             infer("nginx:1.25", Some(SourceKind::DockerImage)).unwrap(),
@@ -295,8 +296,14 @@ mod tests {
             infer("quay.io/x:1", Some(SourceKind::ImageStreamTag)),
             Err(Error::Usage(_))
         ));
-        assert!(matches!(infer("app", Some(SourceKind::ImageStreamTag)), Err(Error::Usage(_))));
-        assert!(matches!(infer("app:v1", Some(SourceKind::ImageStreamImage)), Err(Error::Usage(_))));
+        assert!(matches!(
+            infer("app", Some(SourceKind::ImageStreamTag)),
+            Err(Error::Usage(_))
+        ));
+        assert!(matches!(
+            infer("app:v1", Some(SourceKind::ImageStreamImage)),
+            Err(Error::Usage(_))
+        ));
         assert!(matches!(infer("app@sha256:abc", None), Err(Error::Usage(_))));
         assert_eq!(parse_source_hint("ISTAG").unwrap(), SourceKind::ImageStreamTag);
         assert_eq!(parse_source_hint("docker").unwrap(), SourceKind::DockerImage);
@@ -332,7 +339,13 @@ mod tests {
             pull_spec: Some(format!("reg:5000/x@{D}")),
             ..Default::default()
         };
-        let copy = destination_from(&st(None, "app:live"), "app:live", &TagFlags::default(), Some(&status)).unwrap();
+        let copy = destination_from(
+            &st(None, "app:live"),
+            "app:live",
+            &TagFlags::default(),
+            Some(&status),
+        )
+        .unwrap();
         assert_eq!(
             (copy.kind, copy.name.as_str()),
             (SourceKind::DockerImage, format!("reg:5000/x@{D}").as_str())
@@ -350,8 +363,12 @@ mod tests {
                 namespace: Some("team".into())
             }
         );
-        let empty = destination_from(&st(None, "app:live"), "app:live", &TagFlags::default(), None).unwrap_err();
-        assert!(empty.to_string().contains("not currently pointing to an image"), "{empty}");
+        let empty =
+            destination_from(&st(None, "app:live"), "app:live", &TagFlags::default(), None).unwrap_err();
+        assert!(
+            empty.to_string().contains("not currently pointing to an image"),
+            "{empty}"
+        );
         assert_eq!(empty.exit_code(), 1);
     }
 
@@ -359,7 +376,10 @@ mod tests {
     fn destination_specs_and_messages() {
         let dest = parse_destination("app:prod").unwrap();
         assert_eq!(dest.namespace, None);
-        assert_eq!(parse_destination("team/app:prod").unwrap().namespace.as_deref(), Some("team"));
+        assert_eq!(
+            parse_destination("team/app:prod").unwrap().namespace.as_deref(),
+            Some("team")
+        );
         assert!(parse_destination("app").is_err());
         assert!(parse_destination("a/b/c:d").is_err());
         let flags = TagFlags {
@@ -381,6 +401,9 @@ mod tests {
             message("app:prod", &from, &flags),
             "Tag app:prod set to import reg:5000/x:1 periodically."
         );
-        assert_eq!(message("app:prod", &from, &TagFlags::default()), "Tag app:prod set to reg:5000/x:1.");
+        assert_eq!(
+            message("app:prod", &from, &TagFlags::default()),
+            "Tag app:prod set to reg:5000/x:1."
+        );
     }
 }

@@ -76,6 +76,9 @@ mod tests {
         assert_eq!(age(3 * 3600), "3h");
         assert_eq!(age(3 * 86_400), "3d");
         assert_eq!(age(-3), "0s");
-        assert_eq!(short_digest(&format!("sha256:{}", "ab".repeat(32))), "sha256:abababababab");
+        assert_eq!(
+            short_digest(&format!("sha256:{}", "ab".repeat(32))),
+            "sha256:abababababab"
+        );
     }
 }

@@ -77,7 +77,11 @@ pub fn parse_object(input: &str) -> Result<(Kind, String)> {
     let (kind, name) = input
         .split_once('/')
         .filter(|(_, n)| !n.is_empty() && !n.contains('/'))
-        .ok_or_else(|| Error::usage(format!("{input:?} must be of the form KIND/NAME, e.g. deployment/web")))?;
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "{input:?} must be of the form KIND/NAME, e.g. deployment/web"
+            ))
+        })?;
     let kind = Kind::parse(kind).ok_or_else(|| {
         Error::usage(format!(
             "{kind:?} cannot carry image triggers: use deployment, statefulset, daemonset or cronjob"
@@ -99,11 +103,18 @@ pub struct From {
 pub fn parse_from(input: &str, object_namespace: &str) -> Result<From> {
     let parsed = super::reference::ImageRef::parse(input)
         .map_err(|e| Error::usage(format!("the value of --from-image is not a valid reference: {e}")))?;
-    if parsed.registry.is_some() || parsed.id.is_some() || parsed.namespace.as_deref().is_some_and(|n| n.contains('/')) {
-        return Err(Error::usage("the value of --from-image must point to an image stream tag on this server"));
+    if parsed.registry.is_some()
+        || parsed.id.is_some()
+        || parsed.namespace.as_deref().is_some_and(|n| n.contains('/'))
+    {
+        return Err(Error::usage(
+            "the value of --from-image must point to an image stream tag on this server",
+        ));
     }
     let Some(tag) = parsed.tag else {
-        return Err(Error::usage("the value of --from-image must include the tag you wish to pull from"));
+        return Err(Error::usage(
+            "the value of --from-image must include the tag you wish to pull from",
+        ));
     };
     let name = format!("{}:{tag}", parsed.name);
     name.parse::<berth_api::names::StreamTagRef>()
@@ -155,7 +166,11 @@ pub fn containers_of(pod_spec: &Value) -> (Vec<String>, Vec<String>) {
 
 /// The annotation key in effect: Berth's when present, else OpenShift's.
 pub fn key_in_effect(has_berth_key: bool) -> &'static str {
-    if has_berth_key { BERTH_TRIGGERS } else { OPENSHIFT_TRIGGERS }
+    if has_berth_key {
+        BERTH_TRIGGERS
+    } else {
+        OPENSHIFT_TRIGGERS
+    }
 }
 
 /// The annotation's new value after `change` (`None`: remove the annotation).
@@ -197,7 +212,11 @@ pub fn apply(
             triggers.retain(|t| !same_from(t, from));
             let pod_spec = kind.pod_spec_keys().join(".");
             let path = |name: &String| {
-                let list = if plain.contains(name) { "containers" } else { "initContainers" };
+                let list = if plain.contains(name) {
+                    "containers"
+                } else {
+                    "initContainers"
+                };
                 format!("{pod_spec}.{list}[?(@.name==\"{name}\")].image")
             };
             let taken: Vec<&str> = names
@@ -278,9 +297,13 @@ fn same_from(trigger: &Value, from: &From) -> bool {
 
 fn targets(trigger: &Value, container: &str) -> bool {
     let path = trigger["fieldPath"].as_str().unwrap_or_default();
-    [format!("@.name==\"{container}\""), format!("@.name=\"{container}\""), format!("@.name=='{container}'")]
-        .iter()
-        .any(|needle| path.contains(needle.as_str()))
+    [
+        format!("@.name==\"{container}\""),
+        format!("@.name=\"{container}\""),
+        format!("@.name=='{container}'"),
+    ]
+    .iter()
+    .any(|needle| path.contains(needle.as_str()))
 }
 
 fn paused_of(trigger: &Value) -> bool {
@@ -308,7 +331,11 @@ pub fn rows(current: Option<&str>) -> Result<Vec<(String, bool)>> {
         .map(|t| {
             let f: &Map<String, Value> = t["from"].as_object().unwrap_or(&EMPTY);
             let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
-            let from = match f.get("namespace").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            let from = match f
+                .get("namespace")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
                 Some(ns) => format!("{ns}/{name}"),
                 None => name.to_owned(),
             };
@@ -316,7 +343,10 @@ pub fn rows(current: Option<&str>) -> Result<Vec<(String, bool)>> {
             let container = path
                 .split("@.name")
                 .nth(1)
-                .map(|rest| rest.trim_start_matches('=').trim_matches(|c| c == '"' || c == '\''))
+                .map(|rest| {
+                    rest.trim_start_matches('=')
+                        .trim_matches(|c| c == '"' || c == '\'')
+                })
                 .and_then(|rest| rest.split(['"', '\'']).next())
                 .unwrap_or(path);
             (format!("{from} ({container})"), !paused_of(t))
@@ -351,20 +381,29 @@ mod tests {
 
     #[test]
     fn writes_what_oc_writes() {
-        let value = apply(None, &add("app:live", &["web"], false), Kind::Deployment, &web()).unwrap().unwrap();
+        let value = apply(None, &add("app:live", &["web"], false), Kind::Deployment, &web())
+            .unwrap()
+            .unwrap();
         assert_eq!(
             value,
             r#"[{"from":{"kind":"ImageStreamTag","name":"app:live"},"fieldPath":"spec.template.spec.containers[?(@.name==\"web\")].image"}]"#
         );
-        let manual = apply(None, &add("app:live", &["web"], true), Kind::CronJob, &web()).unwrap().unwrap();
+        let manual = apply(None, &add("app:live", &["web"], true), Kind::CronJob, &web())
+            .unwrap()
+            .unwrap();
         let parsed: Value = serde_json::from_str(&manual).unwrap();
         assert_eq!(parsed[0]["paused"], json!(true));
         assert_eq!(
             parsed[0]["fieldPath"],
             json!("spec.jobTemplate.spec.template.spec.containers[?(@.name==\"web\")].image")
         );
-        let init = apply(None, &add("app:live", &["init"], false), Kind::Deployment, &web()).unwrap().unwrap();
-        assert!(init.contains(r#"spec.template.spec.initContainers[?(@.name==\"init\")].image"#), "{init}");
+        let init = apply(None, &add("app:live", &["init"], false), Kind::Deployment, &web())
+            .unwrap()
+            .unwrap();
+        assert!(
+            init.contains(r#"spec.template.spec.initContainers[?(@.name==\"init\")].image"#),
+            "{init}"
+        );
     }
 
     #[test]
@@ -394,14 +433,34 @@ mod tests {
     #[test]
     fn adding_again_replaces_and_other_tags_on_the_container_conflict() {
         let first = apply(None, &add("app:live", &["web"], false), Kind::Deployment, &web()).unwrap();
-        let again = apply(first.as_deref(), &add("app:live", &["web"], true), Kind::Deployment, &web()).unwrap().unwrap();
+        let again = apply(
+            first.as_deref(),
+            &add("app:live", &["web"], true),
+            Kind::Deployment,
+            &web(),
+        )
+        .unwrap()
+        .unwrap();
         let parsed: Vec<Value> = serde_json::from_str(&again).unwrap();
         assert_eq!(parsed.len(), 1);
         assert_eq!(parsed[0]["paused"], json!(true));
-        let e = apply(first.as_deref(), &add("app:v2", &["web"], false), Kind::Deployment, &web()).unwrap_err();
-        assert!(e.to_string().contains("only one trigger may reference each container: web"), "{e}");
+        let e = apply(
+            first.as_deref(),
+            &add("app:v2", &["web"], false),
+            Kind::Deployment,
+            &web(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("only one trigger may reference each container: web"),
+            "{e}"
+        );
         let e = apply(None, &add("app:v2", &["nope"], false), Kind::Deployment, &web()).unwrap_err();
-        assert_eq!(e.to_string(), "not all container names exist: nope (accepts: init, side, web)");
+        assert_eq!(
+            e.to_string(),
+            "not all container names exist: nope (accepts: init, side, web)"
+        );
     }
 
     #[test]
@@ -410,21 +469,54 @@ mod tests {
                           {"from":{"kind":"ImageStreamTag","name":"app:v1"},"fieldPath":"spec.template.spec.containers[?(@.name==\"side\")].image","paused":"true"}]"#;
         assert_eq!(
             rows(Some(console)).unwrap(),
-            vec![("app:live (web)".to_owned(), true), ("app:v1 (side)".to_owned(), false)]
+            vec![
+                ("app:live (web)".to_owned(), true),
+                ("app:v1 (side)".to_owned(), false)
+            ]
         );
-        let paused = apply(Some(console), &Change::SetAll { paused: true }, Kind::Deployment, &web()).unwrap().unwrap();
+        let paused = apply(
+            Some(console),
+            &Change::SetAll { paused: true },
+            Kind::Deployment,
+            &web(),
+        )
+        .unwrap()
+        .unwrap();
         assert!(rows(Some(&paused)).unwrap().iter().all(|(_, auto)| !auto));
-        let resumed = apply(Some(&paused), &Change::SetAll { paused: false }, Kind::Deployment, &web()).unwrap().unwrap();
+        let resumed = apply(
+            Some(&paused),
+            &Change::SetAll { paused: false },
+            Kind::Deployment,
+            &web(),
+        )
+        .unwrap()
+        .unwrap();
         assert!(!resumed.contains("paused"), "{resumed}");
-        let removed = apply(Some(console), &Change::Remove(from("app:v1")), Kind::Deployment, &web()).unwrap().unwrap();
-        assert!(!removed.contains("app:v1") && !removed.contains("\"false\""), "{removed}");
-        assert_eq!(apply(Some(console), &Change::RemoveAll, Kind::Deployment, &web()).unwrap(), None);
+        let removed = apply(
+            Some(console),
+            &Change::Remove(from("app:v1")),
+            Kind::Deployment,
+            &web(),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            !removed.contains("app:v1") && !removed.contains("\"false\""),
+            "{removed}"
+        );
+        assert_eq!(
+            apply(Some(console), &Change::RemoveAll, Kind::Deployment, &web()).unwrap(),
+            None
+        );
         assert!(apply(Some("{"), &Change::RemoveAll, Kind::Deployment, &web()).is_err());
     }
 
     #[test]
     fn objects_and_keys() {
-        assert_eq!(parse_object("deploy/web").unwrap(), (Kind::Deployment, "web".into()));
+        assert_eq!(
+            parse_object("deploy/web").unwrap(),
+            (Kind::Deployment, "web".into())
+        );
         assert_eq!(parse_object("statefulsets.apps/db").unwrap().0, Kind::StatefulSet);
         assert_eq!(parse_object("cj/nightly").unwrap().0, Kind::CronJob);
         assert!(matches!(parse_object("pod/x"), Err(Error::Usage(_))));
@@ -432,6 +524,9 @@ mod tests {
         assert_eq!(key_in_effect(true), BERTH_TRIGGERS);
         assert_eq!(key_in_effect(false), OPENSHIFT_TRIGGERS);
         let spec = json!({"containers": [{"name": "web"}], "initContainers": [{"name": "init"}]});
-        assert_eq!(containers_of(&spec), (vec!["web".to_owned()], vec!["init".to_owned()]));
+        assert_eq!(
+            containers_of(&spec),
+            (vec!["web".to_owned()], vec!["init".to_owned()])
+        );
     }
 }

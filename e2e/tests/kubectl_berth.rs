@@ -1,0 +1,573 @@
+//! `kubectl berth` (the `kubectl-berth` binary) against the local cluster: the real API server, registry and
+//! berth-controller. Every subcommand, its error paths and exit codes, and its `-o` outputs.
+//!
+//! The binary is taken from `$BERTH_BIN_DIR` (hack/test.sh sets it to `$CARGO_TARGET_DIR/debug`), else from
+//! `$CARGO_TARGET_DIR/debug`, else from the workspace's `target/debug`; build it with
+//! `cargo build --workspace --bins`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use berth_api::image::{ImageStreamTag, SourceKind};
+use berth_e2e::api::{TestNamespace, admin_client, copy_image, kubectl_apply, unique, wait_for};
+use berth_e2e::cluster::LocalCluster;
+use berth_e2e::http::registry_digest;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
+use kube::api::Api;
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one run of the binary gave.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn binary() -> PathBuf {
+    let dir = std::env::var_os("BERTH_BIN_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("debug")))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let bin = dir.join("kubectl-berth");
+    assert!(
+        bin.is_file(),
+        "{} does not exist: build it with `cargo build --workspace --bins` and point BERTH_BIN_DIR at the \
+         directory that holds it",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `kubectl-berth --kubeconfig ADMIN -n NS ARGS...`.
+fn berth(cluster: &LocalCluster, ns: &str, args: &[&str]) -> Run {
+    let out = Command::new(binary())
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args(["-n", ns])
+        .args(args)
+        .output()
+        .expect("kubectl-berth runs");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!(
+        "$ kubectl berth {} -> {}\n{}{}",
+        args.join(" "),
+        run.code,
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+/// Runs and expects exit 0.
+fn ok(cluster: &LocalCluster, ns: &str, args: &[&str]) -> String {
+    let run = berth(cluster, ns, args);
+    assert_eq!(run.code, 0, "kubectl berth {args:?} failed: {}", run.stderr);
+    run.stdout
+}
+
+/// Runs and expects `code`, with `needle` on stderr.
+fn fails(cluster: &LocalCluster, ns: &str, args: &[&str], code: i32, needle: &str) {
+    let run = berth(cluster, ns, args);
+    assert_eq!(run.code, code, "kubectl berth {args:?}: {run:?}");
+    assert!(
+        run.stderr.contains(needle),
+        "kubectl berth {args:?}: stderr lacks {needle:?}: {}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.trim().lines().count(),
+        1,
+        "one line on stderr: {}",
+        run.stderr
+    );
+}
+
+async fn tag_of(api: &Api<ImageStreamTag>, name: &str) -> anyhow::Result<ImageStreamTag> {
+    Ok(api.get(name).await?)
+}
+
+async fn wait_digest(api: &Api<ImageStreamTag>, name: &str, digest: &str) -> anyhow::Result<()> {
+    wait_for(&format!("{name} at {digest}"), TIMEOUT, || async {
+        let t = api.get_opt(name).await?;
+        let seen = t.and_then(|t| t.status).and_then(|s| s.digest);
+        Ok(if seen.as_deref() == Some(digest) {
+            Ok(())
+        } else {
+            Err(format!("digest {seen:?}"))
+        })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn e2e_kubectl_berth_import_tag_history_rollback_describe() -> anyhow::Result<()> {
+    let Some(cluster) = LocalCluster::require() else {
+        return Ok(());
+    };
+    let client = admin_client(&cluster).await?;
+    let ns = TestNamespace::create(&client, "kb").await?;
+    let n = ns.name.as_str();
+    let reg = &cluster.registry;
+    let repo = format!("berth/e2e-kb-{}", unique());
+    copy_image(reg, "berth/demo:v1", &format!("{repo}:live"))?;
+    let v1 = registry_digest(reg, &repo, "live").await?;
+    let source = format!("{reg}/{repo}:live");
+    let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), n);
+
+    // import-image: refuses to create without --confirm, creates and waits with it.
+    fails(
+        &cluster,
+        n,
+        &["import-image", "app:live", "--from", &source, "--insecure"],
+        1,
+        "pass --confirm",
+    );
+    let out = ok(
+        &cluster,
+        n,
+        &[
+            "import-image",
+            "app:live",
+            "--from",
+            &source,
+            "--insecure",
+            "--confirm",
+        ],
+    );
+    assert!(out.contains(&format!("app:live imported: {v1}")), "{out}");
+
+    // A new version: an import now shows it.
+    copy_image(reg, "berth/demo:v2", &format!("{repo}:live"))?;
+    let v2 = registry_digest(reg, &repo, "live").await?;
+    let out = ok(&cluster, n, &["import-image", "app:live", "-o", "json"]);
+    let answered: Value = serde_json::from_str(&out)?;
+    assert_eq!(answered["status"]["digest"], json!(v2), "{out}");
+
+    // history: a table, newest first with the current marked; json and yaml.
+    let out = ok(&cluster, n, &["history", "app:live"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("#") && lines.len() == 3, "{out}");
+    assert!(
+        lines[1].starts_with("0   *") && lines[1].contains(&v2[..19]),
+        "{out}"
+    );
+    let history: Value = serde_json::from_str(&ok(&cluster, n, &["history", "app:live", "-o", "json"]))?;
+    assert_eq!(history[0]["digest"], json!(v2));
+    assert_eq!(history[1]["digest"], json!(v1));
+    assert!(ok(&cluster, n, &["history", "app:live", "-o", "yaml"]).contains(&format!("digest: {v1}")));
+
+    // tag: a copy pins the current digest, an alias follows, a registry source with -o name.
+    let out = ok(&cluster, n, &["tag", "app:live", "app:prod"]);
+    assert_eq!(out, format!("Tag app:prod set to {reg}/{repo}@{v2}.\n"));
+    let prod = tag_of(&api, "app.prod").await?;
+    assert_eq!(
+        (prod.spec.from.kind, prod.spec.from.name.as_str()),
+        (SourceKind::DockerImage, format!("{reg}/{repo}@{v2}").as_str())
+    );
+    wait_digest(&api, "app.prod", &v2).await?;
+    let out = ok(&cluster, n, &["tag", "--alias", "app:live", "app:follow"]);
+    assert_eq!(out, "Tag app:follow set up to track app:live.\n");
+    assert_eq!(
+        tag_of(&api, "app.follow").await?.spec.from.kind,
+        SourceKind::ImageStreamTag
+    );
+    wait_digest(&api, "app.follow", &v2).await?;
+    let out = ok(
+        &cluster,
+        n,
+        &[
+            "tag",
+            "--source=docker",
+            "--insecure",
+            "--scheduled",
+            &source,
+            "other:x",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(out, "imagestreamtag.image.berth.dev/other.x\n");
+    let other = tag_of(&api, "other.x").await?;
+    assert!(other.spec.import_policy.clone().unwrap_or_default().scheduled);
+    assert_eq!(
+        other
+            .managed_fields()
+            .iter()
+            .filter(|m| m.manager.as_deref() == Some("kubectl-berth"))
+            .count(),
+        1
+    );
+
+    // rollback: to the previous image, pinned; an import does not undo it; the undo command does.
+    let out = ok(&cluster, n, &["rollback", "app:live"]);
+    assert!(out.contains(&format!("to history entry 1: {v1}")), "{out}");
+    let undo = format!("kubectl berth tag --source=docker --insecure {source} app:live");
+    assert!(out.contains(&undo), "{out}");
+    let pinned = tag_of(&api, "app.live").await?;
+    assert_eq!(pinned.spec.from.name, format!("{reg}/{repo}@{v1}"));
+    assert!(
+        pinned
+            .annotations()
+            .contains_key("image.berth.dev/rolled-back-from")
+    );
+    wait_digest(&api, "app.live", &v1).await?;
+    let out = ok(&cluster, n, &["import-image", "app:live"]);
+    assert!(
+        out.contains(&format!("app:live imported: {v1}")),
+        "the pin holds: {out}"
+    );
+    let described = ok(&cluster, n, &["describe", "app:live"]);
+    assert!(
+        described.contains("Pinned:") && described.contains(&undo),
+        "{described}"
+    );
+    // --to a digest prefix, then -o yaml.
+    let out = ok(
+        &cluster,
+        n,
+        &["rollback", "app:live", "--to", &v2[7..19], "-o", "yaml"],
+    );
+    assert!(out.contains(&format!("name: {reg}/{repo}@{v2}")), "{out}");
+    // Tagged back: it follows the registry again and the pin's annotation is gone.
+    ok(
+        &cluster,
+        n,
+        &["tag", "--source=docker", "--insecure", &source, "app:live"],
+    );
+    let back = tag_of(&api, "app.live").await?;
+    assert_eq!(back.spec.from.name, source);
+    assert!(
+        !back
+            .annotations()
+            .contains_key("image.berth.dev/rolled-back-from"),
+        "{:?}",
+        back.annotations()
+    );
+    assert!(back.spec.import_policy.unwrap_or_default().insecure);
+    wait_digest(&api, "app.live", &v2).await?;
+
+    // describe a tag and a stream.
+    let out = ok(&cluster, n, &["describe", "app:live"]);
+    for needle in [
+        "Stream:         app",
+        "Tag:            live",
+        &format!("Digest:         {v2}"),
+        "ImportSuccess",
+        "History:",
+    ] {
+        assert!(out.contains(needle), "describe lacks {needle:?}: {out}");
+    }
+    let out = ok(&cluster, n, &["describe", "app"]);
+    for needle in ["Name:           app", "live", "prod", "follow"] {
+        assert!(out.contains(needle), "describe lacks {needle:?}: {out}");
+    }
+
+    // tag -d: gone, and again is an error naming it.
+    assert_eq!(
+        ok(&cluster, n, &["tag", "-d", "app:prod"]),
+        "Deleted tag app:prod.\n"
+    );
+    assert!(api.get_opt("app.prod").await?.is_none());
+    fails(
+        &cluster,
+        n,
+        &["tag", "-d", "app:prod"],
+        1,
+        &format!("imagestreamtag app:prod not found in namespace {n}"),
+    );
+
+    // Errors: missing objects exit 1 naming them; usage exits 2.
+    fails(
+        &cluster,
+        n,
+        &["history", "app:nope"],
+        1,
+        &format!("imagestreamtag app:nope not found in namespace {n}"),
+    );
+    fails(
+        &cluster,
+        n,
+        &["rollback", "app:nope"],
+        1,
+        "imagestreamtag app:nope not found",
+    );
+    fails(
+        &cluster,
+        n,
+        &["describe", "nope"],
+        1,
+        "imagestream nope not found",
+    );
+    fails(
+        &cluster,
+        n,
+        &["tag", "app:nope", "app:x"],
+        1,
+        "imagestreamtag app:nope not found",
+    );
+    fails(
+        &cluster,
+        n,
+        &["rollback", "other:x", "--to", "7"],
+        1,
+        "other:x has no history entry 7",
+    );
+    fails(
+        &cluster,
+        n,
+        &["import-image", "app:missing"],
+        1,
+        "does not exist on the image stream",
+    );
+    for usage in [
+        vec!["tag", "app:live"],
+        vec!["tag", "--alias", "-d", "app:live"],
+        vec!["tag", "--scheduled", "app:live", "app:y"],
+        vec!["history"],
+        vec!["history", "app:live", "-o", "name"],
+        vec!["import-image", "app@sha256:0000000"],
+        vec!["bogus"],
+    ] {
+        let run = berth(&cluster, n, &usage);
+        assert_eq!(run.code, 2, "{usage:?}: {run:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn e2e_kubectl_berth_set_triggers_writes_what_the_controller_follows() -> anyhow::Result<()> {
+    let Some(cluster) = LocalCluster::require() else {
+        return Ok(());
+    };
+    let client = admin_client(&cluster).await?;
+    let ns = TestNamespace::create(&client, "kbtrig").await?;
+    let n = ns.name.as_str();
+    let reg = &cluster.registry;
+    let repo = format!("berth/e2e-kbt-{}", unique());
+    copy_image(reg, "berth/demo:v1", &format!("{repo}:live"))?;
+    let v1 = registry_digest(reg, &repo, "live").await?;
+    ok(
+        &cluster,
+        n,
+        &[
+            "import-image",
+            "app:live",
+            "--from",
+            &format!("{reg}/{repo}:live"),
+            "--insecure",
+            "--confirm",
+        ],
+    );
+
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "t"}}, "template": {
+            "metadata": {"labels": {"app": "t"}},
+            "spec": {"nodeSelector": {"berth.dev/e2e-none": "true"},
+                     "containers": [{"name": "web", "image": "placeholder"}, {"name": "side", "image": "placeholder"}]}}},
+    });
+    kubectl_apply(&cluster, n, &deployment.to_string()).map_err(anyhow::Error::msg)?;
+
+    let out = ok(
+        &cluster,
+        n,
+        &[
+            "set",
+            "triggers",
+            "deployment/web",
+            "--from-image",
+            "app:live",
+            "-c",
+            "web",
+        ],
+    );
+    assert_eq!(out, "deployments/web triggers updated\n");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    let annotation = deployments
+        .get("web")
+        .await?
+        .annotations()
+        .get("image.openshift.io/triggers")
+        .cloned();
+    assert_eq!(
+        annotation.as_deref(),
+        Some(
+            r#"[{"from":{"kind":"ImageStreamTag","name":"app:live"},"fieldPath":"spec.template.spec.containers[?(@.name==\"web\")].image"}]"#
+        )
+    );
+    // The controller reads it: the container gets the tag's pull spec.
+    let want = format!("{reg}/{repo}@{v1}");
+    wait_for("web's image from the trigger", TIMEOUT, || async {
+        let d = deployments.get("web").await?;
+        let image = d
+            .spec
+            .and_then(|s| s.template.spec)
+            .map(|s| s.containers[0].image.clone().unwrap_or_default());
+        Ok(if image.as_deref() == Some(want.as_str()) {
+            Ok(())
+        } else {
+            Err(format!("{image:?}"))
+        })
+    })
+    .await?;
+
+    let table = ok(&cluster, n, &["set", "triggers", "deploy/web"]);
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.contains("deployments/web")
+            && l.contains("app:live (web)")
+            && l.ends_with("true")),
+        "{table}"
+    );
+    let out = ok(
+        &cluster,
+        n,
+        &["set", "triggers", "deployment/web", "--manual", "-o", "json"],
+    );
+    let object: Value = serde_json::from_str(&out)?;
+    let value = object["metadata"]["annotations"]["image.openshift.io/triggers"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(value.contains(r#""paused":true"#), "{value}");
+    assert!(ok(&cluster, n, &["set", "triggers", "deploy/web"]).contains("false"));
+    ok(&cluster, n, &["set", "triggers", "deployment/web", "--auto"]);
+    fails(
+        &cluster,
+        n,
+        &[
+            "set",
+            "triggers",
+            "deployment/web",
+            "--from-image",
+            "app:live",
+            "-c",
+            "nope",
+        ],
+        1,
+        "not all container names exist: nope",
+    );
+    fails(
+        &cluster,
+        n,
+        &[
+            "set",
+            "triggers",
+            "deployment/web",
+            "--from-image",
+            "app:v9",
+            "-c",
+            "web",
+        ],
+        1,
+        "only one trigger may reference each container: web",
+    );
+    fails(
+        &cluster,
+        n,
+        &[
+            "set",
+            "triggers",
+            "deployment/missing",
+            "--from-image",
+            "app:live",
+            "-c",
+            "web",
+        ],
+        1,
+        &format!("deployment missing not found in namespace {n}"),
+    );
+    fails(
+        &cluster,
+        n,
+        &["set", "triggers", "deployment/web", "--from-image", "app:live"],
+        2,
+        "several containers",
+    );
+    let run = berth(
+        &cluster,
+        n,
+        &["set", "triggers", "pod/x", "--from-image", "app:live"],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    let out = ok(
+        &cluster,
+        n,
+        &[
+            "set",
+            "triggers",
+            "deployment/web",
+            "--remove",
+            "--from-image",
+            "app:live",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(out, "deployment.apps/web\n");
+    assert!(
+        !deployments
+            .get("web")
+            .await?
+            .annotations()
+            .contains_key("image.openshift.io/triggers")
+    );
+
+    // A CronJob, in whichever batch version the server serves (1.20: v1beta1 only).
+    let cron = json!({
+        "apiVersion": "batch/v1beta1", "kind": "CronJob", "metadata": {"name": "nightly"},
+        "spec": {"schedule": "0 0 1 1 *", "suspend": true, "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "job", "image": "placeholder"}]}}}}},
+    });
+    kubectl_apply(&cluster, n, &cron.to_string()).map_err(anyhow::Error::msg)?;
+    let out = ok(
+        &cluster,
+        n,
+        &[
+            "set",
+            "triggers",
+            "cronjob/nightly",
+            "--from-image",
+            "app:live",
+            "-o",
+            "json",
+        ],
+    );
+    let object: Value = serde_json::from_str(&out)?;
+    let value = object["metadata"]["annotations"]["image.openshift.io/triggers"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        value.contains(r#"spec.jobTemplate.spec.template.spec.containers[?(@.name==\"job\")].image"#),
+        "{value}"
+    );
+    Ok(())
+}
+
+#[test]
+fn e2e_kubectl_berth_completion_scripts() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(binary())
+            .args(["completion", shell])
+            .output()
+            .expect("kubectl-berth runs");
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("kubectl-berth") && script.contains("import-image"),
+            "{shell}: {script}"
+        );
+    }
+    let out = Command::new(binary())
+        .args(["completion", "tcsh"])
+        .output()
+        .expect("kubectl-berth runs");
+    assert_eq!(out.status.code(), Some(2));
+}
