@@ -1,11 +1,9 @@
 //! `kubectl berth` (the `kubectl-berth` binary) against the local cluster: the real API server, registry and
 //! berth-controller. Every subcommand, its error paths and exit codes, and its `-o` outputs.
 //!
-//! The binary is taken from `$BERTH_BIN_DIR` (hack/test.sh sets it to `$CARGO_TARGET_DIR/debug`), else from
-//! `$CARGO_TARGET_DIR/debug`, else from the workspace's `target/debug`; build it with
-//! `cargo build --workspace --bins`.
+//! The binary is found as [`berth_e2e::plugin::binary`] says (`$BERTH_BIN_DIR`, as hack/test.sh sets it); build it
+//! with `cargo build --workspace --bins`.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,83 +11,13 @@ use berth_api::image::{ImageStreamTag, SourceKind};
 use berth_e2e::api::{TestNamespace, admin_client, copy_image, kubectl_apply, unique, wait_for};
 use berth_e2e::cluster::LocalCluster;
 use berth_e2e::http::registry_digest;
+use berth_e2e::plugin::{berth, binary, fails, ok};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What one run of the binary gave.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn binary() -> PathBuf {
-    let dir = std::env::var_os("BERTH_BIN_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("debug")))
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
-    let bin = dir.join("kubectl-berth");
-    assert!(
-        bin.is_file(),
-        "{} does not exist: build it with `cargo build --workspace --bins` and point BERTH_BIN_DIR at the \
-         directory that holds it",
-        bin.display()
-    );
-    bin
-}
-
-/// Runs `kubectl-berth --kubeconfig ADMIN -n NS ARGS...`.
-fn berth(cluster: &LocalCluster, ns: &str, args: &[&str]) -> Run {
-    let out = Command::new(binary())
-        .arg("--kubeconfig")
-        .arg(&cluster.kubeconfig)
-        .args(["-n", ns])
-        .args(args)
-        .output()
-        .expect("kubectl-berth runs");
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    eprintln!(
-        "$ kubectl berth {} -> {}\n{}{}",
-        args.join(" "),
-        run.code,
-        run.stdout,
-        run.stderr
-    );
-    run
-}
-
-/// Runs and expects exit 0.
-fn ok(cluster: &LocalCluster, ns: &str, args: &[&str]) -> String {
-    let run = berth(cluster, ns, args);
-    assert_eq!(run.code, 0, "kubectl berth {args:?} failed: {}", run.stderr);
-    run.stdout
-}
-
-/// Runs and expects `code`, with `needle` on stderr.
-fn fails(cluster: &LocalCluster, ns: &str, args: &[&str], code: i32, needle: &str) {
-    let run = berth(cluster, ns, args);
-    assert_eq!(run.code, code, "kubectl berth {args:?}: {run:?}");
-    assert!(
-        run.stderr.contains(needle),
-        "kubectl berth {args:?}: stderr lacks {needle:?}: {}",
-        run.stderr
-    );
-    assert_eq!(
-        run.stderr.trim().lines().count(),
-        1,
-        "one line on stderr: {}",
-        run.stderr
-    );
-}
 
 async fn tag_of(api: &Api<ImageStreamTag>, name: &str) -> anyhow::Result<ImageStreamTag> {
     Ok(api.get(name).await?)

@@ -58,7 +58,7 @@ pub async fn run(session: &Session, args: &ImportArgs) -> Result<String> {
                     name: from,
                     namespace: None,
                 },
-                import_policy: (request.scheduled || request.insecure).then(|| TagImportPolicy {
+                import_policy: (request.scheduled || request.insecure).then_some(TagImportPolicy {
                     scheduled: request.scheduled,
                     insecure: request.insecure,
                     import_mode: None,

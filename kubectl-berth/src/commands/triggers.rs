@@ -133,7 +133,7 @@ async fn served(client: &Client, group: &str, version: &str) -> bool {
 
 fn pod_spec(object: &DynamicObject, kind: Kind) -> Value {
     let mut value = &object.data;
-    for key in kind.pod_spec_keys().iter().skip(0) {
+    for key in kind.pod_spec_keys().iter() {
         value = &value[*key];
     }
     value.clone()

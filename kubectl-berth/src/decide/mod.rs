@@ -7,4 +7,5 @@ pub mod reference;
 pub mod rollback;
 pub mod source;
 pub mod table;
+pub mod target;
 pub mod triggers;

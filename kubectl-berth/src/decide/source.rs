@@ -212,7 +212,7 @@ pub fn destination_from(
 /// The spec a destination gets.
 pub fn destination_spec(dest: &Destination, from: TagSource, flags: &TagFlags) -> ImageStreamTagSpec {
     let import_policy =
-        (flags.scheduled || flags.insecure || flags.import_mode.is_some()).then(|| TagImportPolicy {
+        (flags.scheduled || flags.insecure || flags.import_mode.is_some()).then_some(TagImportPolicy {
             scheduled: flags.scheduled,
             insecure: flags.insecure,
             import_mode: flags.import_mode,
