@@ -164,7 +164,12 @@ async fn e2e_kubectl_berth_import_tag_history_rollback_describe() -> anyhow::Res
         n,
         &["rollback", "app:live", "--to", &v2[7..19], "-o", "yaml"],
     );
-    assert!(out.contains(&format!("name: {reg}/{repo}@{v2}")), "{out}");
+    let pinned: Value = serde_saphyr::from_str(&out)?;
+    assert_eq!(
+        pinned["spec"]["from"]["name"],
+        json!(format!("{reg}/{repo}@{v2}")),
+        "{out}"
+    );
     // Tagged back: it follows the registry again and the pin's annotation is gone.
     ok(
         &cluster,

@@ -107,7 +107,11 @@ async fn read(
         match api.get(name).await {
             Ok(object) => return Ok((api, object)),
             // A 404 of a version the server does not serve: try the next; of the object: it is missing.
-            Err(e) if is_not_found(&e) && i + 1 < versions.len() && !served(client, group, version).await => {
+            Err(e)
+                if is_not_found(&e)
+                    && i + 1 < versions.len()
+                    && !served(client, group, version, kind).await =>
+            {
                 continue;
             }
             Err(e) if is_not_found(&e) => {
@@ -123,12 +127,13 @@ async fn read(
     unreachable!("the last version answers or fails")
 }
 
-/// Whether the server serves `group/version`.
-async fn served(client: &Client, group: &str, version: &str) -> bool {
+/// Whether the server serves `kind` in `group/version` (Kubernetes 1.20 serves CronJob in `batch/v1beta1` only,
+/// though it serves `batch/v1` for Jobs).
+async fn served(client: &Client, group: &str, version: &str, kind: Kind) -> bool {
     client
         .list_api_group_resources(&format!("{group}/{version}"))
         .await
-        .is_ok()
+        .is_ok_and(|list| list.resources.iter().any(|r| r.name == kind.plural()))
 }
 
 fn pod_spec(object: &DynamicObject, kind: Kind) -> Value {
