@@ -153,6 +153,15 @@ async fn e2e_kubectl_berth_import_tag_history_rollback_describe() -> anyhow::Res
         out.contains(&format!("app:live imported: {v1}")),
         "the pin holds: {out}"
     );
+    // Status says so: the ImportSuccess message names the pin and what it followed before.
+    let pinned = tag_of(&api, "app.live").await?;
+    let message = berth_e2e::api::import_condition(&pinned)
+        .map(|c| c.2)
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!("(pinned by a rollback from {source})")),
+        "{message}"
+    );
     let described = ok(&cluster, n, &["describe", "app:live"]);
     assert!(
         described.contains("Pinned:") && described.contains(&undo),

@@ -13,8 +13,9 @@ use berth_api::image::{ImageStreamTagSpec, SourceKind, TagEvent, TagSource};
 
 use crate::error::{Error, Result};
 
-/// The annotation that records what a rolled-back tag followed before, as the JSON of its `spec.from`.
-pub const ROLLED_BACK_FROM: &str = "image.berth.dev/rolled-back-from";
+/// The annotation that records what a rolled-back tag followed before, as the JSON of its `spec.from` (the
+/// controller names it in the tag's `ImportSuccess` message).
+pub use berth_api::image::ROLLED_BACK_FROM_ANNOTATION as ROLLED_BACK_FROM;
 
 /// What `--to` names.
 #[derive(Clone, Debug, PartialEq, Eq)]
