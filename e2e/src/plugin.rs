@@ -83,3 +83,28 @@ pub fn fails(cluster: &LocalCluster, ns: &str, args: &[&str], code: i32, needle:
         run.stderr
     );
 }
+
+/// The binary bound to a cluster and a namespace, so a scenario reads as the commands it runs.
+pub struct Plugin<'a> {
+    /// The cluster.
+    pub cluster: &'a LocalCluster,
+    /// The namespace (`-n`).
+    pub namespace: &'a str,
+}
+
+impl Plugin<'_> {
+    /// Runs `kubectl-berth ARGS...`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        berth(self.cluster, self.namespace, args)
+    }
+
+    /// Runs and expects exit 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        ok(self.cluster, self.namespace, args)
+    }
+
+    /// Runs and expects `code` with `needle` in the one line on stderr.
+    pub fn fails(&self, args: &[&str], code: i32, needle: &str) {
+        fails(self.cluster, self.namespace, args, code, needle)
+    }
+}
