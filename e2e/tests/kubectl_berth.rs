@@ -211,6 +211,22 @@ async fn e2e_kubectl_berth_import_tag_history_rollback_describe() -> anyhow::Res
         &format!("imagestreamtag app:prod not found in namespace {n}"),
     );
 
+    // The kubeconfig as kubectl finds it: $KUBECONFIG, and --context (an unknown one is an error).
+    let env = Command::new(binary())
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .args(["-n", n, "history", "app:live", "-o", "json"])
+        .output()?;
+    assert!(env.status.success(), "KUBECONFIG: {env:?}");
+    let context = kube::config::Kubeconfig::read_from(&cluster.kubeconfig)?
+        .current_context
+        .unwrap_or_default();
+    k.ok(&["--context", &context, "history", "app:live"]);
+    k.fails(
+        &["--context", "nope", "history", "app:live"],
+        1,
+        "cannot load the kubeconfig",
+    );
+
     // Errors: missing objects exit 1 naming them; usage exits 2.
     k.fails(
         &["history", "app:nope"],
@@ -394,6 +410,23 @@ async fn e2e_kubectl_berth_set_triggers_writes_what_the_controller_follows() -> 
         "name",
     ]);
     assert_eq!(out, "deployment.apps/web\n");
+    assert!(
+        !deployments
+            .get("web")
+            .await?
+            .annotations()
+            .contains_key("image.openshift.io/triggers")
+    );
+    k.ok(&[
+        "set",
+        "triggers",
+        "deployment/web",
+        "--from-image",
+        "app:live",
+        "-c",
+        "web,side",
+    ]);
+    k.ok(&["set", "triggers", "deployment/web", "--remove-all"]);
     assert!(
         !deployments
             .get("web")
