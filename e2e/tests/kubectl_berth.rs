@@ -211,6 +211,21 @@ async fn e2e_kubectl_berth_import_tag_history_rollback_describe() -> anyhow::Res
         &format!("imagestreamtag app:prod not found in namespace {n}"),
     );
 
+    // A failed import exits 1 with the condition's reason.
+    let missing = format!("{reg}/berth/e2e-kb-none-{}:v1", unique());
+    k.fails(
+        &[
+            "import-image",
+            "gone:v1",
+            "--from",
+            &missing,
+            "--insecure",
+            "--confirm",
+        ],
+        1,
+        "import of gone:v1 failed: NotFound",
+    );
+
     // The kubeconfig as kubectl finds it: $KUBECONFIG, and --context (an unknown one is an error).
     let env = Command::new(binary())
         .env("KUBECONFIG", &cluster.kubeconfig)

@@ -122,7 +122,6 @@ pub async fn run(session: &Session, args: &ImportArgs) -> Result<String> {
         match outcome(&tag) {
             Ok(line) => report.push_str(&format!("{reference} imported: {line}\n")),
             Err((reason, message)) => {
-                report.push_str(&format!("{reference} failed: {reason}: {message}\n"));
                 failure.get_or_insert(Error::ImportFailed {
                     tag: reference.to_string(),
                     reason,
@@ -133,8 +132,11 @@ pub async fn run(session: &Session, args: &ImportArgs) -> Result<String> {
         answered.push(tag);
     }
     if let Some(e) = failure {
-        // What succeeded is still said (on stderr, by main, with the error), then the failure decides the exit.
-        eprint!("{report}");
+        // The tags that did import are still said, on stdout; the first failure is the one line on stderr.
+        if args.output.is_none() {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(report.as_bytes());
+        }
         return Err(e);
     }
     match args.output {
