@@ -9,7 +9,7 @@ use crate::decide::rollback::Target;
 
 /// Work with Berth's image streams as OpenShift's `oc` does: tag, import, roll back, follow.
 #[derive(Debug, Parser)]
-#[command(name = "kubectl-berth", bin_name = "kubectl berth", version, about)]
+#[command(name = "kubectl-berth", bin_name = "kubectl berth", version)]
 pub struct Cli {
     /// The kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config).
     #[arg(long, global = true, value_name = "PATH")]
