@@ -22,6 +22,11 @@ pub const IMPORT_SUCCESS: &str = "ImportSuccess";
 /// The annotation that asks for an import now when set to a new value; the registry webhook sets it too.
 pub const IMPORT_REQUESTED_ANNOTATION: &str = "image.berth.dev/import-requested";
 
+/// The annotation `kubectl berth rollback` sets on a tag it pins to an earlier digest: the JSON of the
+/// `spec.from` the tag followed before (a [`TagSource`]). The controller names it in the `ImportSuccess` message;
+/// `kubectl berth tag` back to a source removes it.
+pub const ROLLED_BACK_FROM_ANNOTATION: &str = "image.berth.dev/rolled-back-from";
+
 /// The label the controller puts on the ImageStreamTags it materialises from a stream's inline tags.
 pub const STREAM_LABEL: &str = "image.berth.dev/stream";
 

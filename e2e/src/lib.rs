@@ -6,5 +6,6 @@ pub mod cluster;
 pub mod controller;
 pub mod http;
 pub mod k8s;
+pub mod plugin;
 pub mod registry;
 pub mod web;

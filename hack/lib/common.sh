@@ -130,8 +130,17 @@ start_bg() {
 	local name="$1" logfile="$2" pid start
 	shift 2
 	mkdir -p "$BERTH_STATE/pids" "$(dirname "$logfile")"
-	# 9>&-: the cluster lock's descriptor must not live on in the daemons.
-	setsid "$@" </dev/null >>"$logfile" 2>&1 9>&- &
+	# No descriptor but 0-2 lives on in the daemons: not the cluster lock's (9),
+	# nor a caller's (`flock FILE hack/up.sh` holds FILE on descriptor 3, and a
+	# daemon that inherits it holds FILE for as long as it runs). The subshell
+	# execs setsid, which execs CMD in place, so $! is still CMD's pid.
+	(
+		for fd in "/proc/$BASHPID/fd/"*; do
+			fd="${fd##*/}"
+			((fd > 2)) && eval "exec $fd>&-"
+		done
+		exec setsid "$@" </dev/null >>"$logfile" 2>&1
+	) &
 	pid=$!
 	start="$(proc_stat "$pid" | cut -d' ' -f2)" || true
 	echo "$pid ${start:-}" >"$(pid_file "$name")"

@@ -2,7 +2,7 @@
 //! digests looked up in a stream's history, pinned digests and references recorded as given. Only a
 //! `DockerImage` by tag is left for the registry.
 
-use berth_api::image::{ImageStreamTag, SourceKind};
+use berth_api::image::{ImageStreamTag, ROLLED_BACK_FROM_ANNOTATION, SourceKind, TagSource};
 use berth_api::names::StreamTagRef;
 use berth_api::validation::is_sha256_digest;
 
@@ -40,7 +40,7 @@ pub fn source_of(
 ) -> Result<Source, GrantRequest> {
     let from = &tag.spec.from;
     Ok(match from.kind {
-        SourceKind::DockerImage => docker_image(&from.name, tag.spec.reference),
+        SourceKind::DockerImage => docker_image(&from.name, tag.spec.reference, rolled_back_from(tag)),
         SourceKind::ImageStreamTag => Source::Known(follow_alias(tag, namespace, cache, grants)?),
         SourceKind::ImageStreamImage => {
             let ns = from.namespace.as_deref().unwrap_or(namespace);
@@ -68,17 +68,35 @@ fn failed(reason: &str, message: String) -> Outcome {
     }
 }
 
-fn docker_image(name: &str, reference_only: bool) -> Source {
+/// What a tag pinned by `kubectl berth rollback` followed before, as its annotation says.
+fn rolled_back_from(tag: &ImageStreamTag) -> Option<String> {
+    let value = tag
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(ROLLED_BACK_FROM_ANNOTATION)?;
+    let from: TagSource = serde_json::from_str(value).ok()?;
+    Some(match from.namespace {
+        Some(ns) => format!("{ns}/{}", from.name),
+        None => from.name,
+    })
+}
+
+fn docker_image(name: &str, reference_only: bool, rolled_back_from: Option<String>) -> Source {
     let reference = match ImageReference::parse(name) {
         Ok(r) => r,
         Err(e) => return Source::Known(failed("InvalidReference", e.to_string())),
     };
     match (reference.digest(), reference_only) {
         // A pinned digest is the image: record it, no registry needed.
+        // One rolled back says so, and from what, so status shows the pin.
         (Some(digest), _) => Source::Known(Outcome::Resolved {
             digest: digest.to_owned(),
             pull_spec: reference.pull_spec(digest),
-            source: name.to_owned(),
+            source: match rolled_back_from {
+                Some(previous) => format!("{name} (pinned by a rollback from {previous})"),
+                None => name.to_owned(),
+            },
         }),
         (None, true) => Source::Known(Outcome::Recorded {
             pull_spec: name.to_owned(),
@@ -277,6 +295,21 @@ mod tests {
         assert_eq!(
             (digest.as_str(), pull_spec),
             (D1, format!("reg.example/demo@{D1}"))
+        );
+        let mut rolled_back = t.clone();
+        rolled_back.metadata.annotations = Some(
+            [(
+                ROLLED_BACK_FROM_ANNOTATION.to_owned(),
+                r#"{"kind":"DockerImage","name":"reg.example/demo:v1"}"#.to_owned(),
+            )]
+            .into(),
+        );
+        let Source::Known(Outcome::Resolved { source, .. }) = src(&rolled_back, "ns", &cache(vec![])) else {
+            panic!()
+        };
+        assert_eq!(
+            source,
+            format!("reg.example/demo@{D1} (pinned by a rollback from reg.example/demo:v1)")
         );
         let mut t = istag(NS, "demo", "v1").follows_image("reg.example/demo:v1");
         t.spec.reference = true;
