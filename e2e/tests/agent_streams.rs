@@ -45,7 +45,10 @@ async fn demo_pod(cluster: &LocalCluster, api: &kube::Api<Pod>, name: &str) -> a
                  "containers": [{"name": "app", "image": image}]}
     }))?;
     create_pod(api, &pod).await?;
-    wait_pod(api, name, Duration::from_secs(60), |p| (phase(p) == Some("Running")).then_some(())).await
+    wait_pod(api, name, Duration::from_secs(60), |p| {
+        (phase(p) == Some("Running")).then_some(())
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,10 +60,22 @@ async fn e2e_kubectl_exec_runs_in_the_container_with_stdin_and_exit_codes() -> a
 
     // Output of a command in the container's own filesystem and namespaces.
     let mut cmd = kubectl(&cluster, &ns.name);
-    cmd.args(["exec", "web", "-c", "app", "--", "sh", "-c", "hostname; cat /www/index.html"]);
+    cmd.args([
+        "exec",
+        "web",
+        "-c",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "hostname; cat /www/index.html",
+    ]);
     let (code, out, err) = run(cmd).await?;
     ensure!(code == 0, "kubectl exec exited {code}: {err}");
-    ensure!(out == "web\nberth-demo v1\n", "kubectl exec printed {out:?} (stderr {err:?})");
+    ensure!(
+        out == "web\nberth-demo v1\n",
+        "kubectl exec printed {out:?} (stderr {err:?})"
+    );
 
     // Standard input reaches the process; its exit code reaches kubectl.
     let mut cmd = kubectl(&cluster, &ns.name);
@@ -88,7 +103,10 @@ async fn e2e_kubectl_exec_runs_in_the_container_with_stdin_and_exit_codes() -> a
     let mut cmd = kubectl(&cluster, &ns.name);
     cmd.args(["exec", "web", "-c", "nope", "--", "true"]);
     let (code, _, err) = run(cmd).await?;
-    ensure!(code != 0 && err.contains("nope"), "exec into a missing container: {code} {err}");
+    ensure!(
+        code != 0 && err.contains("nope"),
+        "exec into a missing container: {code} {err}"
+    );
     Ok(())
 }
 
@@ -132,7 +150,10 @@ async fn e2e_kubectl_attach_and_port_forward() -> anyhow::Result<()> {
                                  "command": ["sh", "-c", "sleep 3; for i in 1 2 3; do echo tick $i; sleep 1; done"]}]}
     }))?;
     create_pod(&api, &pod).await?;
-    wait_pod(&api, "ticker", Duration::from_secs(60), |p| (phase(p) == Some("Running")).then_some(())).await?;
+    wait_pod(&api, "ticker", Duration::from_secs(60), |p| {
+        (phase(p) == Some("Running")).then_some(())
+    })
+    .await?;
     let mut cmd = kubectl(&cluster, &ns.name);
     cmd.args(["attach", "ticker", "-c", "app"]);
     let (_, out, err) = run(cmd).await?;
@@ -142,7 +163,15 @@ async fn e2e_kubectl_attach_and_port_forward() -> anyhow::Result<()> {
 
 fn curl_status(args: &[&str]) -> anyhow::Result<(u16, String)> {
     let out = Command::new("curl")
-        .args(["-sS", "--max-time", "5", "-o", "/dev/stderr", "-w", "%{http_code}"])
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/stderr",
+            "-w",
+            "%{http_code}",
+        ])
         .args(args)
         .output()
         .context("running curl")?;
@@ -152,26 +181,64 @@ fn curl_status(args: &[&str]) -> anyhow::Result<(u16, String)> {
 
 /// A client certificate of the cluster CA for user `cn`, made in `dir` with openssl.
 fn client_cert(pki: &Path, dir: &Path, cn: &str) -> anyhow::Result<(String, String)> {
-    let (key, csr, crt) = (dir.join(format!("{cn}.key")), dir.join(format!("{cn}.csr")), dir.join(format!("{cn}.crt")));
+    let (key, csr, crt) = (
+        dir.join(format!("{cn}.key")),
+        dir.join(format!("{cn}.csr")),
+        dir.join(format!("{cn}.crt")),
+    );
     let ext = dir.join("ext.cnf");
     std::fs::write(&ext, "extendedKeyUsage=clientAuth\n")?;
     let steps: [Vec<String>; 3] = [
-        ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([key.display().to_string()])
-            .collect(),
-        vec!["req".into(), "-new".into(), "-key".into(), key.display().to_string(), "-subj".into(),
-             format!("/O=e2e-streams/CN={cn}"), "-out".into(), csr.display().to_string()],
-        vec!["x509".into(), "-req".into(), "-in".into(), csr.display().to_string(), "-CA".into(),
-             pki.join("ca.crt").display().to_string(), "-CAkey".into(), pki.join("ca.key").display().to_string(),
-             "-CAcreateserial".into(), "-CAserial".into(), dir.join("ca.srl").display().to_string(),
-             "-days".into(), "1".into(), "-extfile".into(), ext.display().to_string(), "-out".into(),
-             crt.display().to_string()],
+        [
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([key.display().to_string()])
+        .collect(),
+        vec![
+            "req".into(),
+            "-new".into(),
+            "-key".into(),
+            key.display().to_string(),
+            "-subj".into(),
+            format!("/O=e2e-streams/CN={cn}"),
+            "-out".into(),
+            csr.display().to_string(),
+        ],
+        vec![
+            "x509".into(),
+            "-req".into(),
+            "-in".into(),
+            csr.display().to_string(),
+            "-CA".into(),
+            pki.join("ca.crt").display().to_string(),
+            "-CAkey".into(),
+            pki.join("ca.key").display().to_string(),
+            "-CAcreateserial".into(),
+            "-CAserial".into(),
+            dir.join("ca.srl").display().to_string(),
+            "-days".into(),
+            "1".into(),
+            "-extfile".into(),
+            ext.display().to_string(),
+            "-out".into(),
+            crt.display().to_string(),
+        ],
     ];
     for args in steps {
         let out = Command::new("openssl").args(&args).output()?;
-        ensure!(out.status.success(), "openssl {}: {}", args[0], String::from_utf8_lossy(&out.stderr));
+        ensure!(
+            out.status.success(),
+            "openssl {}: {}",
+            args[0],
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok((crt.display().to_string(), key.display().to_string()))
 }
@@ -194,9 +261,19 @@ async fn e2e_kubelet_port_authorises_each_request_by_subject_access_review() -> 
 
     // The API server's kubelet client (bound to system:kubelet-api-admin) passes authorisation:
     // the pod does not exist, so the handler's 404.
-    let (code, body) = curl_status(&[&tls[0], &tls[1], "--cert", &p("apiserver-kubelet-client.crt"),
-                                     "--key", &p("apiserver-kubelet-client.key"), &logs])?;
-    ensure!(code == 404 && body.contains("not on this node"), "kubelet client: {code} {body}");
+    let (code, body) = curl_status(&[
+        &tls[0],
+        &tls[1],
+        "--cert",
+        &p("apiserver-kubelet-client.crt"),
+        "--key",
+        &p("apiserver-kubelet-client.key"),
+        &logs,
+    ])?;
+    ensure!(
+        code == 404 && body.contains("not on this node"),
+        "kubelet client: {code} {body}"
+    );
 
     // A certificate of the cluster CA whose user holds only nodes/log: container logs and exec
     // (nodes/proxy) are refused with the kubelet's message naming the user and subresource.
@@ -205,45 +282,101 @@ async fn e2e_kubelet_port_authorises_each_request_by_subject_access_review() -> 
     let (crt, key) = client_cert(&pki, &dir, &user)?;
     let role = user.clone();
     let grant = Command::new("kubectl")
-        .arg("--kubeconfig").arg(&cluster.kubeconfig)
-        .args(["create", "clusterrole", &role, "--verb=get", "--resource=nodes/log"])
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args([
+            "create",
+            "clusterrole",
+            &role,
+            "--verb=get",
+            "--resource=nodes/log",
+        ])
         .output()?;
-    ensure!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
+    ensure!(
+        grant.status.success(),
+        "{}",
+        String::from_utf8_lossy(&grant.stderr)
+    );
     let bind = Command::new("kubectl")
-        .arg("--kubeconfig").arg(&cluster.kubeconfig)
-        .args(["create", "clusterrolebinding", &role, &format!("--clusterrole={role}"), &format!("--user={user}")])
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args([
+            "create",
+            "clusterrolebinding",
+            &role,
+            &format!("--clusterrole={role}"),
+            &format!("--user={user}"),
+        ])
         .output()?;
     let result = async {
         ensure!(bind.status.success(), "{}", String::from_utf8_lossy(&bind.stderr));
         let (code, body) = curl_status(&[&tls[0], &tls[1], "--cert", &crt, "--key", &key, &logs])?;
         ensure!(
-            code == 403 && body.contains(&format!("Forbidden (user={user}, verb=get, resource=nodes, subresource=proxy)")),
+            code == 403
+                && body.contains(&format!(
+                    "Forbidden (user={user}, verb=get, resource=nodes, subresource=proxy)"
+                )),
             "log reader on containerLogs: {code} {body}"
         );
         let exec = format!("{base}/exec/{}/none/app?command=true&output=1", ns.name);
-        let (code, body) = curl_status(&[&tls[0], &tls[1], "--cert", &crt, "--key", &key, "-X", "POST", &exec])?;
-        ensure!(code == 403 && body.contains("verb=create") && body.contains("subresource=proxy"), "log reader on exec: {code} {body}");
+        let (code, body) = curl_status(&[
+            &tls[0], &tls[1], "--cert", &crt, "--key", &key, "-X", "POST", &exec,
+        ])?;
+        ensure!(
+            code == 403 && body.contains("verb=create") && body.contains("subresource=proxy"),
+            "log reader on exec: {code} {body}"
+        );
         // nodes/log is granted: /logs/ passes authorisation (the agent serves no node logs: 404).
-        let (code, body) = curl_status(&[&tls[0], &tls[1], "--cert", &crt, "--key", &key, &format!("{base}/logs/")])?;
+        let (code, body) = curl_status(&[
+            &tls[0],
+            &tls[1],
+            "--cert",
+            &crt,
+            "--key",
+            &key,
+            &format!("{base}/logs/"),
+        ])?;
         ensure!(code == 404, "log reader on /logs/: {code} {body}");
 
         // A bearer token is asked of the API server: the controller's identity holds no
         // nodes/proxy; the admin's does.
-        let token = |name: &str| std::fs::read_to_string(cluster.state.join("tokens").join(name)).map(|t| t.trim().to_string());
+        let token = |name: &str| {
+            std::fs::read_to_string(cluster.state.join("tokens").join(name)).map(|t| t.trim().to_string())
+        };
         let controller = token("berth-controller").context("the controller's token file")?;
-        let (code, body) = curl_status(&[&tls[0], &tls[1], "-H", &format!("Authorization: Bearer {controller}"), &logs])?;
-        ensure!(code == 403 && body.contains("user=berth-controller"), "controller token: {code} {body}");
+        let (code, body) = curl_status(&[
+            &tls[0],
+            &tls[1],
+            "-H",
+            &format!("Authorization: Bearer {controller}"),
+            &logs,
+        ])?;
+        ensure!(
+            code == 403 && body.contains("user=berth-controller"),
+            "controller token: {code} {body}"
+        );
         ensure!(!body.contains(&controller), "the token was echoed");
         let admin = token("admin").context("the admin token file")?;
-        let (code, body) = curl_status(&[&tls[0], &tls[1], "-H", &format!("Authorization: Bearer {admin}"), &logs])?;
+        let (code, body) = curl_status(&[
+            &tls[0],
+            &tls[1],
+            "-H",
+            &format!("Authorization: Bearer {admin}"),
+            &logs,
+        ])?;
         ensure!(code == 404, "admin token: {code} {body}");
-        let (code, body) = curl_status(&[&tls[0], &tls[1], "-H", "Authorization: Bearer not-a-token", &logs])?;
+        let (code, body) =
+            curl_status(&[&tls[0], &tls[1], "-H", "Authorization: Bearer not-a-token", &logs])?;
         ensure!(code == 401, "unknown token: {code} {body}");
         Ok(())
     }
     .await;
     for kind in ["clusterrolebinding", "clusterrole"] {
-        let _ = Command::new("kubectl").arg("--kubeconfig").arg(&cluster.kubeconfig).args(["delete", kind, &role]).output();
+        let _ = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .args(["delete", kind, &role])
+            .output();
     }
     let _ = std::fs::remove_dir_all(&dir);
     result

@@ -13,13 +13,13 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Config as KubeConfig};
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::access::Access;
 use crate::config::Config;
 use crate::cri::CriClient;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::node::{self, HostInfo};
 use crate::podspec::NodeFacts;
-use crate::access::Access;
 use crate::server::{self, AppState};
 use crate::sync::Shared;
 use crate::{lease, pods};
@@ -151,7 +151,9 @@ pub async fn run(cfg: Config) -> Result<()> {
         Access::checked(&cfg.node_name, cfg.authorization_mode, reviewer)
     };
     let app = server::router(state.clone(), access);
-    tokio::spawn(server::serve_tls(https, tls, app).instrument(info_span!("server", addr = %cfg.listen_addr)));
+    tokio::spawn(
+        server::serve_tls(https, tls, app).instrument(info_span!("server", addr = %cfg.listen_addr)),
+    );
     tokio::spawn(
         server::serve_plain(plain, server::health_router(state))
             .instrument(info_span!("health", addr = %cfg.health_addr)),

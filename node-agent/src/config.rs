@@ -45,7 +45,11 @@ pub struct Config {
     /// is the user and its O the groups, as the API server reads them. Clients without a
     /// certificate authenticate with a bearer token (TokenReview). Required unless
     /// `--insecure-skip-client-auth`.
-    #[arg(long, env = "BERTH_CLIENT_CA", required_unless_present = "insecure_skip_client_auth")]
+    #[arg(
+        long,
+        env = "BERTH_CLIENT_CA",
+        required_unless_present = "insecure_skip_client_auth"
+    )]
     pub client_ca: Option<PathBuf>,
 
     /// How authenticated callers of the HTTPS port are authorised: `Webhook` asks the API

@@ -14,9 +14,9 @@ use berth_agent::access::attributes::Attributes;
 use berth_agent::access::review::Reviewer;
 use berth_agent::access::{Access, AuthorizationMode, User};
 use berth_agent::cri::CriClient;
-use futures::future::BoxFuture;
 use berth_agent::metrics::Metrics;
 use berth_agent::server::{self, AppState};
+use futures::future::BoxFuture;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,8 +48,12 @@ impl Reviewer for FakeReviewer {
         })
     }
 
-    fn authorize<'a>(&'a self, user: &'a User, node: &'a str, attrs: &'a Attributes)
-    -> BoxFuture<'a, Result<bool, String>> {
+    fn authorize<'a>(
+        &'a self,
+        user: &'a User,
+        node: &'a str,
+        attrs: &'a Attributes,
+    ) -> BoxFuture<'a, Result<bool, String>> {
         Box::pin(async move {
             Ok(["client", "robot"].contains(&user.name.as_str())
                 && node == "n1"
@@ -163,13 +167,24 @@ async fn a_client_certificate_of_the_client_ca_names_the_user() {
 async fn without_a_certificate_a_token_is_needed() {
     let port = serve().await;
     let none = get_healthz(port, None).await.expect("answered");
-    assert!(none.starts_with("HTTP/1.1 401"), "served without a certificate or token: {none}");
-    let bad = send(port, None, "GET /healthz HTTP/1.1\r\nAuthorization: Bearer nope\r\n")
-        .await
-        .expect("answered");
+    assert!(
+        none.starts_with("HTTP/1.1 401"),
+        "served without a certificate or token: {none}"
+    );
+    let bad = send(
+        port,
+        None,
+        "GET /healthz HTTP/1.1\r\nAuthorization: Bearer nope\r\n",
+    )
+    .await
+    .expect("answered");
     assert!(bad.starts_with("HTTP/1.1 401"), "{bad}");
-    let good = send(port, None, "GET /healthz HTTP/1.1\r\nAuthorization: Bearer t0ken\r\n")
-        .await
-        .expect("answered");
+    let good = send(
+        port,
+        None,
+        "GET /healthz HTTP/1.1\r\nAuthorization: Bearer t0ken\r\n",
+    )
+    .await
+    .expect("answered");
     assert!(good.starts_with("HTTP/1.1 200"), "{good}");
 }

@@ -50,7 +50,10 @@ mod tests {
         assert_eq!(bearer_token(&h), Some("abc.def"));
         h.insert(header::AUTHORIZATION, "bearer  xyz ".parse().expect("value"));
         assert_eq!(bearer_token(&h), Some("xyz"));
-        h.insert(header::AUTHORIZATION, "Basic dXNlcjpwdw==".parse().expect("value"));
+        h.insert(
+            header::AUTHORIZATION,
+            "Basic dXNlcjpwdw==".parse().expect("value"),
+        );
         assert_eq!(bearer_token(&h), None);
         h.insert(header::AUTHORIZATION, "Bearer ".parse().expect("value"));
         assert_eq!(bearer_token(&h), None);

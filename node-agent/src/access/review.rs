@@ -31,8 +31,12 @@ pub trait Reviewer: Send + Sync {
     /// The user holding `token`, `None` when the API server does not know it.
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Option<User>, String>>;
     /// Whether `user` may do `attrs` on node `node`.
-    fn authorize<'a>(&'a self, user: &'a User, node: &'a str, attrs: &'a Attributes)
-    -> BoxFuture<'a, Result<bool, String>>;
+    fn authorize<'a>(
+        &'a self,
+        user: &'a User,
+        node: &'a str,
+        attrs: &'a Attributes,
+    ) -> BoxFuture<'a, Result<bool, String>>;
 }
 
 /// The reviews, asked of the API server with the agent's own identity (which may create
@@ -127,7 +131,10 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     /// The answer for `key` if it has not expired at `now`.
     pub fn get(&self, key: &K, now: Instant) -> Option<V> {
         let entries = self.entries.lock().ok()?;
-        entries.get(key).filter(|(_, until)| *until > now).map(|(v, _)| v.clone())
+        entries
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(v, _)| v.clone())
     }
 
     /// Keeps `value` for `key` until `now + ttl`.

@@ -23,19 +23,28 @@ impl Reviewer for FakeReviewer {
             if down {
                 return Err("connection refused".into());
             }
-            Ok((token == "good").then(|| alice()))
+            Ok((token == "good").then(alice))
         })
     }
 
-    fn authorize<'a>(&'a self, user: &'a User, node: &'a str, attrs: &'a Attributes)
-    -> BoxFuture<'a, Result<bool, String>> {
+    fn authorize<'a>(
+        &'a self,
+        user: &'a User,
+        node: &'a str,
+        attrs: &'a Attributes,
+    ) -> BoxFuture<'a, Result<bool, String>> {
         self.access_reviews.fetch_add(1, Ordering::SeqCst);
         let down = *self.down.lock().expect("lock");
         Box::pin(async move {
             if down {
                 return Err("connection refused".into());
             }
-            Ok(user.name == "alice" && node == "berth-1" && attrs.verb == "get" && attrs.subresource == "log")
+            Ok(
+                user.name == "alice"
+                    && node == "berth-1"
+                    && attrs.verb == "get"
+                    && attrs.subresource == "log",
+            )
         })
     }
 }
@@ -80,7 +89,10 @@ async fn each_request_is_reviewed_for_its_subresource_and_answers_are_kept() {
     let (access, fake) = setup(AuthorizationMode::Webhook);
     let none = HeaderMap::new();
     let user = alice();
-    assert_eq!(access.check(Some(&user), &none, &Method::GET, "/logs/x").await, Ok(()));
+    assert_eq!(
+        access.check(Some(&user), &none, &Method::GET, "/logs/x").await,
+        Ok(())
+    );
     let denied = access
         .check(Some(&user), &none, &Method::POST, "/exec/ns/p/c")
         .await
@@ -91,19 +103,35 @@ async fn each_request_is_reviewed_for_its_subresource_and_answers_are_kept() {
     );
     assert_eq!(fake.access_reviews.load(Ordering::SeqCst), 2);
     // Both answers are kept: no new review.
-    assert_eq!(access.check(Some(&user), &none, &Method::GET, "/logs/y").await, Ok(()));
-    assert!(access.check(Some(&user), &none, &Method::POST, "/exec/ns/p/c").await.is_err());
+    assert_eq!(
+        access.check(Some(&user), &none, &Method::GET, "/logs/y").await,
+        Ok(())
+    );
+    assert!(
+        access
+            .check(Some(&user), &none, &Method::POST, "/exec/ns/p/c")
+            .await
+            .is_err()
+    );
     assert_eq!(fake.access_reviews.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
 async fn tokens_are_reviewed_once_and_then_authorised_like_certificates() {
     let (access, fake) = setup(AuthorizationMode::Webhook);
-    assert_eq!(access.check(None, &bearer("good"), &Method::GET, "/logs/").await, Ok(()));
-    assert_eq!(access.check(None, &bearer("good"), &Method::GET, "/logs/").await, Ok(()));
+    assert_eq!(
+        access.check(None, &bearer("good"), &Method::GET, "/logs/").await,
+        Ok(())
+    );
+    assert_eq!(
+        access.check(None, &bearer("good"), &Method::GET, "/logs/").await,
+        Ok(())
+    );
     assert_eq!(fake.token_reviews.load(Ordering::SeqCst), 1);
     assert!(matches!(
-        access.check(None, &bearer("good"), &Method::GET, "/containerLogs/a/b/c").await,
+        access
+            .check(None, &bearer("good"), &Method::GET, "/containerLogs/a/b/c")
+            .await,
         Err(Denial::Forbidden(_))
     ));
 }
@@ -112,7 +140,12 @@ async fn tokens_are_reviewed_once_and_then_authorised_like_certificates() {
 async fn a_certificate_wins_over_a_token() {
     let (access, fake) = setup(AuthorizationMode::Webhook);
     let user = alice();
-    assert_eq!(access.check(Some(&user), &bearer("bad"), &Method::GET, "/logs/").await, Ok(()));
+    assert_eq!(
+        access
+            .check(Some(&user), &bearer("bad"), &Method::GET, "/logs/")
+            .await,
+        Ok(())
+    );
     assert_eq!(fake.token_reviews.load(Ordering::SeqCst), 0);
 }
 
@@ -125,25 +158,43 @@ async fn an_unreachable_api_server_is_an_error_not_a_yes() {
         .check(Some(&user), &HeaderMap::new(), &Method::GET, "/logs/")
         .await
         .expect_err("no answer is no permission");
-    assert!(matches!(&e, Denial::Unavailable(m) if m.contains("Authorization error (user=alice")), "{e:?}");
+    assert!(
+        matches!(&e, Denial::Unavailable(m) if m.contains("Authorization error (user=alice")),
+        "{e:?}"
+    );
     let e = access
         .check(None, &bearer("good"), &Method::GET, "/logs/")
         .await
         .expect_err("no answer is no user");
-    assert!(matches!(&e, Denial::Unavailable(m) if !m.contains("good")), "{e:?}");
+    assert!(
+        matches!(&e, Denial::Unavailable(m) if !m.contains("good")),
+        "{e:?}"
+    );
     // Nothing was cached: the next answer counts.
     *fake.down.lock().expect("lock") = false;
-    assert_eq!(access.check(Some(&user), &HeaderMap::new(), &Method::GET, "/logs/").await, Ok(()));
+    assert_eq!(
+        access
+            .check(Some(&user), &HeaderMap::new(), &Method::GET, "/logs/")
+            .await,
+        Ok(())
+    );
 }
 
 #[tokio::test]
 async fn always_allow_still_needs_a_user() {
     let (access, fake) = setup(AuthorizationMode::AlwaysAllow);
     assert_eq!(
-        access.check(None, &HeaderMap::new(), &Method::POST, "/exec/a/b/c").await,
+        access
+            .check(None, &HeaderMap::new(), &Method::POST, "/exec/a/b/c")
+            .await,
         Err(Denial::Unauthenticated)
     );
-    assert_eq!(access.check(Some(&alice()), &HeaderMap::new(), &Method::POST, "/exec/a/b/c").await, Ok(()));
+    assert_eq!(
+        access
+            .check(Some(&alice()), &HeaderMap::new(), &Method::POST, "/exec/a/b/c")
+            .await,
+        Ok(())
+    );
     assert_eq!(fake.access_reviews.load(Ordering::SeqCst), 0);
 }
 
@@ -151,5 +202,10 @@ async fn always_allow_still_needs_a_user() {
 async fn open_serves_everyone() {
     let fake = Arc::new(FakeReviewer::default());
     let access = Access::open("berth-1", fake);
-    assert_eq!(access.check(None, &HeaderMap::new(), &Method::POST, "/exec/a/b/c").await, Ok(()));
+    assert_eq!(
+        access
+            .check(None, &HeaderMap::new(), &Method::POST, "/exec/a/b/c")
+            .await,
+        Ok(())
+    );
 }

@@ -47,7 +47,12 @@ async fn runtime_url(state: &AppState, req: &StreamRequest) -> Result<String, Re
     let (ns, name) = (&req.namespace, &req.pod);
     let pod = pods::find(&state.pods, ns, name)
         .filter(|p| req.uid.is_none() || p.metadata.uid == req.uid)
-        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("pod {ns}/{name} is not on this node")))?;
+        .ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                format!("pod {ns}/{name} is not on this node"),
+            )
+        })?;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let internal = |e: crate::error::Error| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     if req.kind == Kind::PortForward {
@@ -56,7 +61,12 @@ async fn runtime_url(state: &AppState, req: &StreamRequest) -> Result<String, Re
         let sandbox = sandboxes
             .iter()
             .find(|s| s.state == SANDBOX_READY)
-            .ok_or_else(|| (StatusCode::NOT_FOUND, format!("pod {ns}/{name} has no running sandbox")))?;
+            .ok_or_else(|| {
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("pod {ns}/{name} has no running sandbox"),
+                )
+            })?;
         return state.cri.port_forward_url(&sandbox.id).await.map_err(internal);
     }
     let selector = HashMap::from([
@@ -64,12 +74,15 @@ async fn runtime_url(state: &AppState, req: &StreamRequest) -> Result<String, Re
         (labels::CONTAINER_NAME.to_string(), req.container.clone()),
     ]);
     let containers = state.cri.list_containers(selector).await.map_err(internal)?;
-    let container = containers.iter().find(|c| c.state == CONTAINER_RUNNING).ok_or_else(|| {
-        (
-            StatusCode::NOT_FOUND,
-            format!("container {} is not running in pod {ns}/{name}", req.container),
-        )
-    })?;
+    let container = containers
+        .iter()
+        .find(|c| c.state == CONTAINER_RUNNING)
+        .ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                format!("container {} is not running in pod {ns}/{name}", req.container),
+            )
+        })?;
     let id = container.id.clone();
     let url = if req.kind == Kind::Exec {
         let exec = api::ExecRequest {

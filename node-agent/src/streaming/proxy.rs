@@ -95,7 +95,12 @@ pub async fn upgrade(mut req: Request<Body>, url: &str) -> Response<Body> {
     };
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
         Ok(x) => x,
-        Err(e) => return refusal(StatusCode::BAD_GATEWAY, format!("runtime streaming server {addr}: {e}")),
+        Err(e) => {
+            return refusal(
+                StatusCode::BAD_GATEWAY,
+                format!("runtime streaming server {addr}: {e}"),
+            );
+        }
     };
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
@@ -114,7 +119,12 @@ pub async fn upgrade(mut req: Request<Body>, url: &str) -> Response<Body> {
     let client_upgrade = hyper::upgrade::on(&mut req);
     let mut resp = match sender.send_request(backend).await {
         Ok(r) => r,
-        Err(e) => return refusal(StatusCode::BAD_GATEWAY, format!("runtime streaming server {addr}: {e}")),
+        Err(e) => {
+            return refusal(
+                StatusCode::BAD_GATEWAY,
+                format!("runtime streaming server {addr}: {e}"),
+            );
+        }
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The runtime refused (an expired token, an unknown container): its answer, as it is.
@@ -163,10 +173,22 @@ mod tests {
 
     #[test]
     fn credentials_never_reach_the_runtime() {
-        for name in ["authorization", "host", "cookie", "x-remote-user", "impersonate-user", "proxy-authorization"] {
+        for name in [
+            "authorization",
+            "host",
+            "cookie",
+            "x-remote-user",
+            "impersonate-user",
+            "proxy-authorization",
+        ] {
             assert!(!forwarded(&header::HeaderName::from_static(name)), "{name}");
         }
-        for name in ["upgrade", "connection", "x-stream-protocol-version", "sec-websocket-protocol"] {
+        for name in [
+            "upgrade",
+            "connection",
+            "x-stream-protocol-version",
+            "sec-websocket-protocol",
+        ] {
             assert!(forwarded(&header::HeaderName::from_static(name)), "{name}");
         }
     }
@@ -177,7 +199,11 @@ mod tests {
             target("http://127.0.0.1:34567/exec/AbCd").expect("valid"),
             ("127.0.0.1:34567".to_string(), "/exec/AbCd".to_string())
         );
-        assert!(target("https://127.0.0.1:1/exec/x").expect_err("tls").contains("enable_tls_streaming"));
+        assert!(
+            target("https://127.0.0.1:1/exec/x")
+                .expect_err("tls")
+                .contains("enable_tls_streaming")
+        );
         assert!(target("not a url").is_err());
     }
 }

@@ -54,7 +54,9 @@ pub struct StreamRequest {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadRequest {
     /// The path is not one of the kubelet's streaming paths.
-    #[error("{0}: expected /{{exec|attach}}/NAMESPACE/POD[/UID]/CONTAINER or /portForward/NAMESPACE/POD[/UID]")]
+    #[error(
+        "{0}: expected /{{exec|attach}}/NAMESPACE/POD[/UID]/CONTAINER or /portForward/NAMESPACE/POD[/UID]"
+    )]
     Path(String),
     /// An exec without a command.
     #[error("exec needs a command (query parameter 'command')")]
@@ -136,7 +138,10 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(r.kind, Kind::Exec);
-        assert_eq!((r.namespace.as_str(), r.pod.as_str(), r.container.as_str()), ("team-a", "web-0", "app"));
+        assert_eq!(
+            (r.namespace.as_str(), r.pod.as_str(), r.container.as_str()),
+            ("team-a", "web-0", "app")
+        );
         assert_eq!(r.uid, None);
         assert_eq!(r.command, ["sh", "-c", "echo a&b"]);
         assert!(r.stdin && r.stdout && r.stderr && !r.tty);
@@ -149,7 +154,10 @@ mod tests {
         assert_eq!(r.uid.as_deref(), Some("1234-uid"));
         assert_eq!(r.container, "c");
         let r = parse("/portForward/ns/p/1234-uid", None).expect("valid");
-        assert_eq!((r.kind, r.uid.as_deref(), r.container.as_str()), (Kind::PortForward, Some("1234-uid"), ""));
+        assert_eq!(
+            (r.kind, r.uid.as_deref(), r.container.as_str()),
+            (Kind::PortForward, Some("1234-uid"), "")
+        );
     }
 
     #[test]
@@ -160,13 +168,35 @@ mod tests {
 
     #[test]
     fn refusals_say_what_is_missing() {
-        assert_eq!(parse("/exec/ns/p/c", Some("output=1")), Err(BadRequest::NoCommand));
-        assert_eq!(parse("/exec/ns/p/c", Some("command=ls")), Err(BadRequest::NoStreams));
-        assert_eq!(parse("/attach/ns/p/c", Some("input=0")), Err(BadRequest::NoStreams));
-        for path in ["/exec/ns/p", "/exec/ns//c", "/run/ns/p/c", "/portForward/ns", "/exec/a/b/c/d/e"] {
-            assert!(matches!(parse(path, Some("command=ls&output=1")), Err(BadRequest::Path(_))), "{path}");
+        assert_eq!(
+            parse("/exec/ns/p/c", Some("output=1")),
+            Err(BadRequest::NoCommand)
+        );
+        assert_eq!(
+            parse("/exec/ns/p/c", Some("command=ls")),
+            Err(BadRequest::NoStreams)
+        );
+        assert_eq!(
+            parse("/attach/ns/p/c", Some("input=0")),
+            Err(BadRequest::NoStreams)
+        );
+        for path in [
+            "/exec/ns/p",
+            "/exec/ns//c",
+            "/run/ns/p/c",
+            "/portForward/ns",
+            "/exec/a/b/c/d/e",
+        ] {
+            assert!(
+                matches!(parse(path, Some("command=ls&output=1")), Err(BadRequest::Path(_))),
+                "{path}"
+            );
         }
-        assert!(BadRequest::NoStreams.to_string().contains("at least 1 of stdin, stdout, stderr"));
+        assert!(
+            BadRequest::NoStreams
+                .to_string()
+                .contains("at least 1 of stdin, stdout, stderr")
+        );
     }
 
     #[test]
