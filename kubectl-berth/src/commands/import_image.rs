@@ -9,11 +9,11 @@ use berth_api::image::{
 };
 use berth_api::names::StreamTagRef;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 
-use super::{annotate_tag, apply_tag, ensure_stream, find_tag, get_stream, tags_of};
+use super::{annotate_tag, apply_tag, ensure_stream, find_tag, get_stream, merge_params, tags_of};
 use crate::cli::ImportArgs;
-use crate::client::{FIELD_MANAGER, Session};
+use crate::client::Session;
 use crate::decide::import::{self, ImportPlan, KnownTag};
 use crate::error::{Error, Result};
 use crate::output;
@@ -197,14 +197,7 @@ async fn set_import_policy(
     }
     let patch = serde_json::json!({"spec": {"importPolicy": policy}});
     Api::<ImageStreamTag>::namespaced(session.client.clone(), &session.namespace)
-        .patch(
-            &tag.name_any(),
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
+        .patch(&tag.name_any(), &merge_params(), &Patch::Merge(&patch))
         .await
         .map_err(Error::kube(format!(
             "set the import policy of imagestreamtag {}",

@@ -111,6 +111,14 @@ pub fn inline_refusal(namespace: &str, reference: &StreamTagRef) -> Error {
     ))
 }
 
+/// The parameters of every JSON merge patch the plugin sends: under [`FIELD_MANAGER`].
+pub(crate) fn merge_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    }
+}
+
 /// Writes a tag's spec (and the given annotations) with server-side apply under [`FIELD_MANAGER`]. Fields this
 /// manager set before and does not set now are removed; fields of other managers stay.
 pub async fn apply_tag(
@@ -155,26 +163,19 @@ pub async fn annotate_tag(
     let name = tag.name_any();
     let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), &namespace);
     let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
-    api.patch(
-        &name,
-        &PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PatchParams::default()
-        },
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|e| {
-        if is_not_found(&e) {
-            Error::NotFound {
-                kind: "imagestreamtag".into(),
-                name: format!("{}:{}", tag.spec.stream, tag.spec.tag),
-                namespace: namespace.clone(),
+    api.patch(&name, &merge_params(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| {
+            if is_not_found(&e) {
+                Error::NotFound {
+                    kind: "imagestreamtag".into(),
+                    name: format!("{}:{}", tag.spec.stream, tag.spec.tag),
+                    namespace: namespace.clone(),
+                }
+            } else {
+                Error::kube(format!("annotate imagestreamtag {name} in {namespace}"))(e)
             }
-        } else {
-            Error::kube(format!("annotate imagestreamtag {name} in {namespace}"))(e)
-        }
-    })
+        })
 }
 
 /// `STREAM:TAG`, prefixed with its namespace when that is not the one the command works in.

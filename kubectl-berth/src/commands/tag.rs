@@ -1,12 +1,14 @@
 //! `kubectl berth tag SOURCE DEST...` and `kubectl berth tag -d DEST...`.
 
 use berth_api::image::{ImageStream, ImageStreamTag, ImportMode, ReferencePolicyType};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch};
 use kube::{Client, ResourceExt};
 
-use super::{apply_tag, ensure_stream, find_tag, get_stream, inline_index, inline_refusal, label};
+use super::{
+    apply_tag, ensure_stream, find_tag, get_stream, inline_index, inline_refusal, label, merge_params,
+};
 use crate::cli::{ImportModeArg, ReferencePolicy, TagArgs};
-use crate::client::{FIELD_MANAGER, Session};
+use crate::client::Session;
 use crate::decide::source::{self, Destination, Source, TagFlags};
 use crate::error::{Error, Result};
 use crate::output;
@@ -142,14 +144,7 @@ async fn delete(session: &Session, dest: &Destination) -> Result<String> {
             "spec": {"tags": tags},
         });
         Api::<ImageStream>::namespaced(session.client.clone(), namespace)
-            .patch(
-                &dest.tag.stream,
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..PatchParams::default()
-                },
-                &Patch::Merge(&patch),
-            )
+            .patch(&dest.tag.stream, &merge_params(), &Patch::Merge(&patch))
             .await
             .map_err(Error::kube(format!(
                 "remove tag {} from imagestream {}",

@@ -1,12 +1,13 @@
 //! `kubectl berth set triggers KIND/NAME ...`: reads the object, computes the annotation, writes it with a merge
 //! patch (only that annotation changes), and prints the triggers when no change is asked for.
 
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
+use super::merge_params;
 use crate::cli::TriggersArgs;
-use crate::client::{FIELD_MANAGER, Session};
+use crate::client::Session;
 use crate::decide::table::render;
 use crate::decide::triggers::{self, BERTH_TRIGGERS, Change, Kind};
 use crate::error::{Error, Result, is_not_found};
@@ -61,19 +62,12 @@ pub async fn run(session: &Session, args: &TriggersArgs) -> Result<String> {
         object
     } else {
         let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
-        api.patch(
-            &name,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(Error::kube(format!(
-            "annotate {}/{name} in {ns}",
-            kind.singular()
-        )))?
+        api.patch(&name, &merge_params(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::kube(format!(
+                "annotate {}/{name} in {ns}",
+                kind.singular()
+            )))?
     };
     match args.output {
         Some(format) => output::objects(format, &[updated]),
