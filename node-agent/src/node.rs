@@ -256,6 +256,7 @@ mod tests {
             "--pod-cidr=10.214.1.0/24",
             "--tls-cert=/c",
             "--tls-key=/k",
+            "--client-ca=/ca",
         ])
         .unwrap()
     }

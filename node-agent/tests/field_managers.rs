@@ -187,6 +187,7 @@ fn cfg() -> Config {
         "--pod-cidr=10.214.2.0/24",
         "--tls-cert=/c",
         "--tls-key=/k",
+        "--client-ca=/ca",
     ])
     .expect("config")
 }
