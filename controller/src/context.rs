@@ -11,7 +11,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
-use crate::followers::{self, FollowerIndex, TagKey};
+use crate::followers::{self, TagKey};
 use crate::grants::Grants;
 use crate::import::schedule::{LastCheck, Pacing};
 use crate::import::source::TagLookup;
@@ -42,8 +42,6 @@ pub struct Context {
     /// Which namespaces let which read their images (see [`crate::grants`]).
     pub grants: Grants,
     checks: Mutex<HashMap<ObjectRef<ImageStreamTag>, LastCheck>>,
-    /// Aliases by the tag they follow, by namespace and name.
-    aliases: Mutex<FollowerIndex<(String, String)>>,
     pushed: Mutex<HashMap<ObjectRef<ImageStreamTag>, Push>>,
 }
 
@@ -71,7 +69,6 @@ impl Context {
             pacing,
             metrics,
             checks: Mutex::default(),
-            aliases: Mutex::default(),
             pushed: Mutex::default(),
         }
     }
@@ -149,28 +146,19 @@ impl Context {
         all.lookup(registry, repository).cloned()
     }
 
-    /// The tags that follow `tag` as an alias (`from.kind: ImageStreamTag` naming it), from the alias index
-    /// ([`crate::followers`]). Fed with every tag the shared watch delivers (each change, and all of them
-    /// after every list), `tag` included; followers no longer in the cache are dropped as they are found.
+    /// The tags of the cache that follow `tag` as an alias (`from.kind: ImageStreamTag` naming it; what an
+    /// alias follows is [`followers::alias_of`]), ordered by namespace and name.
     pub fn followers(&self, tag: &ImageStreamTag) -> Vec<ObjectRef<ImageStreamTag>> {
-        let mut aliases = self.aliases.lock().expect("not poisoned");
-        if let (Some(ns), Some(name)) = (tag.namespace(), tag.metadata.name.clone()) {
-            aliases.set((ns, name), followers::alias_of(tag));
-        }
-        let refs = |(ns, name): &(String, String)| ObjectRef::new(name).within(ns);
-        let found = aliases.followers(&TagKey::of(tag));
-        let gone: Vec<_> = found
+        let key = TagKey::of(tag);
+        let mut found: Vec<_> = self
+            .tags
+            .state()
             .iter()
-            .filter(|o| self.tags.get(&refs(o)).is_none())
+            .filter(|t| followers::alias_of(t).contains(&key))
+            .map(|t| ObjectRef::from_obj(t.as_ref()))
             .collect();
-        for o in gone {
-            aliases.remove(o);
-        }
+        found.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         found
-            .iter()
-            .map(refs)
-            .filter(|r| self.tags.get(r).is_some())
-            .collect()
     }
 }
 
@@ -219,19 +207,18 @@ mod tests {
     use kube::runtime::reflector::ObjectRef;
 
     #[tokio::test]
-    async fn the_aliases_of_a_tag_are_those_seen_and_still_cached() {
+    async fn the_aliases_of_a_tag_are_those_in_the_cache() {
         let target = istag(NS, "demo", "v1").follows_image("reg/demo:v1");
         let alias = istag(NS, "demo", "latest").follows_tag("v1");
         let across = istag("team-b", "mine", "v1")
             .follows_tag("demo:v1")
             .source_namespace(NS);
         let elsewhere = istag("team-b", "demo", "latest").follows_tag("v1");
-        let deleted = istag(NS, "demo", "old").follows_tag("v1");
         let (client, server) = api_server::mock([]);
+        // A deleted alias is simply not in the cache.
         let cached = vec![target.clone(), alias.clone(), across.clone(), elsewhere.clone()];
-        let ctx = crate::testing::context(client, cached, vec![]);
-        // The shared watch hands every tag to the lookup: the deleted one before it went.
-        for t in [&alias, &across, &elsewhere, &deleted] {
+        let ctx = crate::testing::context(client.clone(), cached, vec![]);
+        for t in [&alias, &across, &elsewhere] {
             assert!(ctx.followers(t).is_empty());
         }
         assert_eq!(
@@ -240,7 +227,11 @@ mod tests {
         );
         // An alias that moves away is no longer a follower.
         let moved = alias.clone().follows_tag("v2");
-        ctx.followers(&moved);
+        let ctx = crate::testing::context(
+            client,
+            vec![target.clone(), moved, across.clone(), elsewhere],
+            vec![],
+        );
         assert_eq!(ctx.followers(&target), vec![ObjectRef::from_obj(&across)]);
         server.verify().await;
     }

@@ -1,6 +1,7 @@
-//! Who follows a tag: one index from a tag to the objects that follow it, and what each kind of follower
-//! follows. Used by import (aliases: a tag whose `from` names another tag), by Workloads (`imageFrom`, or a
-//! short `STREAM:TAG` image) and by annotation triggers. Pure: no cluster, no cache; the callers feed it.
+//! Who follows a tag: what each kind of follower follows, defined once (an alias: a tag whose `from` names
+//! another tag, [`alias_of`]; a Workload: `imageFrom` or a short `STREAM:TAG` image, [`workload_follows`];
+//! annotation triggers), and an index from a tag to its followers for the triggers, which keep one across
+//! events. Import and Workloads ask their caches with the same definitions. Pure: no cluster, no cache.
 //!
 //! Namespaces are resolved here, once: a reference without a namespace means the follower's own. Whether a
 //! follower may read another namespace is not this module's business: the grant check (see

@@ -1,7 +1,7 @@
 //! Berth's controller: image import, triggers, workloads and their rollouts.
 //!
 //! Decisions are pure functions (`import::status`, `import::schedule`, `import::source`, `streams::plan_tags`,
-//! `webhook::matching_tags`, and `followers`, the one index of who follows a tag); the reconcilers around them
+//! `webhook::matching_tags`, and `followers`, the one definition of who follows a tag); the reconcilers around them
 //! are thin, and their requests are checked one by one against a mocked API server (`testing`, tests only);
 //! `run` wires it all.
 

@@ -20,14 +20,14 @@ use berth_api::image::ImageStreamTag;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Client;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::runtime::{Controller, watcher};
-use kube::{Client, ResourceExt};
 
 use crate::caches;
 use crate::context::Context;
-use crate::followers::{self, FollowerIndex, TagKey};
+use crate::followers::{self, TagKey};
 use reconcile::WorkloadContext;
 
 /// The Workload controller, with the caches it needs: runs until the process stops.
@@ -59,18 +59,14 @@ pub async fn run(ctx: Arc<Context>, tags: ReflectHandle<ImageStreamTag>, node_gr
         watcher::Config::default().any_semantic(),
     );
     let workloads = controller.store();
-    // The Workloads that follow a tag that changed, from an index of the cache as it is now.
+    // The Workloads of the cache that follow a tag that changed ([`followers::workload_follows`]).
     let follows = move |tag: Arc<ImageStreamTag>| {
-        let index = FollowerIndex::build(workloads.state().iter().filter_map(|w| {
-            Some((
-                (w.namespace()?, w.metadata.name.clone()?),
-                followers::workload_follows(w),
-            ))
-        }));
-        index
-            .followers(&TagKey::of(&tag))
-            .into_iter()
-            .map(|(ns, name)| ObjectRef::new(&name).within(&ns))
+        let key = TagKey::of(&tag);
+        workloads
+            .state()
+            .iter()
+            .filter(|w| followers::workload_follows(w).contains(&key))
+            .map(|w| ObjectRef::from_obj(w.as_ref()))
             .collect::<Vec<_>>()
     };
     let reconciler = controller
