@@ -56,7 +56,13 @@ pub struct Config {
     /// server a SubjectAccessReview of `nodes/proxy`, `nodes/log`, `nodes/stats` or
     /// `nodes/metrics` for each request (as the kubelet's `--authorization-mode=Webhook`);
     /// `AlwaysAllow` lets every authenticated caller in.
-    #[arg(long, env = "BERTH_AUTHORIZATION_MODE", value_enum, default_value = "Webhook")]
+    #[arg(
+        long,
+        env = "BERTH_AUTHORIZATION_MODE",
+        value_enum,
+        default_value = "Webhook",
+        conflicts_with = "insecure_skip_client_auth"
+    )]
     pub authorization_mode: crate::access::AuthorizationMode,
 
     /// Development only: no client authentication or authorisation on the HTTPS port, so anyone

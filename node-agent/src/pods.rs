@@ -27,6 +27,19 @@ pub fn find(index: &PodIndex, namespace: &str, name: &str) -> Option<Arc<Pod>> {
         .cloned()
 }
 
+/// The runtime's containers (every attempt) of container `name` of the pod with uid `uid`.
+pub async fn containers_named(
+    cri: &crate::cri::CriClient,
+    uid: &str,
+    name: &str,
+) -> crate::Result<Vec<crate::cri::api::Container>> {
+    let selector = HashMap::from([
+        (crate::cri::labels::POD_UID.to_string(), uid.to_string()),
+        (crate::cri::labels::CONTAINER_NAME.to_string(), name.to_string()),
+    ]);
+    cri.list_containers(selector).await
+}
+
 /// Runs the watch and the workers until the watch stream ends.
 pub async fn run(shared: Arc<Shared>, node_name: String, index: PodIndex) {
     let api: Api<Pod> = Api::all(shared.client.clone());

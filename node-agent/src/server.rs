@@ -28,7 +28,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use crate::access::{self, Access, Peer};
 
-use crate::cri::{CriClient, labels};
+use crate::cri::CriClient;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::pods::{self, PodIndex};
@@ -130,11 +130,7 @@ async fn container_logs(
         );
     };
     let uid = p.metadata.uid.clone().unwrap_or_default();
-    let selector = HashMap::from([
-        (labels::POD_UID.to_string(), uid),
-        (labels::CONTAINER_NAME.to_string(), container.clone()),
-    ]);
-    let mut found = match state.cri.list_containers(selector).await {
+    let mut found = match pods::containers_named(&state.cri, &uid, &container).await {
         Ok(c) => c,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };

@@ -76,4 +76,13 @@ fn the_https_port_is_never_open_by_default() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // Development mode authorises nothing, so an authorization mode given with it would be ignored: refused.
+    let out = agent()
+        .args(["--node-name", "test", "--node-ip", "127.0.0.1"])
+        .args(["--tls-cert", "/c.crt", "--tls-key", "/c.key"])
+        .args(["--insecure-skip-client-auth", "--authorization-mode", "Webhook"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--authorization-mode"));
 }

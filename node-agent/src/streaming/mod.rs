@@ -27,6 +27,10 @@ const SANDBOX_READY: i32 = 0;
 
 /// Serves every streaming path.
 pub async fn handle(State(state): State<AppState>, req: Request<Body>) -> Response {
+    // Refused before the runtime is asked: an exec URL the client never uses is a wasted session.
+    if !proxy::is_upgrade(req.headers()) {
+        return (StatusCode::BAD_REQUEST, "Upgrade request required").into_response();
+    }
     let parsed = match request::parse(req.uri().path(), req.uri().query()) {
         Ok(p) => p,
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
@@ -69,11 +73,9 @@ async fn runtime_url(state: &AppState, req: &StreamRequest) -> Result<String, Re
             })?;
         return state.cri.port_forward_url(&sandbox.id).await.map_err(internal);
     }
-    let selector = HashMap::from([
-        (labels::POD_UID.to_string(), uid),
-        (labels::CONTAINER_NAME.to_string(), req.container.clone()),
-    ]);
-    let containers = state.cri.list_containers(selector).await.map_err(internal)?;
+    let containers = pods::containers_named(&state.cri, &uid, &req.container)
+        .await
+        .map_err(internal)?;
     let container = containers
         .iter()
         .find(|c| c.state == CONTAINER_RUNNING)

@@ -69,11 +69,8 @@ fn refusal(status: StatusCode, msg: String) -> Response<Body> {
     resp
 }
 
-/// Proxies the upgrade request `req` to the runtime's streaming `url`.
+/// Proxies the upgrade request `req` ([`is_upgrade`], checked by the caller) to the runtime's streaming `url`.
 pub async fn upgrade(mut req: Request<Body>, url: &str) -> Response<Body> {
-    if !is_upgrade(req.headers()) {
-        return refusal(StatusCode::BAD_REQUEST, "Upgrade request required".into());
-    }
     let (addr, path) = match target(url) {
         Ok(t) => t,
         Err(msg) => return refusal(StatusCode::INTERNAL_SERVER_ERROR, msg),
