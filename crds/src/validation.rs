@@ -29,6 +29,13 @@ pub fn is_dns_subdomain(name: &str) -> bool {
         && bytes.iter().all(|b| edge(b) || matches!(b, b'-' | b'.'))
 }
 
+/// Whether the first path component of an image reference names a registry host, as the Docker reference
+/// grammar decides: it holds a `.` or a `:` (a port), or is `localhost`. Otherwise the reference is a path
+/// on Docker Hub (`library/ruby`), or in `oc`'s reading a stream of another namespace (`openshift/ruby`).
+pub fn is_registry_host(component: &str) -> bool {
+    component.contains(['.', ':']) || component == "localhost"
+}
+
 /// Whether `digest` is `sha256:` followed by 64 lowercase hex digits, the only digest Berth accepts.
 pub fn is_sha256_digest(digest: &str) -> bool {
     digest.strip_prefix("sha256:").is_some_and(|hex| {

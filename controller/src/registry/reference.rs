@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use berth_api::validation::{is_oci_tag, is_sha256_digest};
+use berth_api::validation::{is_oci_tag, is_registry_host, is_sha256_digest};
 
 use super::error::InvalidReference;
 
@@ -70,7 +70,7 @@ impl ImageReference {
             )));
         }
         let repository_part = match name.split_once('/') {
-            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
+            Some((first, rest)) if is_registry_host(first) => rest,
             _ => name,
         };
         if repository_part.is_empty() {

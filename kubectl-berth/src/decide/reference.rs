@@ -3,6 +3,8 @@
 //! The first path component is a registry host when it holds a `.` or a `:` or is `localhost`, as in the Docker
 //! reference grammar; otherwise `NAMESPACE/NAME` names a stream of another namespace (`openshift/ruby:2.0`).
 
+use berth_api::validation::is_registry_host;
+
 /// A reference taken apart.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImageRef {
@@ -52,11 +54,6 @@ impl ImageRef {
             id,
         })
     }
-}
-
-/// Whether a first path component names a registry host.
-pub fn is_registry_host(component: &str) -> bool {
-    component.contains('.') || component.contains(':') || component == "localhost"
 }
 
 #[cfg(test)]
