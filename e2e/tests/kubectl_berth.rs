@@ -11,11 +11,50 @@ use berth_api::image::{ImageStreamTag, SourceKind};
 use berth_e2e::api::{TestNamespace, admin_client, copy_image, kubectl_apply, unique, wait_for};
 use berth_e2e::cluster::LocalCluster;
 use berth_e2e::http::registry_digest;
+use berth_e2e::k8s::setup;
 use berth_e2e::plugin::{Plugin, binary};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::{Value, json};
+
+/// One scenario: the cluster, an admin client, a fresh namespace, and a fresh repository `berth/e2e-PREFIX-RANDOM`
+/// whose tag `live` is the demo image v1 (digest `v1`).
+struct Scenario {
+    cluster: LocalCluster,
+    client: kube::Client,
+    ns: TestNamespace,
+    repo: String,
+    v1: String,
+}
+
+impl Scenario {
+    /// `None` only when `BERTH_E2E=skip`.
+    async fn start(prefix: &str) -> anyhow::Result<Option<Self>> {
+        let Some((cluster, ns)) = setup(prefix).await? else {
+            return Ok(None);
+        };
+        let client = admin_client(&cluster).await?;
+        let repo = format!("berth/e2e-{prefix}-{}", unique());
+        copy_image(&cluster.registry, "berth/demo:v1", &format!("{repo}:live"))?;
+        let v1 = registry_digest(&cluster.registry, &repo, "live").await?;
+        Ok(Some(Self {
+            cluster,
+            client,
+            ns,
+            repo,
+            v1,
+        }))
+    }
+
+    /// The plugin run in this scenario's namespace.
+    fn plugin(&self) -> Plugin<'_> {
+        Plugin {
+            cluster: &self.cluster,
+            namespace: &self.ns.name,
+        }
+    }
+}
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -38,20 +77,11 @@ async fn wait_digest(api: &Api<ImageStreamTag>, name: &str, digest: &str) -> any
 
 #[tokio::test]
 async fn e2e_kubectl_berth_import_tag_history_rollback_describe() -> anyhow::Result<()> {
-    let Some(cluster) = LocalCluster::require() else {
+    let Some(s) = Scenario::start("kb").await? else {
         return Ok(());
     };
-    let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, "kb").await?;
-    let n = ns.name.as_str();
-    let k = Plugin {
-        cluster: &cluster,
-        namespace: n,
-    };
-    let reg = &cluster.registry;
-    let repo = format!("berth/e2e-kb-{}", unique());
-    copy_image(reg, "berth/demo:v1", &format!("{repo}:live"))?;
-    let v1 = registry_digest(reg, &repo, "live").await?;
+    let (cluster, client, n, k) = (&s.cluster, &s.client, s.ns.name.as_str(), s.plugin());
+    let (reg, repo, v1) = (&cluster.registry, s.repo.clone(), s.v1.clone());
     let source = format!("{reg}/{repo}:live");
     let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), n);
 
@@ -282,20 +312,11 @@ async fn e2e_kubectl_berth_import_tag_history_rollback_describe() -> anyhow::Res
 
 #[tokio::test]
 async fn e2e_kubectl_berth_set_triggers_writes_what_the_controller_follows() -> anyhow::Result<()> {
-    let Some(cluster) = LocalCluster::require() else {
+    let Some(s) = Scenario::start("kbtrig").await? else {
         return Ok(());
     };
-    let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, "kbtrig").await?;
-    let n = ns.name.as_str();
-    let k = Plugin {
-        cluster: &cluster,
-        namespace: n,
-    };
-    let reg = &cluster.registry;
-    let repo = format!("berth/e2e-kbt-{}", unique());
-    copy_image(reg, "berth/demo:v1", &format!("{repo}:live"))?;
-    let v1 = registry_digest(reg, &repo, "live").await?;
+    let (cluster, client, n, k) = (&s.cluster, &s.client, s.ns.name.as_str(), s.plugin());
+    let (reg, repo, v1) = (&cluster.registry, s.repo.clone(), s.v1.clone());
     k.ok(&[
         "import-image",
         "app:live",
@@ -312,7 +333,7 @@ async fn e2e_kubectl_berth_set_triggers_writes_what_the_controller_follows() -> 
             "spec": {"nodeSelector": {"berth.dev/e2e-none": "true"},
                      "containers": [{"name": "web", "image": "placeholder"}, {"name": "side", "image": "placeholder"}]}}},
     });
-    kubectl_apply(&cluster, n, &deployment.to_string()).map_err(anyhow::Error::msg)?;
+    kubectl_apply(cluster, n, &deployment.to_string()).map_err(anyhow::Error::msg)?;
 
     let out = k.ok(&[
         "set",
@@ -456,7 +477,7 @@ async fn e2e_kubectl_berth_set_triggers_writes_what_the_controller_follows() -> 
         "spec": {"schedule": "0 0 1 1 *", "suspend": true, "jobTemplate": {"spec": {"template": {"spec": {
             "restartPolicy": "Never", "containers": [{"name": "job", "image": "placeholder"}]}}}}},
     });
-    kubectl_apply(&cluster, n, &cron.to_string()).map_err(anyhow::Error::msg)?;
+    kubectl_apply(cluster, n, &cron.to_string()).map_err(anyhow::Error::msg)?;
     let out = k.ok(&[
         "set",
         "triggers",
@@ -479,20 +500,11 @@ async fn e2e_kubectl_berth_set_triggers_writes_what_the_controller_follows() -> 
 
 #[tokio::test]
 async fn e2e_kubectl_berth_stream_images_policies_and_inline_tags() -> anyhow::Result<()> {
-    let Some(cluster) = LocalCluster::require() else {
+    let Some(s) = Scenario::start("kbsrc").await? else {
         return Ok(());
     };
-    let client = admin_client(&cluster).await?;
-    let ns = TestNamespace::create(&client, "kbsrc").await?;
-    let n = ns.name.as_str();
-    let k = Plugin {
-        cluster: &cluster,
-        namespace: n,
-    };
-    let reg = &cluster.registry;
-    let repo = format!("berth/e2e-kbs-{}", unique());
-    copy_image(reg, "berth/demo:v1", &format!("{repo}:live"))?;
-    let v1 = registry_digest(reg, &repo, "live").await?;
+    let (cluster, client, n, k) = (&s.cluster, &s.client, s.ns.name.as_str(), s.plugin());
+    let (reg, repo, v1) = (&cluster.registry, s.repo.clone(), s.v1.clone());
     let source = format!("{reg}/{repo}:live");
     let api: Api<ImageStreamTag> = Api::namespaced(client.clone(), n);
     k.ok(&[
@@ -567,7 +579,7 @@ async fn e2e_kubectl_berth_stream_images_policies_and_inline_tags() -> anyhow::R
         "spec": {"tags": [{"name": "v1", "from": {"kind": "DockerImage", "name": source},
                            "importPolicy": {"insecure": true}}]},
     });
-    kubectl_apply(&cluster, n, &stream.to_string()).map_err(anyhow::Error::msg)?;
+    kubectl_apply(cluster, n, &stream.to_string()).map_err(anyhow::Error::msg)?;
     wait_digest(&api, "web.v1", &v1).await?;
     k.fails(&["rollback", "web:v1"], 1, "is defined inline in ImageStream web");
     k.fails(
