@@ -14,6 +14,9 @@
 #                                          test's time is the suite waiting for its 5-minute timeouts)
 #   hack/conformance.sh --on kubelet       the same against the kubelet host instead of the Berth
 #                                          nodes (hack/up.sh --kubelet-host): the reference result
+#   hack/conformance.sh --budget SECONDS   stop the suite after SECONDS (ginkgo's -timeout): the tests
+#                                          not finished by then count as not passed. Default: none,
+#                                          1200 with --ci (a hung test must not eat CI's time)
 #
 # A failing test is data: the exit code is 0 whatever failed, except with --ci. Uses a
 # running cluster (hack/up.sh) or brings one up and stops it again at the end. While it
@@ -32,7 +35,7 @@ source "$HACK/lib/e2e-images.sh"
 
 EXPECTED="$HACK/conformance/expected-pass.txt"
 scope='\[Conformance\]' title=Conformance skip='\[Serial\]|\[Disruptive\]|\[Flaky\]' focus="" ci=0 update=0 nodes=24
-on=berth
+on=berth budget=
 while (($#)); do
 	case "$1" in
 	--node-conformance) scope='\[NodeConformance\]' title=NodeConformance EXPECTED="$HACK/conformance/expected-pass-node.txt" ;;
@@ -42,7 +45,8 @@ while (($#)); do
 	--update-expected) update=1 ;;
 	--nodes) nodes="${2:?--nodes needs a number}" && shift ;;
 	--on) on="${2:?--on needs berth or kubelet}" && shift ;;
-	-h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' && exit 0 ;;
+	--budget) budget="${2:?--budget needs seconds}" && shift ;;
+	-h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' && exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
 	shift
@@ -52,6 +56,8 @@ berth) taint_key=berth.dev/agent taint_value=true ;;
 kubelet) taint_key=$KUBELET_TAINT_KEY taint_value=kubelet ;;
 *) die "--on takes berth or kubelet, got '$on'" ;;
 esac
+[[ -z "$budget" ]] && ((ci)) && budget=1200
+[[ -z "$budget" || "$budget" =~ ^[1-9][0-9]*$ ]] || die "--budget takes a number of seconds, got '$budget'"
 ((ci)) && [[ "$on" != berth ]] && die "--ci checks the Berth nodes' expected passes: drop --on $on"
 require_root
 
@@ -130,10 +136,17 @@ elif [[ -n "$focus" ]]; then
 	run_focus="(?:$scope).*(?:$focus)|(?:$focus).*(?:$scope)"
 fi
 
-log "running e2e.test: scope $scope, skipping /$skip/, $nodes parallel nodes (log: $out/e2e.log)"
+# ginkgo's own -timeout interrupts the suite (AfterSuite runs, the report is written); the
+# outer timeout is the backstop should a node not answer the interrupt.
+limit=() ginkgo_timeout=24h budget_note=""
+if [[ -n "$budget" ]]; then
+	ginkgo_timeout="${budget}s" budget_note=", budget ${budget} s"
+	limit=(timeout --kill-after=30 "$((budget + 120))")
+fi
+log "running e2e.test: scope $scope, skipping /$skip/, $nodes parallel nodes$budget_note (log: $out/e2e.log)"
 t0=$SECONDS
 set +e
-KUBE_TEST_REPO_LIST="$out/repo-list.yaml" "$KUBE_BIN/ginkgo" -nodes="$nodes" -noColor \
+KUBE_TEST_REPO_LIST="$out/repo-list.yaml" "${limit[@]}" "$KUBE_BIN/ginkgo" -nodes="$nodes" -noColor -timeout="$ginkgo_timeout" \
 	"$KUBE_BIN/e2e.test" -- \
 	--provider=skeleton --kubeconfig="$ADMIN_KUBECONFIG" \
 	--ginkgo.focus="$run_focus" --ginkgo.skip="$skip" \
@@ -144,6 +157,9 @@ KUBE_TEST_REPO_LIST="$out/repo-list.yaml" "$KUBE_BIN/ginkgo" -nodes="$nodes" -no
 e2e_rc=$?
 set -e
 log "e2e.test finished in $((SECONDS - t0)) s (exit $e2e_rc; a failing test is counted, not fatal)"
+if [[ -n "$budget" ]] && ((SECONDS - t0 >= budget)); then
+	warn "the suite ran out of its ${budget} s budget: tests still running were stopped and count as not passed (grep -n 'Received interrupt\|Timeout' $out/e2e.log)"
+fi
 if ! compgen -G "$out/junit*.xml" >/dev/null && ! grep -aq '^{"msg":"\(PASSED\|FAILED\)' "$out/e2e.log"; then
 	tail -n 30 "$out/e2e.log" >&2
 	die "e2e.test wrote no JUnit report: it did not get to run its tests (log: $out/e2e.log)"

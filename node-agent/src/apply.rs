@@ -1,9 +1,10 @@
 //! Every server-side apply the agent makes: which field manager it uses and what the body
 //! carries. Pure, so the rule below is checked by unit tests.
 //!
-//! The rule: objects (Node metadata and spec, Lease) are applied as [`FIELD_MANAGER`]; status
-//! subresources (Node status, Pod status) as [`STATUS_FIELD_MANAGER`], with bodies carrying
-//! nothing but the object's identity and `status`.
+//! The rule: objects (Node metadata and spec, Lease) are applied as [`FIELD_MANAGER`]; the Node's
+//! status as [`STATUS_FIELD_MANAGER`], with a body carrying nothing but the Node's name and
+//! `status`. Pod status is patched, not applied ([`crate::status_patch`] says why), under the
+//! same [`STATUS_FIELD_MANAGER`].
 //!
 //! Why two managers: an apply makes its manager own exactly the fields of the body and removes
 //! those it owned before and no longer sends. Servers before 1.22 do not track managed fields
@@ -13,7 +14,7 @@
 //! manager per concern neither apply touches the other's fields, on old and current servers.
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, NodeStatus, PodStatus};
+use k8s_openapi::api::core::v1::{Node, NodeStatus};
 use kube::api::PatchParams;
 use serde_json::{Value, json};
 
@@ -22,7 +23,7 @@ use crate::error::{Error, Result};
 /// The field manager of the objects the agent applies (Node metadata and spec, Lease).
 pub const FIELD_MANAGER: &str = "berth-agent";
 
-/// The field manager of the status the agent applies (Node status, Pod status).
+/// The field manager of the status the agent writes (Node status applied, Pod status patched).
 pub const STATUS_FIELD_MANAGER: &str = "berth-agent-status";
 
 /// Apply parameters of an object (`FIELD_MANAGER`, forced: the agent is the authority).
@@ -53,16 +54,6 @@ pub fn node_body(node: &Node) -> Result<Value> {
 /// The status body of Node `name`: its name and status, no labels, no spec.
 pub fn node_status_body(name: &str, status: &NodeStatus) -> Value {
     json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": status})
-}
-
-/// The status body of Pod `namespace/name`: its identity and status.
-pub fn pod_status_body(namespace: &str, name: &str, status: &PodStatus) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace},
-        "status": status,
-    })
 }
 
 /// The body of a Lease renewal.
@@ -109,9 +100,6 @@ mod tests {
         let b = node_status_body("berth-2", &status);
         assert_eq!(keys(&b), ["apiVersion", "kind", "metadata", "status"]);
         assert_eq!(b["metadata"], json!({"name": "berth-2"}));
-        let p = pod_status_body("ns", "web", &PodStatus::default());
-        assert_eq!(keys(&p), ["apiVersion", "kind", "metadata", "status"]);
-        assert_eq!(p["metadata"], json!({"name": "web", "namespace": "ns"}));
     }
 
     #[test]

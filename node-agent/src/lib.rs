@@ -36,6 +36,7 @@ pub mod security;
 pub mod server;
 pub mod start;
 pub mod status;
+pub mod status_patch;
 pub mod streaming;
 pub mod sync;
 pub mod termination;

@@ -417,13 +417,7 @@ pub fn changed(pod: &Pod, new: &PodStatus) -> bool {
         return true;
     };
     // PodScheduled is the scheduler's, readiness gates' conditions are their controllers'.
-    let gates: Vec<&str> = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.readiness_gates.iter().flatten())
-        .map(|g| g.condition_type.as_str())
-        .collect();
-    let ours = |c: &&PodCondition| c.type_ != "PodScheduled" && !gates.contains(&c.type_.as_str());
+    let ours = |c: &&PodCondition| crate::status_patch::agent_condition(pod, &c.type_);
     let old_conditions: Vec<&PodCondition> = old.conditions.iter().flatten().filter(ours).collect();
     let new_conditions: Vec<&PodCondition> = new.conditions.iter().flatten().filter(ours).collect();
     old.phase != new.phase

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::observe::{self, Observed};
 use crate::podspec::{self, NodeFacts};
 use crate::prober::{self, Probes};
-use crate::{admission, apply, hook_runner, pod_ip, status};
+use crate::{admission, hook_runner, pod_ip, status, status_patch};
 
 /// What every pod worker shares.
 pub struct Shared {
@@ -62,7 +62,13 @@ pub(crate) struct Memory {
     volumes: crate::volumes::PodVolumes,
     /// Set once the pod is evicted (an emptyDir over its sizeLimit): it fails, as rejected.
     evicted: Option<admission::Rejection>,
+    /// The status last written, and when.
+    last_status: Option<(k8s_openapi::api::core::v1::PodStatus, std::time::Instant)>,
 }
+
+/// How long a status just written is not written again (the kubelet's status manager
+/// reconciles every 10 s).
+const STATUS_RESEND: Duration = Duration::from_secs(10);
 
 /// Unix time in nanoseconds.
 pub fn now_nanos() -> i64 {
@@ -233,8 +239,15 @@ async fn sync_pod(
             publish_once(shared, pod, mem, EventType::Warning, "BackOff", note).await;
         }
     }
-    if status::changed(pod, &new) {
-        write_status(shared, pod, new).await?;
+    // The watch may not show the agent's last write yet: the same status is not sent twice
+    // within STATUS_RESEND (after that it is, should someone else have changed it).
+    let resend = mem
+        .last_status
+        .as_ref()
+        .is_none_or(|(last, at)| *last != new || at.elapsed() >= STATUS_RESEND);
+    if status::changed(pod, &new) && resend {
+        write_status(shared, pod, new.clone()).await?;
+        mem.last_status = Some((new, std::time::Instant::now()));
     }
     let requeue = plan.requeue.unwrap_or(lifecycle::RESYNC);
     Ok(Some(next_probe.map_or(requeue, |p| p.min(requeue))))
@@ -418,9 +431,9 @@ async fn write_status(
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
-    let body = apply::pod_status_body(&ns, &name, &status);
+    let body = status_patch::patch(pod, &status);
     match api
-        .patch_status(&name, &apply::status_params(), &Patch::Apply(&body))
+        .patch_status(&name, &status_patch::params(), &Patch::Strategic(&body))
         .await
     {
         Ok(_) => {
