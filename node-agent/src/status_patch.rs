@@ -9,7 +9,8 @@
 //! never terminates: `kubectl delete` waits forever. Measured on the local cluster, 30 identical
 //! status writes racing one `kubectl delete`, 15 times each: server-side apply lost the
 //! deletion 15 of 15 times, a strategic-merge patch 0 of 15. The conformance test "Kubectl
-//! replace should update a single-container pod's image" met it (docs/node-agent.md).
+//! replace should update a single-container pod's image" met it, and hung CI with it;
+//! `e2e/tests/agent.rs` replays it.
 //!
 //! What the patch leaves alone: `PodScheduled` (the scheduler's) and readiness gates'
 //! conditions (their controllers'): conditions merge by `type`, and only the agent's are sent
