@@ -166,11 +166,23 @@ pub fn ipv4_in_cidr(ip: &str, cidr: &str) -> bool {
 
 /// Runs `hack/node.sh OP NODE` on the local cluster (cut, restore, stop, start, restart-containerd, ...).
 pub fn node_op(op: &str, node: &str) -> anyhow::Result<()> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/node.sh");
-    let out = std::process::Command::new(script).args([op, node]).output()?;
+    hack("node.sh", &[op, node])
+}
+
+/// Runs `hack/control-plane.sh OP COMPONENT` on the local cluster (stop or start etcd or kube-apiserver).
+pub fn control_plane_op(op: &str, component: &str) -> anyhow::Result<()> {
+    hack("control-plane.sh", &[op, component])
+}
+
+fn hack(script: &str, args: &[&str]) -> anyhow::Result<()> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../hack")
+        .join(script);
+    let out = std::process::Command::new(path).args(args).output()?;
     anyhow::ensure!(
         out.status.success(),
-        "hack/node.sh {op} {node}: {}",
+        "hack/{script} {}: {}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())

@@ -273,7 +273,9 @@ async fn e2e_agent_a_pod_deleted_just_after_its_image_is_replaced_is_gone() -> a
             ensure!(
                 t.elapsed() < Duration::from_secs(30),
                 "round {round}: pod {name} not gone 30 s after its deletion (grace 5 s); deletionTimestamp: {:?}",
-                api.get_opt(&name).await?.and_then(|p| p.metadata.deletion_timestamp)
+                api.get_opt(&name)
+                    .await?
+                    .and_then(|p| p.metadata.deletion_timestamp)
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
