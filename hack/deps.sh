@@ -25,6 +25,7 @@ PACKAGES=(
 	jq                          # reading JSON answers in scripts
 	protobuf-compiler           # protoc, for the Rust build (CRI proto)
 	ca-certificates             # curl/openssl defaults
+	libfaketime                 # an agent whose clock runs ahead (BERTH_AGENT_CLOCK_OFFSET, e2e/tests/faults.rs)
 )
 
 check_only=0

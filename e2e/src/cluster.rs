@@ -174,11 +174,30 @@ pub fn control_plane_op(op: &str, component: &str) -> anyhow::Result<()> {
     hack("control-plane.sh", &[op, component])
 }
 
+/// Restarts the agent of `node` (`hack/node.sh stop-agent`, then `start-agent`), with its clock
+/// `clock_offset` seconds off the cluster's (`+60`, `-60`: `BERTH_AGENT_CLOCK_OFFSET`), or on time.
+pub fn restart_agent(node: &str, clock_offset: Option<&str>) -> anyhow::Result<()> {
+    hack("node.sh", &["stop-agent", node])?;
+    let env: Vec<(&str, &str)> = clock_offset
+        .map(|o| ("BERTH_AGENT_CLOCK_OFFSET", o))
+        .into_iter()
+        .collect();
+    hack_with("node.sh", &["start-agent", node], &env)
+}
+
 fn hack(script: &str, args: &[&str]) -> anyhow::Result<()> {
+    hack_with(script, args, &[])
+}
+
+fn hack_with(script: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../hack")
         .join(script);
-    let out = std::process::Command::new(path).args(args).output()?;
+    let out = std::process::Command::new(path)
+        .args(args)
+        .env_remove("BERTH_AGENT_CLOCK_OFFSET")
+        .envs(env.iter().copied())
+        .output()?;
     anyhow::ensure!(
         out.status.success(),
         "hack/{script} {}: {}",

@@ -16,10 +16,11 @@ use berth_api::apps::Workload;
 use berth_e2e::api::{
     LivePod, TestNamespace, admin_client, kubectl_apply, wait_for, wait_hosts_ready, workload_pods,
 };
-use berth_e2e::cluster::{LocalCluster, control_plane_op, node_op};
+use berth_e2e::cluster::{LocalCluster, control_plane_op, node_op, restart_agent};
 use berth_e2e::controller::{ClusterController, RestoreClusterController};
 use berth_e2e::web::{WEB_WORKLOAD, answers};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 
 const OUTAGE: Duration = Duration::from_secs(60);
@@ -176,58 +177,88 @@ impl Service {
     }
 }
 
+/// What each control-plane fault starts from: Ready hosts, the cluster's controller (restored should it step
+/// down over the fault, for what runs next) and the example Workload, Ready.
+struct Scenario {
+    cluster: LocalCluster,
+    client: kube::Client,
+    leader: ClusterController,
+    restore: RestoreClusterController,
+    service: Service,
+}
+
+impl Scenario {
+    async fn start(prefix: &str) -> anyhow::Result<Option<Self>> {
+        let Some(cluster) = LocalCluster::require() else {
+            return Ok(None);
+        };
+        let client = admin_client(&cluster).await?;
+        wait_hosts_ready(&client, &cluster, Duration::from_secs(60)).await?;
+        let leader = ClusterController::find(&cluster)?;
+        let restore = RestoreClusterController::of(&cluster, &leader);
+        let service = Service::start(&client, &cluster, prefix).await?;
+        Ok(Some(Self {
+            cluster,
+            client,
+            leader,
+            restore,
+            service,
+        }))
+    }
+
+    /// The Workload's API.
+    fn workloads(&self) -> Api<Workload> {
+        Api::namespaced(
+            self.client.clone(),
+            self.service.pods.namespace().unwrap_or_default(),
+        )
+    }
+
+    /// After the fault: the same pods stay Ready and answer, the hosts are Ready, and a controller that
+    /// stepped down over the fault is restored.
+    async fn after_the_fault(&mut self) -> anyhow::Result<()> {
+        self.service.stays().await;
+        wait_hosts_ready(&self.client, &self.cluster, Duration::from_secs(60)).await?;
+        if !self.leader.alive() {
+            eprintln!("the controller that led before the fault no longer runs; restoring it");
+            self.restore.restore()?;
+        }
+        Ok(())
+    }
+}
+
 #[tokio::test]
 #[ignore = "pauses the shared cluster's API server for 60 s: run alone (hack/test.sh does)"]
 async fn e2e_an_api_server_outage_longer_than_the_node_grace_replaces_no_pod() -> anyhow::Result<()> {
-    let Some(cluster) = LocalCluster::require() else {
+    let Some(mut scenario) = Scenario::start("outage").await? else {
         return Ok(());
     };
-    let client = admin_client(&cluster).await?;
-    wait_hosts_ready(&client, &cluster, Duration::from_secs(60)).await?;
-    let leader = ClusterController::find(&cluster)?;
-    // If the controller gives up its leadership over the outage, the cluster gets it back for what runs next.
-    let mut restore = RestoreClusterController::of(&cluster, &leader);
-    let service = Service::start(&client, &cluster, "outage").await?;
-
-    let pid = apiserver_pid(&cluster)?;
+    let pid = apiserver_pid(&scenario.cluster)?;
     signal(pid, "-STOP")?;
     let resume = Resume(pid);
-    service.answers_throughout(OUTAGE).await;
+    scenario.service.answers_throughout(OUTAGE).await;
     drop(resume);
     eprintln!("API server resumed after {OUTAGE:?}");
-
-    service.stays().await;
-    wait_hosts_ready(&client, &cluster, Duration::from_secs(60)).await?;
-    if !leader.alive() {
-        eprintln!("the controller exited over the outage (leadership lost); restoring it");
-        restore.restore()?;
-    }
-    Ok(())
+    scenario.after_the_fault().await
 }
 
 #[tokio::test]
 #[ignore = "stops the shared cluster's etcd for 10 s: run alone (hack/test.sh does)"]
 async fn e2e_an_etcd_restart_replaces_no_pod_and_loses_nothing() -> anyhow::Result<()> {
-    let Some(cluster) = LocalCluster::require() else {
+    let Some(mut scenario) = Scenario::start("etcd-restart").await? else {
         return Ok(());
     };
-    let client = admin_client(&cluster).await?;
-    wait_hosts_ready(&client, &cluster, Duration::from_secs(60)).await?;
-    let leader = ClusterController::find(&cluster)?;
-    let mut restore = RestoreClusterController::of(&cluster, &leader);
-    let service = Service::start(&client, &cluster, "etcd-restart").await?;
-    let workloads: Api<Workload> =
-        Api::namespaced(client.clone(), service.pods.namespace().unwrap_or_default());
+    let workloads = scenario.workloads();
     let generation = workloads.get("web").await?.metadata.generation;
 
     control_plane_op("stop", "etcd")?;
     let mut start_again = StartAgain(Some("etcd"));
-    service.answers_throughout(ETCD_OUTAGE).await;
+    scenario.service.answers_throughout(ETCD_OUTAGE).await;
     start_again.0 = None;
     control_plane_op("start", "etcd")?;
     eprintln!("etcd started again after {ETCD_OUTAGE:?}");
 
-    service.stays().await;
+    scenario.after_the_fault().await?;
     // Nothing written before the restart is lost, nor changed by it.
     let after = workloads.get("web").await?;
     anyhow::ensure!(
@@ -235,14 +266,8 @@ async fn e2e_an_etcd_restart_replaces_no_pod_and_loses_nothing() -> anyhow::Resu
         "the Workload's generation moved over the restart: {generation:?} -> {:?}",
         after.metadata.generation
     );
-    wait_hosts_ready(&client, &cluster, Duration::from_secs(60)).await?;
-    if !leader.alive() {
-        eprintln!("the controller exited over the restart (leadership lost); restoring it");
-        restore.restore()?;
-    }
     // The controller still sees what happens after the restart (its watches resumed).
-    service.scales_to_four(&workloads).await?;
-    Ok(())
+    scenario.service.scales_to_four(&workloads).await
 }
 
 /// The pod's IP, whether it is Ready, and its container's restart count.
@@ -323,30 +348,99 @@ async fn e2e_a_containerd_restart_keeps_the_pod_running_ready_and_probed_at_its_
 #[tokio::test]
 #[ignore = "stops the shared cluster's API server and controller for 50 s: run alone (hack/test.sh does)"]
 async fn e2e_the_api_server_and_the_controller_restarted_together_replace_no_pod() -> anyhow::Result<()> {
-    let Some(cluster) = LocalCluster::require() else {
+    let Some(mut scenario) = Scenario::start("cp-restart").await? else {
         return Ok(());
     };
-    let client = admin_client(&cluster).await?;
-    wait_hosts_ready(&client, &cluster, Duration::from_secs(60)).await?;
-    let leader = ClusterController::find(&cluster)?;
-    let mut restore = RestoreClusterController::of(&cluster, &leader);
-    let service = Service::start(&client, &cluster, "cp-restart").await?;
-
-    signal(i32::try_from(leader.pid)?, "-KILL")?;
+    signal(i32::try_from(scenario.leader.pid)?, "-KILL")?;
     control_plane_op("stop", "kube-apiserver")?;
     let mut start_again = StartAgain(Some("kube-apiserver"));
     // Longer than the 40 s node grace: every Lease is older than that when the controller starts again.
-    service.answers_throughout(Duration::from_secs(50)).await;
+    scenario.service.answers_throughout(Duration::from_secs(50)).await;
     start_again.0 = None;
     control_plane_op("start", "kube-apiserver")?;
     // A controller that starts cold, beside nodes whose Leases went unrenewed for 50 s, must not judge them.
-    restore.restore()?;
+    scenario.restore.restore()?;
     eprintln!("API server and controller started again");
 
-    let client = admin_client(&cluster).await?;
-    service.stays().await;
-    wait_hosts_ready(&client, &cluster, Duration::from_secs(60)).await?;
-    let workloads: Api<Workload> =
-        Api::namespaced(client.clone(), service.pods.namespace().unwrap_or_default());
-    service.scales_to_four(&workloads).await
+    scenario.after_the_fault().await?;
+    scenario.service.scales_to_four(&scenario.workloads()).await
+}
+
+/// Restarts the agent on time when dropped.
+struct OnTime(String);
+
+impl Drop for OnTime {
+    fn drop(&mut self) {
+        if let Err(e) = restart_agent(&self.0, None) {
+            eprintln!(
+                "could not restart the agent of {} on time: {e:#}; hack/node.sh stop-agent, start-agent",
+                self.0
+            );
+        }
+    }
+}
+
+/// Seconds from now to `node`'s last Lease renewal as its agent wrote it (positive: the agent's clock is ahead).
+async fn lease_skew(client: &kube::Client, node: &str) -> anyhow::Result<i64> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let renewed = leases
+        .get(node)
+        .await?
+        .spec
+        .and_then(|s| s.renew_time)
+        .with_context(|| format!("the Lease of {node} has no renewTime"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    Ok(renewed.0.as_second() - i64::try_from(now)?)
+}
+
+/// Whether `node` is Ready.
+async fn node_ready(client: &kube::Client, node: &str) -> anyhow::Result<bool> {
+    let node = Api::<Node>::all(client.clone()).get(node).await?;
+    Ok(node
+        .status
+        .and_then(|s| s.conditions)
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")))
+}
+
+#[tokio::test]
+#[ignore = "runs an agent of the shared cluster with its clock 60 s ahead, then behind: run alone (hack/test.sh does)"]
+async fn e2e_an_agent_whose_clock_is_60_s_off_is_not_judged_lost() -> anyhow::Result<()> {
+    let Some(mut scenario) = Scenario::start("clock-skew").await? else {
+        return Ok(());
+    };
+    let node = scenario.cluster.nodes[2].name.clone();
+    let on_time = OnTime(node.clone());
+    for offset in ["+60", "-60"] {
+        restart_agent(&node, Some(offset))?;
+        let skew = wait_for(
+            "the skewed agent's Lease renewal",
+            Duration::from_secs(30),
+            || async {
+                let skew = lease_skew(&scenario.client, &node).await?;
+                Ok(if skew.abs() >= 50 {
+                    Ok(skew)
+                } else {
+                    Err(format!("{skew} s"))
+                })
+            },
+        )
+        .await?;
+        eprintln!("{node}: Lease renewed {skew:+} s from the cluster's clock");
+        // Longer than the 40 s node grace: a controller that read the agent's timestamps as ages would judge
+        // the node lost (behind) or miss its loss (ahead).
+        let since = Instant::now();
+        while since.elapsed() < Duration::from_secs(45) {
+            anyhow::ensure!(
+                node_ready(&scenario.client, &node).await?,
+                "{node} ({offset} s) went NotReady"
+            );
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        scenario.service.answers_throughout(Duration::from_secs(1)).await;
+    }
+    // On time again before the checks that read Lease ages by this host's clock.
+    drop(on_time);
+    scenario.after_the_fault().await
 }

@@ -59,12 +59,23 @@ berth_agent_root_shared() {
 # port-forward), which authenticates clients by a certificate of the cluster CA or a
 # bearer token and authorises each request by SubjectAccessReview (the API server's
 # kubelet client cert holds system:kubelet-api-admin: manifests/local/bindings.yaml).
+# The library that moves a process's clock (Debian's libfaketime, multi-threaded variant).
+FAKETIME_LIB=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+
+# berth_start_agent NODE: starts the node's agent. BERTH_AGENT_CLOCK_OFFSET (seconds, e.g. +60) runs
+# it with its clock that far off the rest of the cluster's (libfaketime), for tests of clock skew.
 berth_start_agent() {
-	local node="$1" bin dir
+	local node="$1" bin dir clock=()
 	bin="$(berth_agent_bin)"
 	dir="$(node_dir "$node")"
+	if [[ -n "${BERTH_AGENT_CLOCK_OFFSET:-}" ]]; then
+		[[ "$BERTH_AGENT_CLOCK_OFFSET" =~ ^[+-][0-9]+$ ]] ||
+			die "BERTH_AGENT_CLOCK_OFFSET takes signed seconds (+60), got '$BERTH_AGENT_CLOCK_OFFSET'"
+		[[ -f "$FAKETIME_LIB" ]] || die "no $FAKETIME_LIB: hack/deps.sh installs libfaketime"
+		clock=(LD_PRELOAD="$FAKETIME_LIB" FAKETIME="$BERTH_AGENT_CLOCK_OFFSET" FAKETIME_DONT_FAKE_MONOTONIC=1)
+	fi
 	start_bg "berth-agent-$node" "$dir/agent.log" \
-		nsenter --net="/run/netns/$(node_netns "$node")" -- env \
+		nsenter --net="/run/netns/$(node_netns "$node")" -- env "${clock[@]}" \
 		KUBECONFIG="$dir/kubeconfig" \
 		BERTH_NODE_NAME="$node" \
 		BERTH_NODE_IP="$(node_ip "$node")" \
