@@ -54,16 +54,16 @@ berth_agent_root_shared() {
 	mount --make-rshared "$root"
 }
 
+# The library that moves a process's clock (Debian's libfaketime, multi-threaded variant).
+FAKETIME_LIB=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+
 # berth_start_agent NODE: inside the host's network namespace, with its own
 # identity, CRI socket, pod CIDR and serving cert for :10250 (logs, exec, attach,
 # port-forward), which authenticates clients by a certificate of the cluster CA or a
 # bearer token and authorises each request by SubjectAccessReview (the API server's
 # kubelet client cert holds system:kubelet-api-admin: manifests/local/bindings.yaml).
-# The library that moves a process's clock (Debian's libfaketime, multi-threaded variant).
-FAKETIME_LIB=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
-
-# berth_start_agent NODE: starts the node's agent. BERTH_AGENT_CLOCK_OFFSET (seconds, e.g. +60) runs
-# it with its clock that far off the rest of the cluster's (libfaketime), for tests of clock skew.
+# BERTH_AGENT_CLOCK_OFFSET (signed seconds, e.g. +60) runs it with its clock that far off
+# the rest of the cluster's (libfaketime), for tests of clock skew.
 berth_start_agent() {
 	local node="$1" bin dir clock=()
 	bin="$(berth_agent_bin)"

@@ -246,7 +246,7 @@ async fn sync_pod(
         .as_ref()
         .is_none_or(|(last, at)| *last != new || at.elapsed() >= STATUS_RESEND);
     if status::changed(pod, &new) && resend {
-        write_status(shared, pod, new.clone()).await?;
+        write_status(shared, pod, &new).await?;
         mem.last_status = Some((new, std::time::Instant::now()));
     }
     let requeue = plan.requeue.unwrap_or(lifecycle::RESYNC);
@@ -426,12 +426,12 @@ async fn execute(
 async fn write_status(
     shared: &Shared,
     pod: &Pod,
-    status: k8s_openapi::api::core::v1::PodStatus,
+    status: &k8s_openapi::api::core::v1::PodStatus,
 ) -> Result<()> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
-    let body = status_patch::patch(pod, &status);
+    let body = status_patch::patch(pod, status);
     match api
         .patch_status(&name, &status_patch::params(), &Patch::Strategic(&body))
         .await
