@@ -15,8 +15,10 @@ pub mod grants;
 pub mod import;
 pub mod leader;
 pub mod metrics;
+pub mod node_lifecycle;
 pub mod registry;
 pub mod run;
+pub mod scheduling;
 pub mod streams;
 #[cfg(test)]
 mod testing;

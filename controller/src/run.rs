@@ -143,8 +143,11 @@ pub async fn run(config: Config) -> Result<()> {
     else {
         unreachable!("caches::shared made 5 subscribers")
     };
-    let (streams_store, mut stream_subs, streams_watch) =
-        caches::shared(Api::<ImageStream>::all(client.clone()), 1);
+    let (streams_store, stream_subs, streams_watch) =
+        caches::shared(Api::<ImageStream>::all(client.clone()), 2);
+    let Ok([streams_for_streams, streams_for_workloads]) = <[_; 2]>::try_from(stream_subs) else {
+        unreachable!("caches::shared made 2 subscribers")
+    };
     let (json_secrets, json_watch) = pull_secrets(&client, "kubernetes.io/dockerconfigjson");
     let (cfg_secrets, cfg_watch) = pull_secrets(&client, "kubernetes.io/dockercfg");
 
@@ -222,16 +225,20 @@ pub async fn run(config: Config) -> Result<()> {
             ctx.clone(),
         )
         .for_each(|_| ready(()));
-    let stream_reconciler =
-        Controller::for_shared_stream(stream_subs.pop().expect("1"), streams_store.clone())
-            .watches_shared_stream(tags_for_streams, |tag: Arc<ImageStreamTag>| {
-                tag.namespace()
-                    .map(|ns| ObjectRef::new(&tag.spec.stream).within(&ns))
-            })
-            .run(streams::reconcile, streams::error_policy, ctx.clone())
-            .for_each(|_| ready(()));
+    let stream_reconciler = Controller::for_shared_stream(streams_for_streams, streams_store.clone())
+        .watches_shared_stream(tags_for_streams, |tag: Arc<ImageStreamTag>| {
+            tag.namespace()
+                .map(|ns| ObjectRef::new(&tag.spec.stream).within(&ns))
+        })
+        .run(streams::reconcile, streams::error_policy, ctx.clone())
+        .for_each(|_| ready(()));
 
-    let workloads = crate::workloads::run(ctx.clone(), tags_for_workloads, config.node_grace);
+    let workloads = crate::workloads::run(
+        ctx.clone(),
+        tags_for_workloads,
+        streams_for_workloads,
+        config.node_grace,
+    );
     let annotation_triggers =
         crate::triggers::controller::run(client.clone(), tags_for_triggers, ctx.clone());
 

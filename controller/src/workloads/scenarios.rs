@@ -1,21 +1,20 @@
 //! The Workload reconciler against a mocked API server that expects each request in order
 //! ([`crate::testing::api_server`]): a Workload scaled up creates its Pods (owned, labelled, on the tag's
-//! digest) and applies its status; a pending Pod is bound; a settled Workload writes nothing.
+//! digest) and applies its status; a pending Pod is counted and left to the scheduler; a settled Workload
+//! writes nothing. Binding is tested with the scheduler (`crate::scheduling`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use berth_api::apps::{ContainerImage, REVISION_LABEL, SCHEDULER_NAME, WORKLOAD_LABEL, Workload};
 use berth_api::image::ImageStreamTag;
-use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, Pod, PodCondition, PodStatus};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
 use super::images::resolve_images;
 use super::pods::{pod, pod_name, revision_hash};
-use super::reconcile::{WorkloadContext, reconcile};
+use super::reconcile::{RESYNC, WorkloadContext, reconcile};
 use super::rollout::{self, PodView};
 use super::status;
 use crate::context::{FIELD_MANAGER, TagSnapshot};
@@ -55,40 +54,10 @@ fn target(w: &Workload, tags: &[ImageStreamTag]) -> (Vec<ContainerImage>, String
     (images, hash)
 }
 
-/// Node `name`: Ready, with room.
-fn node(name: &str) -> Node {
-    let mut n = Node::default();
-    n.metadata.name = Some(name.into());
-    n.status = Some(NodeStatus {
-        conditions: Some(vec![NodeCondition {
-            type_: "Ready".into(),
-            status: "True".into(),
-            ..Default::default()
-        }]),
-        allocatable: Some(
-            [("cpu", "4"), ("memory", "8Gi"), ("pods", "110")]
-                .map(|(k, v)| (k.to_owned(), Quantity(v.into())))
-                .into(),
-        ),
-        ..Default::default()
-    });
-    n
-}
-
-fn wctx(
-    client: kube::Client,
-    tags: Vec<ImageStreamTag>,
-    pods: Vec<Pod>,
-    nodes: Vec<Node>,
-) -> Arc<WorkloadContext> {
+fn wctx(client: kube::Client, tags: Vec<ImageStreamTag>, pods: Vec<Pod>) -> Arc<WorkloadContext> {
     Arc::new(WorkloadContext {
         ctx: context(client, tags, vec![]),
         pods: store(pods),
-        nodes: store(nodes),
-        leases: store([]),
-        node_grace: Duration::from_secs(40),
-        liveness: Default::default(),
-        assumed: Default::default(),
     })
 }
 
@@ -146,14 +115,11 @@ async fn a_workload_scaled_up_creates_owned_labelled_pods_on_the_tags_digest_the
             }),
     ]);
     let action = server
-        .run(reconcile(
-            Arc::new(w),
-            wctx(client, vec![live()], vec![], vec![node("n1")]),
-        ))
+        .run(reconcile(Arc::new(w), wctx(client, vec![live()], vec![])))
         .await
         .expect("reconciled");
-    // Something moves: look again soon.
-    assert_eq!(action, Action::requeue(Duration::from_secs(2)));
+    // What happens next (the Pods created, bound, Ready) comes as events: only a resync is due.
+    assert_eq!(action, Action::requeue(RESYNC));
 }
 
 /// Pod `index` of revision `hash` of `w`, as the API server stored it: bound to `node` (or not), Ready (or not).
@@ -186,25 +152,15 @@ fn stored_pod(
 }
 
 #[tokio::test]
-async fn a_pending_pod_is_bound_to_a_ready_node() {
+async fn a_pending_pod_is_counted_and_left_to_the_scheduler() {
     let w = web(1);
     let (images, hash) = target(&w, &[live()]);
     let pending = stored_pod(&w, &images, &hash, 0, None, false);
-    let name = pod_name("web", &hash, 0);
-    let (client, server) = api_server::mock([
-        Expect::create(format!("{PODS}/{name}/binding"))
-            .json("/kind", json!("Binding"))
-            .json("/metadata/name", json!(name))
-            .json(
-                "/target",
-                json!({"apiVersion": "v1", "kind": "Node", "name": "n1"}),
-            ),
-        status_apply(&w)
-            .json("/status/replicas", json!(1))
-            .json("/status/updatedReplicas", json!(1))
-            .json("/status/availableReplicas", json!(0)),
-    ]);
-    let cx = wctx(client, vec![live()], vec![pending], vec![node("n1")]);
+    let (client, server) = api_server::mock([status_apply(&w)
+        .json("/status/replicas", json!(1))
+        .json("/status/updatedReplicas", json!(1))
+        .json("/status/availableReplicas", json!(0))]);
+    let cx = wctx(client, vec![live()], vec![pending]);
     server.run(reconcile(Arc::new(w), cx)).await.expect("reconciled");
 }
 
@@ -241,9 +197,9 @@ fn settled(replicas: i32, tags: &[ImageStreamTag]) -> (Workload, Vec<Pod>) {
 async fn a_settled_workload_writes_nothing() {
     let (w, pods) = settled(2, &[live()]);
     let (client, server) = api_server::mock([]);
-    let cx = wctx(client, vec![live()], pods, vec![node("n1")]);
+    let cx = wctx(client, vec![live()], pods);
     let action = server.run(reconcile(Arc::new(w), cx)).await.expect("reconciled");
-    assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+    assert_eq!(action, Action::requeue(RESYNC));
 }
 
 #[tokio::test]
@@ -274,31 +230,7 @@ async fn a_moved_tag_starts_a_new_revision_one_surge_pod_at_a_time_and_says_so_o
         event("Triggered").json("/note", json!(format!("web follows ns/app:live to {image}"))),
         event("RolloutStarted").json("/note", json!("rolling out revision 2")),
     ]);
-    let cx = wctx(client, vec![moved], pods, vec![node("n1")]);
+    let cx = wctx(client, vec![moved], pods);
     let action = server.run(reconcile(Arc::new(w), cx)).await.expect("reconciled");
-    assert_eq!(action, Action::requeue(Duration::from_secs(2)));
-}
-
-#[tokio::test]
-async fn a_pod_that_fits_nowhere_is_marked_unschedulable_under_the_field_manager() {
-    let w = web(1);
-    let (images, hash) = target(&w, &[live()]);
-    let pending = stored_pod(&w, &images, &hash, 0, None, false);
-    let name = pod_name("web", &hash, 0);
-    let (client, server) = api_server::mock([
-        Expect::strategic(format!("{PODS}/{name}/status"), FIELD_MANAGER)
-            .json("/status/conditions/0/type", json!("PodScheduled"))
-            .json("/status/conditions/0/status", json!("False"))
-            .json("/status/conditions/0/reason", json!("Unschedulable")),
-        Expect::event(NS)
-            .json("/reason", json!("FailedScheduling"))
-            .json("/type", json!("Warning"))
-            .json("/regarding/kind", json!("Pod"))
-            .json("/regarding/name", json!(name)),
-        status_apply(&w).json("/status/replicas", json!(1)),
-    ]);
-    // No node at all.
-    let cx = wctx(client, vec![live()], vec![pending], vec![]);
-    let action = server.run(reconcile(Arc::new(w), cx)).await.expect("reconciled");
-    assert_eq!(action, Action::requeue(Duration::from_secs(2)));
+    assert_eq!(action, Action::requeue(RESYNC));
 }

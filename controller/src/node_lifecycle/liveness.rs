@@ -15,7 +15,7 @@
 //!
 //! Pure: the caller passes the controller's clock.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -101,6 +101,51 @@ impl Observations {
 /// Whether pods may be evicted from lost nodes when `lost` of `total` nodes look lost.
 pub fn evictions_allowed(lost: usize, total: usize) -> bool {
     total > 0 && lost < total && (lost as f64) <= UNHEALTHY_THRESHOLD * total as f64
+}
+
+/// Which nodes look lost now, and whether their pods may be replaced: what the node lifecycle tells the
+/// scheduler (no new pods on a lost node) and acts on itself (evictions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Nodes whose Lease this controller has not seen renewed within the grace.
+    pub lost: BTreeSet<String>,
+    /// Whether pods may be evicted from them ([`evictions_allowed`]).
+    pub evict: bool,
+}
+
+impl Health {
+    /// Judges `nodes` (the Node objects there are) from `observations`, recording what each one's Lease says
+    /// now (`renewed`) first: a renewal seen on any node may end a time the controller was blind. (Pods bound
+    /// to a node whose object is gone are kube-controller-manager's pod garbage collector's.)
+    pub fn judge(
+        observations: &mut Observations,
+        nodes: &BTreeSet<String>,
+        renewed: impl Fn(&str) -> Option<String>,
+        grace: Duration,
+        now: Timestamp,
+    ) -> Self {
+        observations.retain(|n| nodes.contains(n));
+        for n in nodes {
+            observations.record(n, renewed(n).as_deref(), now);
+        }
+        let lost: BTreeSet<String> = nodes
+            .iter()
+            .filter(|n| observations.age(n, now) > grace)
+            .cloned()
+            .collect();
+        let evict = evictions_allowed(lost.len(), nodes.len());
+        Self { lost, evict }
+    }
+
+    /// A node that may take new pods.
+    pub fn alive(&self, node: &str) -> bool {
+        !self.lost.contains(node)
+    }
+
+    /// A node whose pods are to be replaced: lost, and not one of most nodes looking lost at once.
+    pub fn evicting(&self, node: &str) -> bool {
+        self.evict && self.lost.contains(node)
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +258,43 @@ mod tests {
         o.retain(|n| n == "n2");
         assert_eq!(o.observe("n1", Some("a"), at(50)), Duration::ZERO);
         assert_eq!(o.observe("n2", Some("a"), at(50)), Duration::from_secs(50));
+    }
+
+    #[test]
+    fn health_judges_every_node_and_holds_evictions_when_most_look_lost() {
+        let mut o = Observations::default();
+        let nodes: BTreeSet<String> = ["n1", "n2", "n3", "n4"].map(String::from).into();
+        let grace = Duration::from_secs(40);
+        // Every node renews every 10 s but n4 (no Lease) and those in `silent` (from `since` on).
+        let mut judge = |t: i64, silent: &[&str], since: i64| {
+            let renewed = |n: &str| {
+                let stopped = silent.contains(&n) && t >= since;
+                (n != "n4").then(|| format!("t{}", if stopped { since } else { t }))
+            };
+            Health::judge(&mut o, &nodes, renewed, grace, at(t))
+        };
+        for t in (0..=40).step_by(10) {
+            assert_eq!(
+                judge(t, &[], 0),
+                Health {
+                    lost: BTreeSet::new(),
+                    evict: true
+                },
+                "at {t}"
+            );
+        }
+        let lost = judge(45, &[], 0);
+        assert_eq!(lost.lost, ["n4".to_owned()].into());
+        assert!(lost.evict, "1 of 4 lost");
+        assert!(lost.evicting("n4") && !lost.alive("n4") && lost.alive("n1") && !lost.evicting("n1"));
+        // n2 and n3 stop renewing at 50: at 95, 3 of 4 look lost, so nothing is evicted, and none of the three
+        // takes new pods.
+        for t in (50..=90).step_by(10) {
+            judge(t, &["n2", "n3"], 50);
+        }
+        let most = judge(95, &["n2", "n3"], 50);
+        assert_eq!(most.lost.len(), 3);
+        assert!(!most.evict && !most.evicting("n4") && !most.alive("n3"));
     }
 
     #[test]
