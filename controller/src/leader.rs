@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::metrics::{Metrics, Phase};
 
 /// Seconds a leader's Lease lasts without renewal; a standby takes over within about this long.
 pub const LEASE_SECONDS: u64 = 15;
@@ -24,8 +25,8 @@ pub struct Leadership {
     task: JoinHandle<kube_lease_manager::Result<LeaseManager>>,
 }
 
-/// Waits until this replica holds the Lease.
-pub async fn acquire(client: Client, config: &Config) -> Result<Leadership> {
+/// Waits until this replica holds the Lease, in [`Phase::StandingBy`] meanwhile.
+pub async fn acquire(client: Client, config: &Config, metrics: &Metrics) -> Result<Leadership> {
     let identity = config.identity();
     let manager = LeaseManagerBuilder::new(client, &config.lease_name)
         .with_namespace(&config.lease_namespace)
@@ -37,11 +38,15 @@ pub async fn acquire(client: Client, config: &Config) -> Result<Leadership> {
         .build()
         .await?;
     let (mut leading, task) = manager.watch().await;
-    info!(identity, lease = %config.lease_name, namespace = %config.lease_namespace, "waiting to lead");
+    if !*leading.borrow() {
+        info!(identity, lease = %config.lease_name, namespace = %config.lease_namespace, "waiting to lead");
+        metrics.set_phase(Phase::StandingBy);
+    }
     while !*leading.borrow_and_update() {
         leading.changed().await.map_err(|_| Error::LostLeadership)?;
     }
     info!(identity, "leading");
+    metrics.set_phase(Phase::Syncing);
     Ok(Leadership { leading, task })
 }
 

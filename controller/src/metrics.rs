@@ -3,7 +3,7 @@
 pub mod reconciles;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -63,7 +63,47 @@ pub struct Metrics {
     pub status_writes: Family<ResultLabels, Counter>,
     /// Every reconcile: its duration, its errors by class, its back-off, the drain at shutdown.
     pub reconciles: Reconciles,
-    ready: Arc<AtomicBool>,
+    /// 1 while this replica holds the leader Lease, else 0 (as client-go's `leader_election_master_status`).
+    pub leader: Gauge,
+    phase: Arc<AtomicU8>,
+}
+
+/// Where a replica is on its way to serving: what `/readyz` says, and what `berth_leader` counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Connecting, checking the CRDs, joining the election.
+    Starting,
+    /// In the election; another replica holds the Lease.
+    StandingBy,
+    /// Leading; the caches are not synced yet.
+    Syncing,
+    /// Leading with synced caches: reconciling and taking registry notifications.
+    Ready,
+    /// Stopping: no new reconcile starts.
+    Stopping,
+}
+
+impl Phase {
+    const ALL: [Self; 5] = [
+        Self::Starting,
+        Self::StandingBy,
+        Self::Syncing,
+        Self::Ready,
+        Self::Stopping,
+    ];
+
+    /// What `/readyz` answers in this phase.
+    pub fn readyz(self) -> (StatusCode, &'static str) {
+        let unavailable = StatusCode::SERVICE_UNAVAILABLE;
+        match self {
+            Self::Starting => (unavailable, "starting"),
+            Self::StandingBy => (unavailable, "standing by: another replica holds the leader Lease"),
+            Self::Syncing => (unavailable, "leading; caches not synced yet"),
+            Self::Ready => (StatusCode::OK, "ok"),
+            Self::Stopping => (unavailable, "stopping"),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -100,6 +140,12 @@ impl Default for Metrics {
         let status_writes = Family::<ResultLabels, Counter>::default();
         registry.register("status_writes", "Status writes by kind", status_writes.clone());
         let reconciles = Reconciles::register(&mut registry);
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            leader.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             imports,
@@ -109,16 +155,28 @@ impl Default for Metrics {
             notifications,
             status_writes,
             reconciles,
-            ready: Arc::default(),
+            leader,
+            phase: Arc::new(AtomicU8::new(Phase::Starting as u8)),
         }
     }
 }
 
 impl Metrics {
-    /// Marks the controller ready (leader, caches synced) or not; `/readyz` answers accordingly, so a
-    /// Service sends registry notifications only to the leader.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+    /// Moves the replica to `phase`: `/readyz` answers ready only in [`Phase::Ready`], so a Service sends
+    /// registry notifications only to the leader, and says why not otherwise.
+    pub fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
+        self.leader
+            .set(i64::from(matches!(phase, Phase::Syncing | Phase::Ready)));
+    }
+
+    /// The replica's phase.
+    pub fn phase(&self) -> Phase {
+        let n = self.phase.load(Ordering::Relaxed);
+        Phase::ALL
+            .into_iter()
+            .find(|p| *p as u8 == n)
+            .unwrap_or(Phase::Starting)
     }
 
     /// Counts one status write of `kind`.
@@ -147,17 +205,7 @@ impl Metrics {
             .route("/healthz", get(|| async { "ok" }))
             .route(
                 "/readyz",
-                get(|State(m): State<Metrics>| async move {
-                    if m.ready.load(Ordering::Relaxed) {
-                        (StatusCode::OK, "ok").into_response()
-                    } else {
-                        (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "not the leader, or caches not synced",
-                        )
-                            .into_response()
-                    }
-                }),
+                get(|State(m): State<Metrics>| async move { m.phase().readyz().into_response() }),
             )
             .with_state(self.clone())
     }
@@ -194,5 +242,24 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("berth_push_queue_depth"), "{text}");
+    }
+
+    #[test]
+    fn readyz_and_the_leader_gauge_follow_the_phase() {
+        let m = Metrics::default();
+        assert_eq!(m.phase().readyz(), (StatusCode::SERVICE_UNAVAILABLE, "starting"));
+        for (phase, code, leader) in [
+            (Phase::StandingBy, StatusCode::SERVICE_UNAVAILABLE, 0),
+            (Phase::Syncing, StatusCode::SERVICE_UNAVAILABLE, 1),
+            (Phase::Ready, StatusCode::OK, 1),
+            (Phase::Stopping, StatusCode::SERVICE_UNAVAILABLE, 0),
+        ] {
+            m.set_phase(phase);
+            assert_eq!((m.phase(), m.phase().readyz().0), (phase, code));
+            assert!(
+                m.encode().contains(&format!("berth_leader {leader}\n")),
+                "{phase:?}"
+            );
+        }
     }
 }

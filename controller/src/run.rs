@@ -21,8 +21,8 @@ use crate::config::Config;
 use crate::context::{Context, Push};
 use crate::error::{Error, Result};
 use crate::import::schedule::Pacing;
-use crate::metrics::Metrics;
 use crate::metrics::reconciles::Reconciles;
+use crate::metrics::{Metrics, Phase};
 use crate::registry::{RateLimit, RegistryPolicy, Resolver, ResolverConfig};
 use crate::webhook::Webhook;
 use crate::{import, leader, streams};
@@ -125,7 +125,7 @@ pub async fn run(config: Config) -> Result<()> {
 
     let mut stop = std::pin::pin!(stop_signal());
     let mut leadership = tokio::select! {
-        leadership = leader::acquire(client.clone(), &config) => leadership?,
+        leadership = leader::acquire(client.clone(), &config, &metrics) => leadership?,
         signal = &mut stop => { info!(signal, "stopping"); return Ok(()) }
     };
 
@@ -254,7 +254,7 @@ pub async fn run(config: Config) -> Result<()> {
             .await;
             if matches!(synced, (Ok(()), Ok(()), Ok(()), Ok(()))) {
                 info!("caches synced; ready");
-                metrics.set_ready(true);
+                metrics.set_phase(Phase::Ready);
             }
             futures::future::pending::<()>().await;
         }
@@ -281,13 +281,13 @@ pub async fn run(config: Config) -> Result<()> {
             result = &mut running => result,
             signal = &mut stop => {
                 info!(signal, "stopping: no new reconciles; waiting for those running");
-                metrics.set_ready(false);
+                metrics.set_phase(Phase::Stopping);
                 drain(&metrics.reconciles, running, DRAIN_TIMEOUT).await
             }
         }
     };
     // Everything that imports or writes has stopped (dropped with the block): hand the Lease over.
-    metrics.set_ready(false);
+    metrics.set_phase(Phase::Stopping);
     leadership.release().await;
     health.abort();
     result

@@ -287,21 +287,25 @@ impl Replica {
         self.child.try_wait().ok().flatten()
     }
 
-    /// Waits until the replica says it waits for the Lease; fails when it exits instead.
+    /// Waits until the replica stands by for the Lease, as its `/readyz` says (503, "standing by: ...");
+    /// fails when it exits instead.
     pub async fn wait_standing_by(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            let log = self.log_text();
-            if log.contains("waiting to lead") {
-                return Ok(());
-            }
+            let answer = http::get(&self.metrics_addr, "/readyz", Duration::from_secs(2)).await;
+            let said = match answer {
+                Ok(r) if r.status == 503 && r.body.starts_with("standing by") => return Ok(()),
+                Ok(r) => format!("{} {}", r.status, r.body),
+                Err(e) => e.to_string(),
+            };
             if let Some(status) = self.exited() {
-                bail!("replica {} exited ({status}): {log}", self.identity);
+                bail!("replica {} exited ({status}): {}", self.identity, self.log_text());
             }
             if Instant::now() > deadline {
                 bail!(
-                    "replica {} does not wait for the Lease after {timeout:?}: {log}",
-                    self.identity
+                    "replica {} does not stand by for the Lease after {timeout:?} (/readyz: {said}): {}",
+                    self.identity,
+                    self.log_text()
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -21,11 +21,12 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
+use crate::caches::Subscription;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
 use crate::node_lifecycle::liveness::Health;
@@ -54,7 +55,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// Schedules until the process stops; `pod_events` wakes it on every change of the shared Pod watch.
-    pub async fn run(mut self, pod_events: ReflectHandle<Pod>) {
+    pub async fn run(mut self, pod_events: Subscription<Pod>) {
         let wake = Notify::new();
         let forward = pod_events.for_each(|_| {
             wake.notify_one();

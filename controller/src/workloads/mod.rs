@@ -21,11 +21,11 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Client, ResourceExt};
 
-use crate::caches;
+use crate::caches::{self, Subscription};
 use crate::context::Context;
 use crate::followers::{self, TagKey};
 use crate::node_lifecycle::NodeLifecycle;
@@ -36,8 +36,8 @@ use reconcile::WorkloadContext;
 /// process stops. `tags` and `streams` are subscriptions to the shared watches of those kinds.
 pub async fn run(
     ctx: Arc<Context>,
-    tags: ReflectHandle<ImageStreamTag>,
-    streams: ReflectHandle<ImageStream>,
+    tags: Subscription<ImageStreamTag>,
+    streams: Subscription<ImageStream>,
     node_grace: Duration,
 ) {
     let client: Client = ctx.client.clone();
