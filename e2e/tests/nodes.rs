@@ -1,19 +1,24 @@
 //! Lost hosts: a host stopped, and a host cut off the network. Its Workload pods come back on the other hosts
-//! once its Lease is older than the grace (40 s), and when it returns nothing stale keeps running.
+//! once its Lease is older than the grace (40 s), the Workload's status counts the lost pod out until its
+//! replacement is Ready, and when the host returns nothing stale keeps running.
 //!
 //! These scenarios stop parts of the shared local cluster; run them alone (`--test-threads=1`, as
 //! `hack/test.sh` does). A guard brings the host back also when a test fails.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use berth_api::apps::Workload;
 use berth_e2e::api::{
     LivePod, TestNamespace, admin_client, kubectl_apply, wait_for, wait_hosts_ready, workload_pods,
 };
 use berth_e2e::cluster::{LocalCluster, node_op};
 use berth_e2e::web::{WEB_WORKLOAD, answers};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 
 /// The node grace of the local cluster's controller plus what it takes to notice, replace and start.
 const RECOVERY: Duration = Duration::from_secs(40 + 30);
@@ -29,6 +34,59 @@ impl Drop for HostGuard {
         if let Err(e) = node_op(self.undo, &self.node) {
             eprintln!("could not bring {} back: {e}", self.node);
         }
+    }
+}
+
+/// The (ready, available) replicas of a Workload's status, each change in order, from a watch.
+struct ReadyCounts {
+    seen: Arc<Mutex<Vec<(i32, i32)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReadyCounts {
+    fn watch(api: Api<Workload>, name: &str) -> Self {
+        let seen: Arc<Mutex<Vec<(i32, i32)>>> = Arc::default();
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut objects = std::pin::pin!(watcher(api, config).applied_objects());
+            while let Some(Ok(w)) = objects.next().await {
+                let status = w.status.unwrap_or_default();
+                let counts = (status.ready_replicas, status.available_replicas);
+                let mut seen = record.lock().expect("not poisoned");
+                if seen.last() != Some(&counts) {
+                    seen.push(counts);
+                }
+            }
+        });
+        Self { seen, task }
+    }
+
+    fn seen(&self) -> Vec<(i32, i32)> {
+        self.seen.lock().expect("not poisoned").clone()
+    }
+
+    /// Waits until the status says all 3 replicas are ready and available.
+    async fn wait_all_ready(&self) -> anyhow::Result<()> {
+        wait_for(
+            "the Workload's status to say 3 ready, 3 available",
+            Duration::from_secs(10),
+            || async {
+                let seen = self.seen();
+                Ok(if seen.last() == Some(&(3, 3)) {
+                    Ok(())
+                } else {
+                    Err(format!("{seen:?}"))
+                })
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for ReadyCounts {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -75,6 +133,11 @@ async fn scenario(prefix: &str, lose: &'static str, undo: &'static str) -> anyho
         .cloned()
         .expect("a pod on every host");
 
+    // The replacement may take the free name again: the lost host's pod is told apart by its uid.
+    let stale_uid = pods.get(&stale_pod).await?.metadata.uid;
+    let counts = ReadyCounts::watch(Api::namespaced(client.clone(), &ns.name), "web");
+    counts.wait_all_ready().await?;
+    let before_loss = counts.seen().len();
     node_op(lose, &victim)?;
     let guard = HostGuard {
         undo,
@@ -94,8 +157,16 @@ async fn scenario(prefix: &str, lose: &'static str, undo: &'static str) -> anyho
     for LivePod { name, ip, .. } in &replaced {
         assert!(answers(ip).await, "{name} at {ip} does not answer");
     }
+    // The status told the truth on the way: fewer than 3 ready while a pod was replaced, 3 again after.
+    counts.wait_all_ready().await?;
+    let seen = counts.seen();
     assert!(
-        pods.get_opt(&stale_pod).await?.is_none(),
+        seen[before_loss..].iter().any(|(ready, _)| *ready < 3),
+        "the status never counted the lost pod out: {seen:?}"
+    );
+    let now = pods.get_opt(&stale_pod).await?;
+    assert!(
+        now.is_none_or(|p| p.metadata.uid != stale_uid),
         "the pod of the lost host is still there"
     );
 
