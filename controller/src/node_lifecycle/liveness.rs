@@ -148,6 +148,35 @@ impl Health {
     }
 }
 
+/// How often eviction may begin on one more lost node: kube-controller-manager's `--node-eviction-rate`
+/// default (0.1 nodes a second), so that a fault spreading node by node does not empty the cluster at once.
+pub const EVICTION_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Which lost nodes eviction has begun on, paced by [`EVICTION_INTERVAL`].
+#[derive(Debug, Default)]
+pub struct EvictionPacing {
+    begun: BTreeSet<String>,
+    last: Option<Timestamp>,
+}
+
+impl EvictionPacing {
+    /// The nodes whose pods may be replaced now: those eviction began on and `health` still evicts from,
+    /// and one more when the last began [`EVICTION_INTERVAL`] ago. A node seen again is forgotten.
+    pub fn admit(&mut self, health: &Health, now: Timestamp) -> BTreeSet<String> {
+        self.begun.retain(|n| health.evicting(n));
+        for node in health.lost.iter().filter(|n| health.evicting(n)) {
+            let due = self
+                .last
+                .is_none_or(|last| now.duration_since(last).unsigned_abs() >= EVICTION_INTERVAL);
+            if !self.begun.contains(node) && due {
+                self.begun.insert(node.clone());
+                self.last = Some(now);
+            }
+        }
+        self.begun.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +324,30 @@ mod tests {
         let most = judge(95, &["n2", "n3"], 50);
         assert_eq!(most.lost.len(), 3);
         assert!(!most.evict && !most.evicting("n4") && !most.alive("n3"));
+    }
+
+    #[test]
+    fn eviction_begins_on_one_more_lost_node_every_ten_seconds() {
+        let mut pacing = EvictionPacing::default();
+        let health = |lost: &[&str], evict: bool| Health {
+            lost: lost.iter().map(|n| (*n).to_owned()).collect(),
+            evict,
+        };
+        let names = |s: BTreeSet<String>| s.into_iter().collect::<Vec<_>>();
+        assert_eq!(names(pacing.admit(&health(&["a", "b"], true), at(0))), ["a"]);
+        assert_eq!(names(pacing.admit(&health(&["a", "b"], true), at(9))), ["a"]);
+        assert_eq!(
+            names(pacing.admit(&health(&["a", "b", "c"], true), at(10))),
+            ["a", "b"]
+        );
+        // `a` is seen again; `c` waits its turn.
+        assert_eq!(names(pacing.admit(&health(&["b", "c"], true), at(15))), ["b"]);
+        assert_eq!(
+            names(pacing.admit(&health(&["b", "c"], true), at(20))),
+            ["b", "c"]
+        );
+        // Full disruption holds every eviction, begun or not.
+        assert!(pacing.admit(&health(&["b", "c"], false), at(30)).is_empty());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! every other pod after its toleration are kube-controller-manager's node lifecycle controller, which the
 //! local cluster runs as any cluster does; this loop only replaces Berth's own Workload pods sooner.
 //!
+//! Eviction begins on one more lost node every 10 s at most, as kube-controller-manager paces it.
+//!
 //! Time is what moves a Lease's age, so the loop ticks every [`TICK`] rather than waiting for events.
 
 pub mod liveness;
@@ -28,7 +30,7 @@ use tracing::{info, warn};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::workloads::reconcile::publish;
-use liveness::{Health, Observations};
+use liveness::{EvictionPacing, Health, Observations};
 
 /// The controller's name in logs and metrics.
 pub const CONTROLLER: &str = "node-lifecycle";
@@ -55,6 +57,8 @@ pub struct NodeLifecycle {
     pub observations: Observations,
     /// Pods deleted and not yet gone from the cache: deleted once, reported once.
     pub evicted: HashSet<String>,
+    /// Which lost nodes eviction has begun on, one more every 10 s at most.
+    pub pacing: EvictionPacing,
 }
 
 impl NodeLifecycle {
@@ -78,7 +82,8 @@ impl NodeLifecycle {
                 report(&health.borrow(), &judged);
                 health.send_replace(Arc::new(judged.clone()));
             }
-            self.evict(&judged).await;
+            let admitted = self.pacing.admit(&judged, jiff::Timestamp::now());
+            self.evict(&admitted).await;
         }
     }
 
@@ -93,14 +98,14 @@ impl NodeLifecycle {
         Health::judge(&mut self.observations, &nodes, renewed, self.grace, now)
     }
 
-    /// Deletes the Workload pods on nodes `health` evicts from, each once, with a `NodeLost` Event on its
-    /// Workload. A failed deletion is counted and logged as any reconcile's failure and tried on the next tick.
-    pub async fn evict(&mut self, health: &Health) {
+    /// Deletes the Workload pods on the `evicted` nodes, each once, with a `NodeLost` Event on its Workload.
+    /// A failed deletion is counted and logged as any reconcile's failure and tried on the next tick.
+    pub async fn evict(&mut self, nodes: &BTreeSet<String>) {
         let pods = self.pods.state();
         self.evicted
             .retain(|uid| pods.iter().any(|p| p.uid().as_deref() == Some(uid.as_str())));
         let reconciles = &self.ctx.metrics.reconciles;
-        for (pod, node) in victims(&pods, health) {
+        for (pod, node) in victims(&pods, nodes) {
             let uid = pod.uid().unwrap_or_default();
             if self.evicted.contains(&uid) {
                 continue;
@@ -153,9 +158,8 @@ impl NodeLifecycle {
     }
 }
 
-/// The Workload pods (controlled by a Workload, not being deleted) on nodes `health` evicts from, with their
-/// node.
-pub fn victims(pods: &[Arc<Pod>], health: &Health) -> Vec<(Arc<Pod>, String)> {
+/// The Workload pods (controlled by a Workload, not being deleted) on the `evicted` nodes, with their node.
+pub fn victims(pods: &[Arc<Pod>], evicted: &BTreeSet<String>) -> Vec<(Arc<Pod>, String)> {
     let kind = Workload::kind(&());
     pods.iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -166,7 +170,7 @@ pub fn victims(pods: &[Arc<Pod>], health: &Health) -> Vec<(Arc<Pod>, String)> {
         })
         .filter_map(|p| {
             let node = p.spec.as_ref()?.node_name.clone()?;
-            health.evicting(&node).then(|| (p.clone(), node))
+            evicted.contains(&node).then(|| (p.clone(), node))
         })
         .collect()
 }

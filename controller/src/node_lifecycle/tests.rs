@@ -34,11 +34,8 @@ fn pod(name: &str, node: &str, kind: &str) -> Pod {
     p
 }
 
-fn lost(nodes: &[&str], evict: bool) -> Health {
-    Health {
-        lost: nodes.iter().map(|n| (*n).to_owned()).collect::<BTreeSet<_>>(),
-        evict,
-    }
+fn nodes(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
 }
 
 #[test]
@@ -56,13 +53,15 @@ fn only_workload_pods_on_nodes_being_evicted_from_are_victims() {
     .into_iter()
     .map(Arc::new)
     .collect();
-    let names = |h: &Health| -> Vec<String> { victims(&pods, h).iter().map(|(p, _)| p.name_any()).collect() };
-    assert_eq!(names(&lost(&["n1"], true)), ["a"]);
-    assert!(
-        names(&lost(&["n1"], false)).is_empty(),
-        "full disruption: nothing goes"
-    );
-    assert!(names(&lost(&[], true)).is_empty());
+    let names = |n: &[&str]| -> Vec<String> {
+        victims(&pods, &nodes(n))
+            .iter()
+            .map(|(p, _)| p.name_any())
+            .collect()
+    };
+    assert_eq!(names(&["n1"]), ["a"]);
+    assert_eq!(names(&["n2"]), ["b"]);
+    assert!(names(&[]).is_empty());
 }
 
 #[tokio::test]
@@ -92,13 +91,13 @@ async fn a_lost_nodes_workload_pod_is_deleted_at_once_and_reported_once() {
         grace: Duration::from_secs(40),
         observations: Observations::default(),
         evicted: HashSet::new(),
+        pacing: EvictionPacing::default(),
     };
     server
         .run(async {
-            let health = lost(&["n1"], true);
-            lifecycle.evict(&health).await;
+            lifecycle.evict(&nodes(&["n1"])).await;
             // The cache has not caught up yet: the pod is not deleted or reported again.
-            lifecycle.evict(&health).await;
+            lifecycle.evict(&nodes(&["n1"])).await;
         })
         .await;
 }

@@ -71,6 +71,7 @@ pub async fn run(
         grace: node_grace,
         observations: Default::default(),
         evicted: Default::default(),
+        pacing: Default::default(),
     };
     let scheduler = Scheduler {
         ctx: ctx.clone(),
