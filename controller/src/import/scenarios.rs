@@ -98,7 +98,7 @@ async fn importing_the_same_digest_again_writes_nothing_and_says_nothing() {
         ObjectRef::from_obj(&imported),
         Push {
             digest: Some(d1),
-            attempts: 0,
+            ..Push::default()
         },
     );
     let action = server
@@ -127,7 +127,7 @@ async fn a_push_the_registry_does_not_show_yet_is_looked_for_again_shortly_witho
     let key = ObjectRef::from_obj(&imported);
     let pushed = Push {
         digest: Some(digest('2')),
-        attempts: 0,
+        ..Push::default()
     };
     ctx.request_push_import(key.clone(), pushed.clone());
     let action = server
@@ -135,12 +135,16 @@ async fn a_push_the_registry_does_not_show_yet_is_looked_for_again_shortly_witho
         .await
         .expect("checked");
     assert_eq!(action, Action::requeue(PUSH_RECHECK));
+    // Looked for again, from now on: a tag list cached before this check is not reused.
+    let again = ctx.take_push_request(&key).expect("asked again");
+    assert!(again.received.is_some());
     assert_eq!(
-        ctx.take_push_request(&key),
-        Some(Push {
+        again,
+        Push {
             attempts: 1,
+            received: again.received,
             ..pushed
-        })
+        }
     );
 }
 
