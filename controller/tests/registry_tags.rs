@@ -38,10 +38,11 @@ async fn paging_registry(tags: Arc<Vec<String>>, max_page: usize) -> FakeRegistr
                 .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
                 .map(str::to_owned)
         };
-        let n = param("n")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(100)
-            .min(max_page);
+        // `usize::MAX`: `n` ignored, every tag in one page (as distribution 2.8 answers).
+        let n = match max_page {
+            usize::MAX => tags.len(),
+            max => param("n").and_then(|n| n.parse().ok()).unwrap_or(100).min(max),
+        };
         let start = match param("last") {
             Some(last) => tags.partition_point(|t| *t <= last),
             None => 0,
@@ -115,6 +116,18 @@ async fn a_repository_of_more_tags_than_the_cap_costs_a_bounded_number_of_reques
         .expect("listed");
     assert_eq!((list.tags.len(), list.pages, server.hits()), (500, 5, 5));
     assert!(list.truncated);
+
+    // A registry that ignores `n` answers everything at once: what was read is kept, and it is the whole list.
+    let server = paging_registry(tag_names(12_000), usize::MAX).await;
+    let limits = TagListLimits {
+        page_size: 100,
+        ..Default::default()
+    };
+    let list = resolver(limits)
+        .list_tags(&request(&server))
+        .await
+        .expect("listed");
+    assert_eq!((list.tags.len(), list.pages, list.truncated), (12_000, 1, false));
 
     // Exactly at the cap with nothing after it is the whole list.
     let server = paging_registry(tag_names(2_000), 1000).await;

@@ -290,7 +290,7 @@ async fn a_version_policy_follows_the_newest_matching_tag_and_moves_when_a_newer
                 "the message says what was chosen and why",
                 message(
                     "/berth/demo:v1.2.0 (versionPolicy: v1.2.0 is the highest of 2 tags in semver range \
-                     \">=1.0 <2\" (of 5 listed: 1 not semantic versions, 1 pre-releases, 1 out of range)) \
+                     \">=1.0 <2\" (of 5 listed: 1 not a semantic version, 1 pre-release, 1 out of range)) \
                      resolved to sha256:",
                 ),
             ),

@@ -4,7 +4,8 @@
 //! Bounded three ways, so that a repository of 10,000 tags or more costs a known number of requests: pages
 //! are read through the same per-registry gate (rate limit and back-off), registry policy and
 //! authentication as manifests; a listing stops at [`TagListLimits::max_tags`] tags or
-//! [`TagListLimits::max_pages`] pages and says so ([`TagList::truncated`]); and a listing is kept for
+//! [`TagListLimits::max_pages`] pages (each at most [`TagListLimits::max_page_bytes`]) and says so
+//! ([`TagList::truncated`]); and a listing is kept for
 //! [`TagListLimits::cache_ttl`] per registry, repository and credentials, so many tags following one
 //! repository share it.
 
@@ -29,7 +30,7 @@ use super::transport::{BodyError, error_chain, read_limited};
 pub struct TagListLimits {
     /// Tags asked for per page (`n`). Default 1,000; registries may answer fewer (Docker Hub: 100).
     pub page_size: u32,
-    /// The most tags read; the rest are not seen. Default 10,000.
+    /// No further page is asked for once this many tags are read (the rest are not seen). Default 10,000.
     pub max_tags: usize,
     /// The most pages read. Default 100 (10,000 tags at Docker Hub's 100 a page).
     pub max_pages: u32,
@@ -67,7 +68,8 @@ pub struct TagListRequest {
 /// A repository's tags as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagList {
-    /// The tags, in the registry's order (the spec asks for lexical order), at most `max_tags`.
+    /// The tags, in the registry's order (the spec asks for lexical order; distribution 2.8 does not keep
+    /// to it): at most `max_tags` plus the rest of the page that reached it.
     pub tags: Arc<[String]>,
     /// Whether the registry had more than was read (the tag or page cap was reached).
     pub truncated: bool,
@@ -221,9 +223,11 @@ async fn list(
             Some(Err(problem)) => return Err(invalid(session, problem)),
             None => None,
         };
+        // What a page held is kept (its size is bounded by `max_page_bytes`): a registry that ignores `n`
+        // (distribution 2.8) answers one page in no particular order, and dropping part of it would choose
+        // from an arbitrary subset.
         if tags.len() >= limits.max_tags {
-            truncated = tags.len() > limits.max_tags || next.is_some();
-            tags.truncate(limits.max_tags);
+            truncated = next.is_some();
             break;
         }
     }

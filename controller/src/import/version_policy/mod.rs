@@ -349,15 +349,19 @@ fn numbers(value: &str) -> Option<Vec<(usize, String)>> {
 
 /// `, skipping 40 pre-releases and 3 excluded tags`, or nothing.
 fn skipped_note(skipped: &[usize; 6], order: &Order) -> String {
-    let label = |skip: Skip| match (skip, order) {
-        (Skip::NotOciTag, _) => "invalid tags",
-        (Skip::Filtered, _) => "not matching filterTags",
-        (Skip::Excluded, _) => "excluded",
-        (Skip::NotAVersion, Order::Semver(..)) => "not semantic versions",
-        (Skip::NotAVersion, Order::Numerical(_)) => "not numbers",
-        (Skip::NotAVersion, Order::Alphabetical(_)) => "empty after extract",
-        (Skip::PreRelease, _) => "pre-releases",
-        (Skip::OutOfRange, _) => "out of range",
+    let label = |skip: Skip, n: usize| match (skip, order, n) {
+        (Skip::NotOciTag, _, 1) => "invalid tag",
+        (Skip::NotOciTag, _, _) => "invalid tags",
+        (Skip::Filtered, _, _) => "not matching filterTags",
+        (Skip::Excluded, _, _) => "excluded",
+        (Skip::NotAVersion, Order::Semver(..), 1) => "not a semantic version",
+        (Skip::NotAVersion, Order::Semver(..), _) => "not semantic versions",
+        (Skip::NotAVersion, Order::Numerical(_), 1) => "not a number",
+        (Skip::NotAVersion, Order::Numerical(_), _) => "not numbers",
+        (Skip::NotAVersion, Order::Alphabetical(_), _) => "empty after extract",
+        (Skip::PreRelease, _, 1) => "pre-release",
+        (Skip::PreRelease, _, _) => "pre-releases",
+        (Skip::OutOfRange, _, _) => "out of range",
     };
     let parts: Vec<String> = [
         Skip::NotOciTag,
@@ -369,7 +373,7 @@ fn skipped_note(skipped: &[usize; 6], order: &Order) -> String {
     ]
     .into_iter()
     .filter(|&s| skipped[s as usize] > 0)
-    .map(|s| format!("{} {}", count(skipped[s as usize]), label(s)))
+    .map(|s| format!("{} {}", count(skipped[s as usize]), label(s, skipped[s as usize])))
     .collect();
     if parts.is_empty() {
         String::new()

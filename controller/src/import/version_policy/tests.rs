@@ -3,6 +3,7 @@
 //! extraction ordered numerically or alphabetically (Flux's `filterTags`), exclusions, and a repository of
 //! more than 9,000 tags.
 
+use berth_api::image::ImageStreamTag;
 use berth_api::version_policy::{OrderPolicy, SemverPolicy, SortOrder, TagFilter, VersionPolicy};
 
 use super::*;
@@ -404,4 +405,57 @@ fn counts_have_thousands_separators() {
     assert_eq!(count(999), "999");
     assert_eq!(count(9_214), "9,214");
     assert_eq!(count(1_234_567), "1,234,567");
+}
+
+#[test]
+fn a_tag_with_a_policy_names_a_repository_of_a_registry() {
+    use crate::testing::fixtures::{NS, TagFixture, istag};
+    use berth_api::image::SourceKind;
+
+    let with_policy = |t: ImageStreamTag| {
+        let mut t = t.import_policy(true, true);
+        t.spec.import_policy.as_mut().unwrap().version_policy = Some(semver("^1"));
+        t
+    };
+    let refusal = |t: &ImageStreamTag| match source(t) {
+        Some(Source::Known(Outcome::Failed { reason, message })) => {
+            assert_eq!(reason, REASON_INVALID);
+            message
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let t = with_policy(istag(NS, "demo", "v1").follows_image("reg.example:5000/berth/demo"));
+    assert!(matches!(
+        source(&t),
+        Some(Source::Versions { repository, .. }) if repository.repository() == "berth/demo"
+    ));
+    assert_eq!(
+        source(&istag(NS, "demo", "v1").follows_image("reg/demo:v1")),
+        None,
+        "no policy"
+    );
+
+    let tagged = with_policy(istag(NS, "demo", "v1").follows_image("reg.example:5000/berth/demo:v1"));
+    let message = refusal(&tagged);
+    assert!(
+        message.contains("write the repository alone (reg.example:5000/berth/demo)"),
+        "{message}"
+    );
+
+    let pinned =
+        with_policy(istag(NS, "demo", "v1").follows_image(&format!("reg/demo@sha256:{}", "1".repeat(64))));
+    assert_eq!(
+        source(&pinned),
+        None,
+        "a pinned digest (a rollback) wins over the policy"
+    );
+
+    let mut recorded = t.clone();
+    recorded.spec.reference = true;
+    assert!(refusal(&recorded).contains("`reference: true`"));
+    let alias = with_policy(istag(NS, "demo", "v1").follows(SourceKind::ImageStreamTag, "demo:v2"));
+    assert!(refusal(&alias).contains("needs from.kind DockerImage"));
+    let mut invalid = t.clone();
+    invalid.spec.import_policy.as_mut().unwrap().version_policy = Some(semver("!=1"));
+    assert!(refusal(&invalid).starts_with("importPolicy.versionPolicy.semver.range: "));
 }
