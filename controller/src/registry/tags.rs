@@ -102,10 +102,11 @@ impl TagListCache {
         })
     }
 
-    fn put(&self, key: CacheKey, list: TagList) {
+    /// Keeps `list`; when full, expired listings go first, then all.
+    fn put(&self, key: CacheKey, list: TagList, ttl: Duration) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= CACHE_ENTRIES {
-            entries.retain(|_, l| l.listed_at.elapsed() < Duration::from_secs(1));
+            entries.retain(|_, l| l.listed_at.elapsed() <= ttl);
             if entries.len() >= CACHE_ENTRIES {
                 entries.clear();
             }
@@ -169,7 +170,7 @@ impl Resolver {
             Err(e) => span.in_scope(|| warn!(reason = e.reason(), error = %e, "listing tags failed")),
         }
         let list = result?;
-        self.tag_lists().put(key, list.clone());
+        self.tag_lists().put(key, list.clone(), limits.cache_ttl);
         Ok(list)
     }
 }

@@ -7,6 +7,10 @@
 //! hyphen ranges, a bare version meaning itself, and any pre-release admitted once the range names one
 //! (`>=1.0.0-0`). [`Range::parse`] translates the one into the other, and [`Range::matches`] applies
 //! Masterminds' pre-release rule.
+//!
+//! One difference stays, on purpose: a partial upper bound excludes the pre-releases of that version (`<2` is
+//! below `2.0.0-0`, as in Cargo), where Masterminds admits `2.0.0-rc.1` to `>=1.2.0-0 <2`. Whoever writes
+//! `<2` means "not 2".
 
 use semver::{BuildMetadata, Comparator, Op, Prerelease, Version, VersionReq};
 

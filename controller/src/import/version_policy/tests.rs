@@ -90,7 +90,9 @@ fn semver_ranges_as_masterminds_writes_them() {
         ("~1.1 || ^3", "v1.1.1"),
         ("<1.1.0 || >=1.2.1", "v1.2.1"),
         ("*", "v1.2.1"),
+        // `<2` excludes 2.0.0's pre-releases too (Masterminds would admit v2.0.0-rc.1): see `range.rs`.
         (">=1.2.0-0 <2", "v1.3.0-alpha.0"),
+        (">=1.2.0-0 <2.0.0-rc.2", "v2.0.0-rc.1"),
         (">=1.0.0-0", "v2.0.0-rc.1"),
         (">=2.0.0-rc.0", "v2.0.0-rc.1"),
     ] {
