@@ -224,16 +224,14 @@ impl Policy {
                 Err(skip) => skipped[skip as usize] += 1,
             }
         }
-        let listed_note = format!(
-            "{} listed{}",
-            count(listed.tags.len()),
-            if listed.truncated {
-                "; the listing stopped at its cap, so later tags were not seen"
-            } else {
-                ""
-            }
-        );
-        let skipped_note = skipped_note(&skipped, &self.order);
+        let listed_note = format!("{} listed", count(listed.tags.len()));
+        let mut skipped_note = skipped_note(&skipped, &self.order);
+        if listed.truncated {
+            skipped_note.push_str(
+                "; the registry has more tags than one listing reads (by default 10,000 tags or 100 pages), \
+                 and those were not considered",
+            );
+        }
         match best {
             Some((_, tag)) => Ok(Choice {
                 tag: tag.to_owned(),
