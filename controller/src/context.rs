@@ -169,6 +169,9 @@ pub struct Push {
     pub digest: Option<String>,
     /// How many imports have not yet seen that digest.
     pub attempts: u8,
+    /// When the push was reported (or last looked for): a tag list cached before it may miss the pushed tag,
+    /// so a version policy lists again.
+    pub received: Option<std::time::Instant>,
 }
 
 impl Push {

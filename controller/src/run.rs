@@ -197,7 +197,14 @@ pub async fn run(config: Config) -> Result<()> {
                 token,
                 tags: tags.clone(),
                 on_push: Arc::new(move |tag, digest| {
-                    ctx.request_push_import(tag.clone(), Push { digest, attempts: 0 });
+                    ctx.request_push_import(
+                        tag.clone(),
+                        Push {
+                            digest,
+                            attempts: 0,
+                            received: Some(std::time::Instant::now()),
+                        },
+                    );
                     let _ = push_tx.unbounded_send(tag);
                 }),
                 metrics: metrics.clone(),

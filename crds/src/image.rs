@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::compat::{defaulted_enum, empty_as_none, null_as_default};
+use crate::version_policy::VersionPolicy;
 
 /// The API group of ImageStream and ImageStreamTag.
 pub const GROUP: &str = "image.berth.dev";
@@ -185,6 +186,13 @@ pub struct TagImportPolicy {
     /// controller is configured otherwise); `PreserveOriginal` keeps the index digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_mode: Option<ImportMode>,
+
+    /// Follow the newest tag of a repository that a policy admits (a semver range, or a numerical or
+    /// alphabetical order, with filters and exclusions) instead of one tag: `from` is then a `DockerImage`
+    /// naming a repository without a tag (`quay.io/org/app`). Tags are listed from the registry on each
+    /// import (with `scheduled`, or on a push of a tag the policy admits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_policy: Option<VersionPolicy>,
 }
 
 /// What an image index resolves to. `""` reads as `Legacy`, as in OpenShift.
@@ -293,6 +301,12 @@ pub struct TagSummary {
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(
+        name = "Chosen",
+        type_ = "string",
+        json_path = ".status.chosenTag",
+        priority = 1
+    ),
+    printcolumn(
         name = "Image",
         type_ = "string",
         json_path = ".status.pullSpec",
@@ -351,6 +365,11 @@ pub struct ImageStreamTagStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_spec: Option<String>,
 
+    /// The tag of the repository that `importPolicy.versionPolicy` chose (the `ImportSuccess` message says
+    /// why); absent without a version policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_tag: Option<String>,
+
     /// The `metadata.generation` of this object that the current status answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -386,6 +405,9 @@ pub struct TagEvent {
     pub digest: String,
     /// The pull spec, `REPO@sha256:...`.
     pub pull_spec: String,
+    /// The tag a version policy had chosen, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
     /// The object generation that produced it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<i64>,

@@ -12,6 +12,7 @@ mod compat;
 pub mod image;
 pub mod names;
 pub mod validation;
+pub mod version_policy;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -39,6 +39,14 @@ fn example_tag_round_trips() {
 }
 
 #[test]
+fn example_version_policy_round_trips() {
+    let tag: ImageStreamTag = round_trip(&read("../manifests/examples/imagestreamtag-versionpolicy.yaml"));
+    let policy = tag.spec.import_policy.unwrap().version_policy.unwrap();
+    assert_eq!(policy.semver.unwrap().range, ">=1.0.0 <2.0.0");
+    assert_eq!(policy.exclude, vec!["-debug$".to_owned()]);
+}
+
+#[test]
 fn example_workload_round_trips() {
     let wl: Workload = round_trip(&read("../manifests/examples/workload.yaml"));
     assert_eq!(wl.spec.replicas, 3);

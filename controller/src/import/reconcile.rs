@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_api::image::{IMPORT_REQUESTED_ANNOTATION, ImageStreamTag, ImportMode, SourceKind};
+use berth_api::version_policy::VersionPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -15,11 +16,12 @@ use tracing::{debug, info, instrument, warn};
 use super::schedule::{self, Plan};
 use super::source::{self, Source};
 use super::status::{self, Decision, ImportEvent, Outcome};
+use super::version_policy::{self, Listed, Policy};
 use crate::context::{Context, FIELD_MANAGER, PUSH_RECHECK, Push, TagSnapshot};
 use crate::error::{Error, Result};
 use crate::grants;
 use crate::metrics::ImportLabels;
-use crate::registry::{ImageReference, ResolveRequest};
+use crate::registry::{ImageReference, ResolveRequest, TagListRequest};
 
 /// The controller's name in logs and metrics.
 pub const CONTROLLER: &str = "import";
@@ -57,7 +59,7 @@ async fn import_tag(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Actio
         // What needs no registry (aliases, pinned digests) is looked at whenever its tag or the tag it
         // follows changes: it costs nothing, and writes nothing when nothing changed.
         (Source::Known(_), false, None) => "followed tag changed",
-        (Source::Registry(_), false, None) => {
+        (Source::Registry(_) | Source::Versions { .. }, false, None) => {
             return Ok(action(schedule::plan(
                 &tag,
                 ctx.last_check(&key),
@@ -68,7 +70,8 @@ async fn import_tag(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Actio
     };
 
     ctx.metrics.imports_in_flight.inc();
-    let (outcome, retry_after) = import(&tag, source, &namespace, &ctx).await;
+    let fresher_than = pushed.as_ref().and_then(|p| p.received);
+    let (outcome, retry_after) = import(&tag, source, &namespace, &ctx, fresher_than).await;
     ctx.metrics.imports_in_flight.dec();
     let failed = matches!(outcome, Outcome::Failed { .. });
     ctx.record_check(key.clone(), now.as_second(), failed, retry_after);
@@ -109,6 +112,7 @@ async fn import_tag(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Actio
             key,
             Push {
                 attempts: push.attempts + 1,
+                received: Some(std::time::Instant::now()),
                 ..push
             },
         );
@@ -151,14 +155,29 @@ async fn import(
     source: Source,
     namespace: &str,
     ctx: &Context,
+    fresher_than: Option<std::time::Instant>,
 ) -> (Outcome, Option<Duration>) {
-    let reference = match source {
+    let (reference, chosen) = match source {
         Source::Known(outcome) => return (refused_by_policy(tag, ctx).unwrap_or(outcome), None),
-        Source::Registry(reference) => reference,
+        Source::Registry(reference) => (reference, None),
+        Source::Versions { repository, policy } => {
+            match choose(tag, &repository, &policy, namespace, ctx, fresher_than).await {
+                Ok(choice) => (repository, Some(choice)),
+                Err(failed) => return failed,
+            }
+        }
     };
     let policy = tag.spec.import_policy.clone().unwrap_or_default();
     let request = ResolveRequest {
-        reference: tag.spec.from.name.clone(),
+        reference: match &chosen {
+            Some(choice) => format!(
+                "{}/{}:{}",
+                reference.registry(),
+                reference.repository(),
+                choice.tag
+            ),
+            None => tag.spec.from.name.clone(),
+        },
         insecure: policy.insecure,
         import_mode: policy.import_mode.unwrap_or(ImportMode::Legacy),
         credentials: ctx.credentials(namespace, reference.registry(), reference.repository()),
@@ -166,12 +185,16 @@ async fn import(
     };
     match ctx.resolver.resolve(&request).await {
         Ok(resolved) => {
-            let source = source_name(&reference, &tag.spec.from.name);
+            let source = match &chosen {
+                Some(choice) => format!("{} (versionPolicy: {})", request.reference, choice.why),
+                None => source_name(&reference, &tag.spec.from.name),
+            };
             (
                 Outcome::Resolved {
                     digest: resolved.digest,
                     pull_spec: resolved.pull_spec,
                     source,
+                    chosen_tag: chosen.map(|c| c.tag),
                 },
                 None,
             )
@@ -184,6 +207,46 @@ async fn import(
             e.retry_after(),
         ),
     }
+}
+
+/// The tag of `repository` that the version policy chooses: listed (or from the listing cache), then chosen.
+async fn choose(
+    tag: &ImageStreamTag,
+    repository: &ImageReference,
+    policy: &VersionPolicy,
+    namespace: &str,
+    ctx: &Context,
+    fresher_than: Option<std::time::Instant>,
+) -> Result<version_policy::Choice, (Outcome, Option<Duration>)> {
+    let failed = |reason: &str, message: String| Outcome::Failed {
+        reason: reason.to_owned(),
+        message,
+    };
+    let policy =
+        Policy::compile(policy).map_err(|e| (failed(version_policy::REASON_INVALID, e.to_string()), None))?;
+    let name = format!("{}/{}", repository.registry(), repository.repository());
+    let request = TagListRequest {
+        repository: name.clone(),
+        insecure: tag.spec.import_policy.as_ref().is_some_and(|p| p.insecure),
+        credentials: ctx.credentials(namespace, repository.registry(), repository.repository()),
+        fresher_than,
+    };
+    let listed = ctx
+        .resolver
+        .list_tags(&request)
+        .await
+        .map_err(|e| (failed(e.reason(), e.to_string()), e.retry_after()))?;
+    policy
+        .choose(Listed {
+            tags: &listed.tags,
+            truncated: listed.truncated,
+        })
+        .map_err(|why| {
+            (
+                failed(version_policy::REASON_NO_MATCH, format!("{name}: {why}")),
+                None,
+            )
+        })
 }
 
 /// A reference pinned by digest (or recorded with `reference: true`) needs no registry, but names one: the

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_api::image::ImageStreamTag;
+use berth_api::version_policy::{SemverPolicy, VersionPolicy};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
@@ -12,7 +13,7 @@ use serde_json::json;
 use super::reconcile::reconcile;
 use crate::context::{FIELD_MANAGER, PUSH_RECHECK, Push};
 use crate::testing::api_server::{self, Expect};
-use crate::testing::fake_registry::{FakeRegistry, manifest_bytes_with, sha256};
+use crate::testing::fake_registry::{FakeRegistry, OCI_MANIFEST, answer, manifest_bytes_with, sha256};
 use crate::testing::fixtures::{NS, TagFixture, digest, istag};
 use crate::testing::{PACING, context};
 
@@ -98,7 +99,7 @@ async fn importing_the_same_digest_again_writes_nothing_and_says_nothing() {
         ObjectRef::from_obj(&imported),
         Push {
             digest: Some(d1),
-            attempts: 0,
+            ..Push::default()
         },
     );
     let action = server
@@ -127,7 +128,7 @@ async fn a_push_the_registry_does_not_show_yet_is_looked_for_again_shortly_witho
     let key = ObjectRef::from_obj(&imported);
     let pushed = Push {
         digest: Some(digest('2')),
-        attempts: 0,
+        ..Push::default()
     };
     ctx.request_push_import(key.clone(), pushed.clone());
     let action = server
@@ -135,12 +136,16 @@ async fn a_push_the_registry_does_not_show_yet_is_looked_for_again_shortly_witho
         .await
         .expect("checked");
     assert_eq!(action, Action::requeue(PUSH_RECHECK));
+    // Looked for again, from now on: a tag list cached before this check is not reused.
+    let again = ctx.take_push_request(&key).expect("asked again");
+    assert!(again.received.is_some());
     assert_eq!(
-        ctx.take_push_request(&key),
-        Some(Push {
+        again,
+        Push {
             attempts: 1,
+            received: again.received,
             ..pushed
-        })
+        }
     );
 }
 
@@ -210,4 +215,136 @@ async fn an_alias_takes_its_targets_image_without_a_registry() {
         .await
         .expect("followed");
     assert_eq!(action, Action::await_change());
+}
+
+/// A registry whose repository `berth/demo` lists `tags` (shared: a test pushes more) and serves a manifest
+/// per tag (`v1.2.0` is `manifest_bytes_with('1')`, `v1.4.0` is `'4'`, any other `'9'`).
+async fn versioned_registry(tags: Arc<Mutex<Vec<&'static str>>>) -> FakeRegistry {
+    FakeRegistry::start(move |method, path, _| {
+        if path.starts_with("/v2/berth/demo/tags/list") {
+            let body = json!({"name": "berth/demo", "tags": *tags.lock().unwrap()}).to_string();
+            return answer(200, &[("content-type", "application/json".into())], body);
+        }
+        let seed = match path.strip_prefix("/v2/berth/demo/manifests/") {
+            Some("v1.2.0") => '1',
+            Some("v1.4.0") => '4',
+            _ => '9',
+        };
+        let body = if method == http::Method::HEAD {
+            Vec::new()
+        } else {
+            manifest_bytes_with(seed)
+        };
+        answer(200, &[("content-type", OCI_MANIFEST.into())], body)
+    })
+    .await
+}
+
+/// Tag `demo:v1` following `berth/demo` of `registry` by a version policy.
+fn versioned_tag(registry: &FakeRegistry, range: &str) -> ImageStreamTag {
+    let mut tag = istag(NS, "demo", "v1")
+        .stored("uid-1", 1)
+        .follows_image(&format!("{}/berth/demo", registry.host))
+        .import_policy(true, true);
+    tag.spec.import_policy.as_mut().expect("set").version_policy = Some(VersionPolicy {
+        semver: Some(SemverPolicy { range: range.into() }),
+        ..Default::default()
+    });
+    tag
+}
+
+#[tokio::test]
+async fn a_version_policy_follows_the_newest_matching_tag_and_moves_when_a_newer_one_is_pushed() {
+    let tags = Arc::new(Mutex::new(vec![
+        "latest",
+        "v1.0.0",
+        "v1.2.0",
+        "v1.3.0-rc.1",
+        "v2.0.0",
+    ]));
+    let registry = versioned_registry(tags.clone()).await;
+    let (d1, d4) = (
+        sha256(&manifest_bytes_with('1')),
+        sha256(&manifest_bytes_with('4')),
+    );
+    let tag = versioned_tag(&registry, ">=1.0 <2");
+    let written = Arc::default();
+    let message = |expected: &'static str| {
+        move |sent: &serde_json::Value| {
+            let message = sent["status"]["conditions"][0]["message"]
+                .as_str()
+                .unwrap_or_default();
+            message
+                .contains(expected)
+                .then_some(())
+                .ok_or(format!("message is {message:?}"))
+        }
+    };
+    let (client, server) = api_server::mock([
+        status_apply(&tag, &written)
+            .json("/status/digest", json!(d1))
+            .json("/status/chosenTag", json!("v1.2.0"))
+            .json("/status/history/0/tag", json!("v1.2.0"))
+            .json("/status/conditions/0/reason", json!("Imported"))
+            .check(
+                "the message says what was chosen and why",
+                message(
+                    "/berth/demo:v1.2.0 (versionPolicy: v1.2.0 is the highest of 2 tags in semver range \
+                     \">=1.0 <2\" (of 5 listed: 1 not a semantic version, 1 pre-release, 1 out of range)) \
+                     resolved to sha256:",
+                ),
+            ),
+        event("Imported", "Normal"),
+        status_apply(&tag, &written)
+            .json("/status/digest", json!(d4))
+            .json("/status/chosenTag", json!("v1.4.0"))
+            .json("/status/history/0/tag", json!("v1.4.0"))
+            .json("/status/history/1/tag", json!("v1.2.0")),
+        event("TagUpdated", "Normal"),
+    ]);
+    let ctx = context(client, vec![tag.clone()], vec![]);
+    reconcile(Arc::new(tag), ctx.clone()).await.expect("imported");
+    let imported = written.lock().unwrap().clone().expect("the status written");
+
+    // v1.4.0 is pushed and reported: the listing made before the push is not reused, and the tag moves.
+    tags.lock().unwrap().push("v1.4.0");
+    ctx.request_push_import(
+        ObjectRef::from_obj(&imported),
+        Push {
+            digest: Some(d4.clone()),
+            attempts: 0,
+            received: Some(std::time::Instant::now()),
+        },
+    );
+    server
+        .run(reconcile(Arc::new(imported), ctx))
+        .await
+        .expect("moved");
+}
+
+#[tokio::test]
+async fn an_invalid_version_policy_fails_naming_the_field_without_contacting_the_registry() {
+    let registry = versioned_registry(Arc::default()).await;
+    let tag = versioned_tag(&registry, ">=1.2 <<2");
+    let written = Arc::default();
+    let (client, server) = api_server::mock([
+        status_apply(&tag, &written)
+            .json("/status/conditions/0/status", json!("False"))
+            .json("/status/conditions/0/reason", json!("InvalidVersionPolicy"))
+            .json(
+                "/status/conditions/0/message",
+                json!(
+                    "importPolicy.versionPolicy.semver.range: \"<<2\": \"<<\" is not an operator (use =, >, >=, \
+                     <, <=, ~ or ^)"
+                ),
+            )
+            .absent("/status/chosenTag"),
+        event("ImportFailed", "Warning"),
+    ]);
+    let ctx = context(client, vec![tag.clone()], vec![]);
+    server
+        .run(reconcile(Arc::new(tag), ctx))
+        .await
+        .expect("failure recorded");
+    assert_eq!(registry.hits(), 0);
 }

@@ -1,12 +1,14 @@
 //! Where a tag's image comes from, decided without a registry: aliases followed through the cache of tags,
 //! digests looked up in a stream's history, pinned digests and references recorded as given. Only a
-//! `DockerImage` by tag is left for the registry.
+//! `DockerImage` by tag (or, with a version policy, a repository to list) is left for the registry.
 
 use berth_api::image::{ImageStreamTag, ROLLED_BACK_FROM_ANNOTATION, SourceKind, TagSource};
 use berth_api::names::StreamTagRef;
 use berth_api::validation::is_sha256_digest;
+use berth_api::version_policy::VersionPolicy;
 
 use super::status::Outcome;
+use super::version_policy;
 use crate::grants::{self, GrantLookup, GrantRequest, Refusal};
 use crate::registry::ImageReference;
 
@@ -20,6 +22,13 @@ pub enum Source {
     Known(Outcome),
     /// Ask the registry for this reference.
     Registry(ImageReference),
+    /// List the repository's tags, choose one by the version policy, and ask the registry for it.
+    Versions {
+        /// The repository (its tag, `latest` when none is written, is not used).
+        repository: ImageReference,
+        /// The tag's `importPolicy.versionPolicy`, checked.
+        policy: VersionPolicy,
+    },
 }
 
 /// Finds tags in the controller's cache: `(namespace, stream, tag)` to the object.
@@ -38,6 +47,9 @@ pub fn source_of(
     cache: &impl TagLookup,
     grants: &impl GrantLookup,
 ) -> Result<Source, GrantRequest> {
+    if let Some(source) = version_policy::source(tag) {
+        return Ok(source);
+    }
     let from = &tag.spec.from;
     Ok(match from.kind {
         SourceKind::DockerImage => docker_image(&from.name, tag.spec.reference, rolled_back_from(tag)),
@@ -97,6 +109,7 @@ fn docker_image(name: &str, reference_only: bool, rolled_back_from: Option<Strin
                 Some(previous) => format!("{name} (pinned by a rollback from {previous})"),
                 None => name.to_owned(),
             },
+            chosen_tag: None,
         }),
         (None, true) => Source::Known(Outcome::Recorded {
             pull_spec: name.to_owned(),
@@ -130,6 +143,7 @@ fn follow_alias(
                         digest,
                         pull_spec,
                         source: chain.join(" -> "),
+                        chosen_tag: None,
                     },
                     _ => failed(
                         "AliasTargetNotImported",
@@ -222,6 +236,7 @@ fn stream_image(name: &str, namespace: &str, cache: &impl TagLookup) -> Outcome 
             digest: h.digest.clone(),
             pull_spec: h.pull_spec.clone(),
             source: name.to_owned(),
+            chosen_tag: None,
         },
         None => failed(
             "NotFound",

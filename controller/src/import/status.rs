@@ -23,6 +23,8 @@ pub enum Outcome {
         pull_spec: String,
         /// What was resolved, for the condition's message (`registry/repo:tag`, `stream:tag`).
         source: String,
+        /// The tag a version policy chose, for `status.chosenTag` and the history.
+        chosen_tag: Option<String>,
     },
     /// Recorded as given, without contacting a registry (`reference: true` on a tag without a digest).
     Recorded {
@@ -101,6 +103,7 @@ pub fn decide(current: Option<&ImageStreamTagStatus>, import: Import<'_>) -> Dec
             digest,
             pull_spec,
             source,
+            chosen_tag,
         } => {
             if old.digest.as_deref() != Some(digest.as_str()) {
                 event = Some(match &old.digest {
@@ -118,10 +121,12 @@ pub fn decide(current: Option<&ImageStreamTagStatus>, import: Import<'_>) -> Dec
                         created: import.now.clone(),
                         digest: digest.clone(),
                         pull_spec: pull_spec.clone(),
+                        tag: chosen_tag.clone(),
                         generation: import.generation,
                     },
                 );
             }
+            status.chosen_tag = chosen_tag.clone();
             status.history.truncate(import.history_limit.max(1));
             status.digest = Some(digest.clone());
             status.short_digest = Some(short_digest(digest));
@@ -204,6 +209,7 @@ mod tests {
             digest: digest(n),
             pull_spec: format!("reg/demo@{}", digest(n)),
             source: "reg/demo:v1".into(),
+            chosen_tag: None,
         }
     }
 

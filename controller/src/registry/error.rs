@@ -143,6 +143,15 @@ pub enum ResolveError {
         available: Vec<String>,
     },
 
+    /// A repository's tag list (for a version policy) is not what the distribution spec describes.
+    #[error("the tag list of {target} is not usable: {problem}")]
+    InvalidTagList {
+        /// `registry/repository`.
+        target: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+
     /// The cluster's registry policy does not allow importing from this registry; nothing was sent to it.
     #[error("importing from {registry} is not allowed: {detail}")]
     RegistryNotAllowed {
@@ -173,6 +182,7 @@ impl ResolveError {
             Self::ManifestTooLarge { .. } => "ManifestTooLarge",
             Self::InvalidManifest { .. } => "InvalidManifest",
             Self::UnsupportedPlatform { .. } => "UnsupportedPlatform",
+            Self::InvalidTagList { .. } => "InvalidTagList",
             Self::RegistryNotAllowed { .. } => "RegistryNotAllowed",
         }
     }

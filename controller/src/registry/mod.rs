@@ -31,7 +31,9 @@
 //!   keeps the index in `PreserveOriginal`. With `trust_pinned`, a pinned digest needs no network.
 //! - [`ResolveError`] variants are the condition reasons (`NotFound`, `Unauthorized`, `RateLimited`,
 //!   `InvalidReference`, `RegistryUnavailable`, `DigestMismatch`, `ManifestTooLarge`, `InvalidManifest`,
-//!   `UnsupportedPlatform`).
+//!   `UnsupportedPlatform`, `InvalidTagList`).
+//! - [`Resolver::list_tags`] lists a repository's tags for a version policy: paginated (`Link` headers),
+//!   capped ([`TagListLimits`]), through the same gate, policy and authentication, cached for a minute.
 //! - Metrics: [`Resolved::registry_latency`] and [`Resolved::requests`], and a [`ResolveObserver`] given to
 //!   [`Resolver::with_observer`] sees registry, outcome and latency of every resolve, failures included.
 //! - Rate limits: a token bucket per registry host ([`RateLimit`]), and back-off after 429/5xx honouring
@@ -55,6 +57,7 @@ mod ratelimit;
 mod reference;
 mod resolve;
 mod session;
+mod tags;
 mod transport;
 
 pub use credentials::{
@@ -70,4 +73,5 @@ pub use ratelimit::{
 };
 pub use reference::ImageReference;
 pub use resolve::{Observation, ResolveObserver, ResolveRequest, Resolved, Resolver, ResolverConfig};
+pub use tags::{TagList, TagListLimits, TagListRequest, next_page};
 pub use transport::{TransportError, install_crypto_provider};

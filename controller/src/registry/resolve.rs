@@ -16,6 +16,7 @@ use super::policy::RegistryPolicy;
 use super::ratelimit::{BackoffPolicy, RateLimit, RegistryGate};
 use super::reference::ImageReference;
 use super::session::{AuthCache, Context, Session, content_type, digest_header};
+use super::tags::{TagListCache, TagListLimits};
 use super::transport::{Transport, TransportError, content_length};
 
 /// Settings shared by all resolves.
@@ -41,6 +42,8 @@ pub struct ResolverConfig {
     pub user_agent: &'static str,
     /// Which registries may be imported from (default: every one).
     pub policy: RegistryPolicy,
+    /// How much of a tag list is read for a version policy, and how long it is reused.
+    pub tag_list: TagListLimits,
 }
 
 impl Default for ResolverConfig {
@@ -56,6 +59,7 @@ impl Default for ResolverConfig {
             extra_ca_pem: None,
             user_agent: concat!("berth-controller/", env!("CARGO_PKG_VERSION")),
             policy: RegistryPolicy::default(),
+            tag_list: TagListLimits::default(),
         }
     }
 }
@@ -119,6 +123,7 @@ pub struct Resolver {
     transport: Transport,
     gate: RegistryGate,
     auth_cache: AuthCache,
+    tag_lists: TagListCache,
     observer: Option<Arc<dyn ResolveObserver>>,
 }
 
@@ -141,6 +146,7 @@ impl Resolver {
             transport,
             gate,
             auth_cache: AuthCache::default(),
+            tag_lists: TagListCache::default(),
             observer: None,
         })
     }
@@ -148,6 +154,27 @@ impl Resolver {
     /// The registry policy every resolve is checked against.
     pub fn policy(&self) -> &RegistryPolicy {
         &self.config.policy
+    }
+
+    /// The limits of tag listings.
+    pub fn tag_list_limits(&self) -> TagListLimits {
+        self.config.tag_list
+    }
+
+    pub(super) fn tag_lists(&self) -> &TagListCache {
+        &self.tag_lists
+    }
+
+    /// What a session of this resolver needs.
+    pub(super) fn session_context(&self) -> Context<'_> {
+        Context {
+            transport: &self.transport,
+            gate: &self.gate,
+            auth_cache: &self.auth_cache,
+            timeout: self.config.timeout,
+            token_ttl: self.config.token_ttl,
+            max_manifest_bytes: self.config.max_manifest_bytes,
+        }
     }
 
     /// Reports every resolve to `observer`.
@@ -187,15 +214,12 @@ impl Resolver {
             digest = field::Empty,
             latency_ms = field::Empty,
         );
-        let ctx = Context {
-            transport: &self.transport,
-            gate: &self.gate,
-            auth_cache: &self.auth_cache,
-            timeout: self.config.timeout,
-            token_ttl: self.config.token_ttl,
-            max_manifest_bytes: self.config.max_manifest_bytes,
-        };
-        let mut session = Session::new(ctx, &reference, request.credentials.as_ref(), request.insecure);
+        let mut session = Session::new(
+            self.session_context(),
+            &reference,
+            request.credentials.as_ref(),
+            request.insecure,
+        );
         let result = self
             .run(&mut session, &reference, request.import_mode)
             .instrument(span.clone())

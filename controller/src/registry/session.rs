@@ -138,9 +138,21 @@ impl<'a> Session<'a> {
     /// HEAD or GET of `/v2/<repository>/manifests/<manifest_ref>`, answering one auth challenge. Errors are
     /// transport failures and refusals by the gate; HTTP error statuses are returned for the caller.
     pub async fn send(&mut self, method: Method, manifest_ref: &str) -> Result<Response, ResolveError> {
+        let path = format!("{}/manifests/{manifest_ref}", self.reference.repository());
+        self.send_path(method, &path, ACCEPT).await
+    }
+
+    /// `method` of `/v2/<path>` (`path` may carry a query) with `accept`, through the gate and answering one
+    /// auth challenge, as [`send`](Self::send).
+    pub async fn send_path(
+        &mut self,
+        method: Method,
+        path: &str,
+        accept: &str,
+    ) -> Result<Response, ResolveError> {
         let mut challenged = false;
         loop {
-            let response = self.send_once(&method, manifest_ref).await?;
+            let response = self.send_once(&method, path, accept).await?;
             if response.status() == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
                 if self.answer_challenge(response.headers()).await? {
@@ -151,7 +163,12 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn send_once(&mut self, method: &Method, manifest_ref: &str) -> Result<Response, ResolveError> {
+    async fn send_once(
+        &mut self,
+        method: &Method,
+        path: &str,
+        accept: &str,
+    ) -> Result<Response, ResolveError> {
         let host = self.host().to_string();
         self.ctx
             .gate
@@ -160,17 +177,13 @@ impl<'a> Session<'a> {
             .map_err(|refusal| self.refused(refusal))?;
         let mut failures = Vec::new();
         for scheme in self.ctx.transport.schemes(&host, self.insecure) {
-            let url = format!(
-                "{}://{host}/v2/{}/manifests/{manifest_ref}",
-                scheme.as_str(),
-                self.reference.repository()
-            );
+            let url = format!("{}://{host}/v2/{path}", scheme.as_str());
             let mut request = self
                 .ctx
                 .transport
                 .http(scheme)
                 .request(method.clone(), &url)
-                .header(reqwest::header::ACCEPT, ACCEPT)
+                .header(reqwest::header::ACCEPT, accept)
                 .timeout(self.ctx.timeout);
             request = match (&self.auth, self.credentials) {
                 (Auth::Bearer(token), _) => request.bearer_auth(token),
@@ -379,7 +392,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn unauthorized(&self, detail: &str) -> ResolveError {
+    pub fn unauthorized(&self, detail: &str) -> ResolveError {
         ResolveError::Unauthorized {
             target: self.target.clone(),
             registry: self.reference.registry().into(),
@@ -388,7 +401,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn unavailable(&self, cause: String, retry_after: Option<Duration>) -> ResolveError {
+    pub fn unavailable(&self, cause: String, retry_after: Option<Duration>) -> ResolveError {
         ResolveError::RegistryUnavailable {
             target: self.target.clone(),
             registry: self.reference.registry().into(),

@@ -140,6 +140,7 @@ impl TagFixture for ImageStreamTag {
                 created: Time(Default::default()),
                 digest: digest.into(),
                 pull_spec,
+                tag: None,
                 generation,
             }],
             conditions: vec![Condition {

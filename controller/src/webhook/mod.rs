@@ -1,5 +1,5 @@
 //! Registry push notifications: a push of `REPO:TAG` re-imports the tags that follow exactly that repository
-//! and tag, seconds after the push. Every format below is mapped to the same list of pushes (registry host,
+//! and tag (or that repository with a version policy that admits the tag), seconds after the push. Every format below is mapped to the same list of pushes (registry host,
 //! repository path, tag, and the digest when the sender names one), matched against the tag cache by
 //! [`matching_tags`] and handed to the importer in the same way.
 //!
@@ -54,6 +54,8 @@ pub use distribution::{Envelope, RegistryEvent, Request, Target};
 pub use limits::{Connection, ConnectionLimit, Limits};
 pub use receive::Format;
 
+use crate::import::source::Source;
+use crate::import::version_policy::{self, Policy};
 use crate::metrics::{Metrics, ResultLabels};
 use crate::registry::ImageReference;
 
@@ -106,7 +108,9 @@ fn without_tag(reference: &str) -> &str {
     }
 }
 
-/// The tags that follow a pushed `REPO:TAG`, with the digest pushed (the last push of a tag wins).
+/// The tags that follow a pushed `REPO:TAG`, with the digest pushed (the last push of a tag wins). A tag with
+/// a version policy follows its repository's tags that the policy admits (a push of `v1.4.0` re-imports a
+/// tag following `^1.2`; a push of `v2.0.0` or `latest` does not).
 pub fn matching_tags(
     pushes: &[Pushed],
     tags: &[Arc<ImageStreamTag>],
@@ -114,10 +118,19 @@ pub fn matching_tags(
     tags.iter()
         .filter(|t| t.spec.from.kind == SourceKind::DockerImage)
         .filter_map(|t| {
-            let reference = ImageReference::parse(&t.spec.from.name).ok()?;
+            let (reference, policy) = match version_policy::source(t) {
+                Some(Source::Versions { repository, policy }) => {
+                    (repository, Some(Policy::compile(&policy).ok()?))
+                }
+                Some(_) => return None,
+                None => (ImageReference::parse(&t.spec.from.name).ok()?, None),
+            };
             let push = pushes.iter().rev().find(|p| {
                 p.repository == reference.repository()
-                    && reference.tag() == Some(p.tag.as_str())
+                    && match &policy {
+                        Some(policy) => policy.admits(&p.tag),
+                        None => reference.tag() == Some(p.tag.as_str()),
+                    }
                     && p.registry.as_deref().is_none_or(|h| h == reference.registry())
             })?;
             Some((ObjectRef::from_obj(t.as_ref()), push.digest.clone()))

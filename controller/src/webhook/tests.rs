@@ -42,6 +42,42 @@ fn only_tags_following_the_pushed_repository_and_tag_match() {
     assert_eq!(matched, vec![("a".to_owned(), Some("sha256:11".to_owned()))]);
 }
 
+#[test]
+fn a_tag_with_a_version_policy_follows_the_pushes_its_policy_admits() {
+    let mut policy_tag = tag("p", "10.213.0.1:5000/berth/demo").import_policy(true, false);
+    policy_tag
+        .spec
+        .import_policy
+        .as_mut()
+        .expect("set")
+        .version_policy = Some(berth_api::version_policy::VersionPolicy {
+        semver: Some(berth_api::version_policy::SemverPolicy {
+            range: ">=1.2 <2".into(),
+        }),
+        exclude: vec!["-debug$".into()],
+        ..Default::default()
+    });
+    let tags = store(vec![policy_tag, tag("a", "10.213.0.1:5000/berth/demo:v2")]);
+    let matched = |pushed_tag: &str| -> Vec<String> {
+        let e: Envelope =
+            serde_json::from_str(&envelope("10.213.0.1:5000", "berth/demo", pushed_tag)).unwrap();
+        matching_tags(&e.pushes(), &tags.state())
+            .into_iter()
+            .map(|(r, _)| r.name)
+            .collect()
+    };
+    assert_eq!(matched("v1.4.0"), vec!["p".to_owned()]);
+    assert_eq!(matched("1.2"), vec!["p".to_owned()]);
+    for no in ["v2.0.0", "v1.4.0-rc.1", "latest", "v1.4.0-debug"] {
+        assert!(matched(no).is_empty(), "{no}");
+    }
+    assert_eq!(
+        matched("v2"),
+        vec!["a".to_owned()],
+        "a tag without a policy as before"
+    );
+}
+
 fn webhook() -> (Router, Arc<Mutex<Vec<String>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();

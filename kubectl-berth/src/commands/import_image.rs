@@ -62,6 +62,7 @@ pub async fn run(session: &Session, args: &ImportArgs) -> Result<String> {
                     scheduled: request.scheduled,
                     insecure: request.insecure,
                     import_mode: None,
+                    version_policy: None,
                 }),
                 ..ImageStreamTagSpec::default()
             };

@@ -250,6 +250,7 @@ mod tests {
             created: t(ago),
             digest: digest(c),
             pull_spec: format!("reg/x@{}", digest(c)),
+            tag: None,
             generation: Some(2),
         }
     }

@@ -152,6 +152,7 @@ mod tests {
             created: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
             digest: digest(c),
             pull_spec: format!("reg/x@{}", digest(c)),
+            tag: None,
             generation: Some(1),
         }
     }

@@ -216,6 +216,7 @@ pub fn destination_spec(dest: &Destination, from: TagSource, flags: &TagFlags) -
             scheduled: flags.scheduled,
             insecure: flags.insecure,
             import_mode: flags.import_mode,
+            version_policy: None,
         });
     ImageStreamTagSpec {
         stream: dest.tag.stream.clone(),
