@@ -287,3 +287,26 @@ pub async fn wait_hosts_ready(
     })
     .await
 }
+
+/// Waits at most `timeout` until the ImageStreamTag `name` satisfies `ok`, describing what it saw otherwise.
+pub async fn wait_tag(
+    api: &Api<berth_api::image::ImageStreamTag>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&berth_api::image::ImageStreamTag) -> bool,
+) -> anyhow::Result<berth_api::image::ImageStreamTag> {
+    wait_for(&format!("{name}: {what}"), timeout, || async {
+        let tag = api.get_opt(name).await?;
+        Ok(match tag {
+            Some(t) if ok(&t) => Ok(t),
+            Some(t) => Err(format!(
+                "condition {:?}, digest {:?}",
+                import_condition(&t),
+                t.status.as_ref().and_then(|s| s.digest.clone())
+            )),
+            None => Err("no such ImageStreamTag".to_owned()),
+        })
+    })
+    .await
+}

@@ -14,26 +14,14 @@ use kube::{Client, ResourceExt};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Waits until the tag `name` satisfies `ok`, describing what it saw otherwise.
+/// Waits until the tag `name` satisfies `ok`.
 async fn wait_tag(
     api: &Api<ImageStreamTag>,
     name: &str,
     what: &str,
     ok: impl Fn(&ImageStreamTag) -> bool,
 ) -> anyhow::Result<ImageStreamTag> {
-    wait_for(&format!("{name}: {what}"), TIMEOUT, || async {
-        let tag = api.get_opt(name).await?;
-        Ok(match tag {
-            Some(t) if ok(&t) => Ok(t),
-            Some(t) => Err(format!(
-                "condition {:?}, digest {:?}",
-                import_condition(&t),
-                t.status.as_ref().and_then(|s| s.digest.clone())
-            )),
-            None => Err("no such ImageStreamTag".to_owned()),
-        })
-    })
-    .await
+    berth_e2e::api::wait_tag(api, name, what, TIMEOUT, ok).await
 }
 
 fn tag_manifest(name: &str, stream: &str, tag: &str, from: &str) -> String {
