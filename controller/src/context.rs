@@ -11,7 +11,6 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
-use crate::followers::{self, TagKey};
 use crate::grants::Grants;
 use crate::import::schedule::{LastCheck, Pacing};
 use crate::import::source::TagLookup;
@@ -145,21 +144,6 @@ impl Context {
         }
         all.lookup(registry, repository).cloned()
     }
-
-    /// The tags of the cache that follow `tag` as an alias (`from.kind: ImageStreamTag` naming it; what an
-    /// alias follows is [`followers::alias_of`]), ordered by namespace and name.
-    pub fn followers(&self, tag: &ImageStreamTag) -> Vec<ObjectRef<ImageStreamTag>> {
-        let key = TagKey::of(tag);
-        let mut found: Vec<_> = self
-            .tags
-            .state()
-            .iter()
-            .filter(|t| followers::alias_of(t).contains(&key))
-            .map(|t| ObjectRef::from_obj(t.as_ref()))
-            .collect();
-        found.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        found
-    }
 }
 
 /// A registry push that asks for an import.
@@ -200,42 +184,5 @@ impl TagLookup for TagSnapshot {
             .map(AsRef::as_ref)
             .filter(|t| t.spec.stream == stream && t.namespace().as_deref() == Some(namespace))
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::testing::api_server;
-    use crate::testing::fixtures::{NS, TagFixture, istag};
-    use kube::runtime::reflector::ObjectRef;
-
-    #[tokio::test]
-    async fn the_aliases_of_a_tag_are_those_in_the_cache() {
-        let target = istag(NS, "demo", "v1").follows_image("reg/demo:v1");
-        let alias = istag(NS, "demo", "latest").follows_tag("v1");
-        let across = istag("team-b", "mine", "v1")
-            .follows_tag("demo:v1")
-            .source_namespace(NS);
-        let elsewhere = istag("team-b", "demo", "latest").follows_tag("v1");
-        let (client, server) = api_server::mock([]);
-        // A deleted alias is simply not in the cache.
-        let cached = vec![target.clone(), alias.clone(), across.clone(), elsewhere.clone()];
-        let ctx = crate::testing::context(client.clone(), cached, vec![]);
-        for t in [&alias, &across, &elsewhere] {
-            assert!(ctx.followers(t).is_empty());
-        }
-        assert_eq!(
-            ctx.followers(&target),
-            vec![ObjectRef::from_obj(&alias), ObjectRef::from_obj(&across),]
-        );
-        // An alias that moves away is no longer a follower.
-        let moved = alias.clone().follows_tag("v2");
-        let ctx = crate::testing::context(
-            client,
-            vec![target.clone(), moved, across.clone(), elsewhere],
-            vec![],
-        );
-        assert_eq!(ctx.followers(&target), vec![ObjectRef::from_obj(&across)]);
-        server.verify().await;
     }
 }

@@ -20,6 +20,8 @@ use crate::caches;
 use crate::config::Config;
 use crate::context::{Context, Push};
 use crate::error::{Error, Result};
+use crate::followers::live::LiveIndex;
+use crate::followers::{self, TagKey};
 use crate::import::schedule::Pacing;
 use crate::metrics::reconciles::Reconciles;
 use crate::metrics::{Metrics, Phase};
@@ -129,20 +131,23 @@ pub async fn run(config: Config) -> Result<()> {
         signal = &mut stop => { info!(signal, "stopping"); return Ok(()) }
     };
 
-    let (tags, tag_subs, tags_watch) = caches::shared(Api::<ImageStreamTag>::all(client.clone()), 5);
+    let (tags, tag_subs, tags_watch) = caches::shared(Api::<ImageStreamTag>::all(client.clone()), 6);
     // One subscriber of the shared tag watch per consumer.
     let Ok(
         [
             tags_for_import,
             tags_for_followers,
+            tags_for_alias_index,
             tags_for_streams,
             tags_for_workloads,
             tags_for_triggers,
         ],
-    ) = <[_; 5]>::try_from(tag_subs)
+    ) = <[_; 6]>::try_from(tag_subs)
     else {
-        unreachable!("caches::shared made 5 subscribers")
+        unreachable!("caches::shared made 6 subscribers")
     };
+    // Which aliases follow each tag, kept from the same watch.
+    let (aliases, aliases_watch) = LiveIndex::new(tags.clone(), tags_for_alias_index, followers::alias_of);
     let (streams_store, stream_subs, streams_watch) =
         caches::shared(Api::<ImageStream>::all(client.clone()), 2);
     let Ok([streams_for_streams, streams_for_workloads]) = <[_; 2]>::try_from(stream_subs) else {
@@ -220,10 +225,9 @@ pub async fn run(config: Config) -> Result<()> {
         }
     };
 
-    let follow_ctx = ctx.clone();
     let importer = Controller::for_shared_stream(tags_for_import, tags.clone())
         .watches_shared_stream(tags_for_followers, move |tag: Arc<ImageStreamTag>| {
-            follow_ctx.followers(&tag)
+            aliases.followers(&TagKey::of(&tag))
         })
         .reconcile_on(push_rx)
         .run(
@@ -271,6 +275,7 @@ pub async fn run(config: Config) -> Result<()> {
         let running = async {
             tokio::select! {
                 () = tags_watch => Ok(()),
+                () = aliases_watch => Ok(()),
                 () = streams_watch => Ok(()),
                 () = json_watch => Ok(()),
                 () = cfg_watch => Ok(()),

@@ -27,6 +27,7 @@ use kube::{Client, ResourceExt};
 
 use crate::caches::{self, Subscription};
 use crate::context::Context;
+use crate::followers::live::LiveIndex;
 use crate::followers::{self, TagKey};
 use crate::node_lifecycle::NodeLifecycle;
 use crate::scheduling::Scheduler;
@@ -56,11 +57,16 @@ pub async fn run(
         watcher::Config::default().any_semantic(),
     );
 
-    let controller = Controller::new(
-        Api::<Workload>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
+    // One watch of every Workload: the controller's trigger, and the index of the tags they follow.
+    let (workloads, workload_subs, workloads_watch) = caches::shared(Api::<Workload>::all(client.clone()), 2);
+    let Ok([workloads_for_controller, workloads_for_index]) = <[_; 2]>::try_from(workload_subs) else {
+        unreachable!("caches::shared made 2 subscribers")
+    };
+    let (following, following_watch) = LiveIndex::new(
+        workloads.clone(),
+        workloads_for_index,
+        followers::workload_follows,
     );
-    let workloads = controller.store();
     let (health_tx, health_rx) = tokio::sync::watch::channel(Arc::default());
     let lifecycle = NodeLifecycle {
         ctx: ctx.clone(),
@@ -82,33 +88,25 @@ pub async fn run(
     };
     let wctx = Arc::new(WorkloadContext { ctx, pods });
 
-    // The Workloads of the cache that follow a tag that changed ([`followers::workload_follows`]).
-    let by_tag = workloads.clone();
-    let follows = move |tag: Arc<ImageStreamTag>| {
-        let key = TagKey::of(&tag);
-        by_tag
-            .state()
-            .iter()
-            .filter(|w| followers::workload_follows(w).contains(&key))
-            .map(|w| ObjectRef::from_obj(w.as_ref()))
-            .collect::<Vec<_>>()
-    };
+    // The Workloads that follow a tag that changed ([`followers::workload_follows`]).
+    let by_tag = following.clone();
+    let follows = move |tag: Arc<ImageStreamTag>| by_tag.followers(&TagKey::of(&tag));
     // The Workloads of a stream's namespace that follow one of its tags (its lookup policy may have changed
-    // what their short names mean).
-    let by_stream = workloads;
+    // what their short names mean): every tag of the stream the tag cache knows.
+    let tags_cache = wctx.ctx.tags.clone();
     let in_stream = move |stream: Arc<ImageStream>| {
-        let (namespace, name) = (stream.namespace().unwrap_or_default(), stream.name_any());
-        by_stream
+        let (namespace, name) = (stream.namespace(), stream.name_any());
+        let mut found: Vec<ObjectRef<Workload>> = tags_cache
             .state()
             .iter()
-            .filter(|w| {
-                followers::workload_follows(w)
-                    .iter()
-                    .any(|k| k.namespace == namespace && k.stream == name)
-            })
-            .map(|w| ObjectRef::from_obj(w.as_ref()))
-            .collect::<Vec<_>>()
+            .filter(|t| t.namespace() == namespace && t.spec.stream == name)
+            .flat_map(|t| following.followers(&TagKey::of(t)))
+            .collect();
+        found.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        found.dedup();
+        found
     };
+    let controller = Controller::for_shared_stream(workloads_for_controller, workloads.clone());
     let reconciler = controller
         .owns_shared_stream(pods_for_workloads)
         .watches_shared_stream(tags, follows)
@@ -117,6 +115,8 @@ pub async fn run(
         .for_each(|_| std::future::ready(()));
     tokio::select! {
         () = pods_watch => {}
+        () = workloads_watch => {}
+        () = following_watch => {}
         () = nodes_watch => {}
         () = leases_watch => {}
         () = reconciler => {}

@@ -1,11 +1,14 @@
 //! Who follows a tag: what each kind of follower follows, defined once (an alias: a tag whose `from` names
 //! another tag, [`alias_of`]; a Workload: `imageFrom` or a short `STREAM:TAG` image, [`workload_follows`];
-//! annotation triggers), and an index from a tag to its followers for the triggers, which keep one across
-//! events. Import and Workloads ask their caches with the same definitions. Pure: no cluster, no cache.
+//! annotation triggers), and one index from a tag to its followers ([`FollowerIndex`]): the triggers keep one
+//! across their reconciles, import aliases and Workloads one kept in step with their watch caches
+//! ([`live::LiveIndex`]). Pure but for `live`: no cluster, no cache.
 //!
 //! Namespaces are resolved here, once: a reference without a namespace means the follower's own. Whether a
 //! follower may read another namespace is not this module's business: the grant check (see
 //! [`crate::grants`]) runs when the follower is reconciled.
+
+pub mod live;
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
