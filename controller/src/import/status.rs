@@ -4,7 +4,7 @@
 //! bounded; conditions that keep their transition time; Events only on transitions; no write when nothing
 //! changed) is tested directly.
 
-use berth_api::image::{IMPORT_SUCCESS, ImageStreamTagStatus, TagEvent};
+use berth_api::image::{IMPORT_SUCCESS, ImageMetadata, ImageStreamTagStatus, TagEvent};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::conditions;
@@ -88,6 +88,18 @@ pub struct Import<'a> {
     pub now: Time,
     /// The result.
     pub outcome: Outcome,
+    /// The image metadata read in this import for the resolved digest (see [`wants_metadata`]), if any.
+    pub image: Option<ImageMetadata>,
+}
+
+/// Whether an import that resolved `digest` should read the image's metadata: only when the status has none
+/// for that digest (a new digest, or one imported before metadata was read), so an import that finds the
+/// same digest again asks the registry nothing more. Metadata that could not be read is recorded as such
+/// (`unreadable`) and counts as read.
+pub fn wants_metadata(current: Option<&ImageStreamTagStatus>, digest: &str) -> bool {
+    current
+        .and_then(|s| s.image.as_ref())
+        .is_none_or(|image| image.digest != digest)
 }
 
 /// The status after `import`, starting from `current`.
@@ -126,6 +138,12 @@ pub fn decide(current: Option<&ImageStreamTagStatus>, import: Import<'_>) -> Dec
                     },
                 );
             }
+            // Metadata describes one digest: what was read now, else what was read before for this digest.
+            status.image = import
+                .image
+                .clone()
+                .filter(|m| m.digest == *digest)
+                .or_else(|| old.image.clone().filter(|m| m.digest == *digest));
             status.chosen_tag = chosen_tag.clone();
             status.history.truncate(import.history_limit.max(1));
             status.digest = Some(digest.clone());
@@ -220,7 +238,52 @@ mod tests {
             history_limit: 3,
             now: t(at),
             outcome,
+            image: None,
         }
+    }
+
+    fn metadata(n: u8) -> ImageMetadata {
+        ImageMetadata {
+            digest: digest(n),
+            platform: Some("linux/amd64".into()),
+            ..ImageMetadata::default()
+        }
+    }
+
+    #[test]
+    fn metadata_is_recorded_once_per_digest_and_follows_the_digest() {
+        assert!(wants_metadata(None, &digest(1)));
+        let mut first = import(resolved(1), 0);
+        first.image = Some(metadata(1));
+        let d = decide(None, first);
+        assert_eq!(d.status.image, Some(metadata(1)));
+        assert!(!wants_metadata(Some(&d.status), &digest(1)), "read once");
+
+        // The same digest again, without reading: kept, nothing to write.
+        let again = decide(Some(&d.status), import(resolved(1), 10));
+        assert!(!again.changed);
+        assert_eq!(again.status.image, Some(metadata(1)));
+
+        // A failure keeps it.
+        let failed = decide(Some(&d.status), import(failed("NotFound", "gone"), 20));
+        assert_eq!(failed.status.image, Some(metadata(1)));
+
+        // A move without metadata (it could not be read) drops what described the old digest.
+        assert!(wants_metadata(Some(&d.status), &digest(2)));
+        let moved = decide(Some(&d.status), import(resolved(2), 30));
+        assert_eq!(moved.status.image, None);
+
+        // Metadata of another digest than the one resolved is never recorded.
+        let mut stray = import(resolved(2), 40);
+        stray.image = Some(metadata(3));
+        assert_eq!(decide(Some(&moved.status), stray).status.image, None);
+
+        // An unreadable image counts as read: not tried again for that digest.
+        let mut unreadable = import(resolved(2), 50);
+        unreadable.image = Some(ImageMetadata::unreadable(&digest(2), "too large".into()));
+        let d = decide(Some(&moved.status), unreadable);
+        assert!(d.changed);
+        assert!(!wants_metadata(Some(&d.status), &digest(2)));
     }
 
     fn failed(reason: &str, message: &str) -> Outcome {
