@@ -197,6 +197,7 @@ async fn import(
                     pull_spec: resolved.pull_spec,
                     source,
                     chosen_tag: chosen.map(|c| c.tag),
+                    image: None,
                 },
                 None,
             )
@@ -212,8 +213,8 @@ async fn import(
 }
 
 /// The metadata of the image a registry import resolved, read once per digest ([`status::wants_metadata`]):
-/// `None` when it is not wanted (no new digest, or a source that needs no registry: aliases, stream images,
-/// `reference: true`) or the registry could not be asked now (unavailable, rate limiting: the next import
+/// `None` when it is not wanted (no new digest, or a source that needs no registry: aliases and stream images
+/// take what their tag records, see [`source`]; `reference: true` records none) or the registry could not be asked now (unavailable, rate limiting: the next import
 /// tries again). Metadata that cannot be read (a config over 1 MiB or not matching its digest, JSON that does
 /// not parse) is recorded as `unreadable` with the reason, and the import itself still succeeds: the digest
 /// is what matters.

@@ -295,12 +295,20 @@ async fn a_failure_keeps_the_image_reports_the_reason_once_and_backs_off() {
 #[tokio::test]
 async fn an_alias_takes_its_targets_image_without_a_registry() {
     let d2 = digest('2');
-    let target = istag(NS, "demo", "v2").stored("uid-2", 1).imported(&d2);
+    let mut target = istag(NS, "demo", "v2").stored("uid-2", 1).imported(&d2);
+    // What the target recorded of its image comes along (the alias asks no registry for it).
+    target.status.as_mut().expect("imported").image = Some(berth_api::image::ImageMetadata {
+        digest: d2.clone(),
+        platform: Some("linux/arm64".into()),
+        ..Default::default()
+    });
     let alias = istag(NS, "demo", "v1").stored("uid-1", 1).follows_tag("v2");
     let written = Arc::default();
     let (client, server) = api_server::mock([
         status_apply(&alias, &written)
             .json("/status/digest", json!(d2))
+            .json("/status/image/digest", json!(d2))
+            .json("/status/image/platform", json!("linux/arm64"))
             .json("/status/pullSpec", json!(format!("reg/demo@{d2}")))
             .json("/status/conditions/0/reason", json!("Imported")),
         event("Imported", "Normal"),

@@ -25,6 +25,9 @@ pub enum Outcome {
         source: String,
         /// The tag a version policy chose, for `status.chosenTag` and the history.
         chosen_tag: Option<String>,
+        /// The image's metadata as the followed tag or stream already records it (aliases and stream
+        /// images), if it does.
+        image: Option<Box<ImageMetadata>>,
     },
     /// Recorded as given, without contacting a registry (`reference: true` on a tag without a digest).
     Recorded {
@@ -116,6 +119,7 @@ pub fn decide(current: Option<&ImageStreamTagStatus>, import: Import<'_>) -> Dec
             pull_spec,
             source,
             chosen_tag,
+            image: known,
         } => {
             if old.digest.as_deref() != Some(digest.as_str()) {
                 event = Some(match &old.digest {
@@ -138,10 +142,12 @@ pub fn decide(current: Option<&ImageStreamTagStatus>, import: Import<'_>) -> Dec
                     },
                 );
             }
-            // Metadata describes one digest: what was read now, else what was read before for this digest.
+            // Metadata describes one digest: what was read now, else what the followed tag records, else what
+            // was read before for this digest.
             status.image = import
                 .image
                 .clone()
+                .or_else(|| known.as_deref().cloned())
                 .filter(|m| m.digest == *digest)
                 .or_else(|| old.image.clone().filter(|m| m.digest == *digest));
             status.chosen_tag = chosen_tag.clone();
@@ -228,6 +234,7 @@ mod tests {
             pull_spec: format!("reg/demo@{}", digest(n)),
             source: "reg/demo:v1".into(),
             chosen_tag: None,
+            image: None,
         }
     }
 
@@ -277,6 +284,19 @@ mod tests {
         let mut stray = import(resolved(2), 40);
         stray.image = Some(metadata(3));
         assert_eq!(decide(Some(&moved.status), stray).status.image, None);
+
+        // An alias takes what its target records of the digest (and nothing of another).
+        let alias = |image: Option<ImageMetadata>| Outcome::Resolved {
+            digest: digest(2),
+            pull_spec: format!("reg/demo@{}", digest(2)),
+            source: "demo:v2".into(),
+            chosen_tag: None,
+            image: image.map(Box::new),
+        };
+        let d = decide(Some(&moved.status), import(alias(Some(metadata(2))), 45));
+        assert_eq!(d.status.image, Some(metadata(2)));
+        let d = decide(Some(&moved.status), import(alias(Some(metadata(3))), 45));
+        assert_eq!(d.status.image, None);
 
         // An unreadable image counts as read: not tried again for that digest.
         let mut unreadable = import(resolved(2), 50);
