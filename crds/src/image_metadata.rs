@@ -5,6 +5,7 @@
 //! ([`MAX_LABELS`], [`MAX_LABEL_KEY_BYTES`], [`MAX_LABEL_VALUE_BYTES`], ...), and what was cut is said in
 //! [`ImageMetadata::truncated`], so a hostile image cannot bloat the tag's status.
 
+use crate::compat::null_as_default;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -76,7 +77,12 @@ pub struct ImageMetadata {
     pub layers: Option<u32>,
 
     /// The image's labels (`config.Labels`), at most 64, long values cut (see `truncated`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    #[schemars(extend("nullable" = true))]
     pub labels: BTreeMap<String, String>,
 
     /// The user the image runs as (`config.User`: a name or `UID[:GID]`), when it says.
@@ -84,12 +90,22 @@ pub struct ImageMetadata {
     pub user: Option<String>,
 
     /// The ports the image declares (`config.ExposedPorts`), as `PORT/PROTOCOL`, sorted, at most 32.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(extend("nullable" = true))]
     pub exposed_ports: Vec<String>,
 
     /// For an index kept whole: the platforms it offers (`os/architecture[/variant]`, attestation entries
     /// left out), at most 32.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(extend("nullable" = true))]
     pub platforms: Vec<String>,
 
     /// What was left out or cut to keep the status small, when anything was (`3 of 70 labels left out (at

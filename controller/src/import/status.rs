@@ -142,14 +142,16 @@ pub fn decide(current: Option<&ImageStreamTagStatus>, import: Import<'_>) -> Dec
                     },
                 );
             }
-            // Metadata describes one digest: what was read now, else what the followed tag records, else what
-            // was read before for this digest.
+            // Metadata describes one digest (it names it): what was read now, else what the followed tag
+            // records. Until either is there for a new digest, the metadata of the old one stays, never dropped:
+            // a status apply that left out `image` made the 1.20 API server's server-side apply keep a remnant
+            // (`image: {labels: null}`, no `digest`) and refuse the whole status.
             status.image = import
                 .image
                 .clone()
                 .or_else(|| known.as_deref().cloned())
                 .filter(|m| m.digest == *digest)
-                .or_else(|| old.image.clone().filter(|m| m.digest == *digest));
+                .or_else(|| old.image.clone());
             status.chosen_tag = chosen_tag.clone();
             status.history.truncate(import.history_limit.max(1));
             status.digest = Some(digest.clone());
@@ -275,15 +277,17 @@ mod tests {
         let failed = decide(Some(&d.status), import(failed("NotFound", "gone"), 20));
         assert_eq!(failed.status.image, Some(metadata(1)));
 
-        // A move without metadata (it could not be read) drops what described the old digest.
+        // A move without metadata (it could not be read now) keeps what describes the old digest, which names
+        // it, and asks again at the next import.
         assert!(wants_metadata(Some(&d.status), &digest(2)));
         let moved = decide(Some(&d.status), import(resolved(2), 30));
-        assert_eq!(moved.status.image, None);
+        assert_eq!(moved.status.image, Some(metadata(1)));
+        assert!(wants_metadata(Some(&moved.status), &digest(2)));
 
         // Metadata of another digest than the one resolved is never recorded.
         let mut stray = import(resolved(2), 40);
         stray.image = Some(metadata(3));
-        assert_eq!(decide(Some(&moved.status), stray).status.image, None);
+        assert_eq!(decide(Some(&moved.status), stray).status.image, Some(metadata(1)));
 
         // An alias takes what its target records of the digest (and nothing of another).
         let alias = |image: Option<ImageMetadata>| Outcome::Resolved {
@@ -296,7 +300,7 @@ mod tests {
         let d = decide(Some(&moved.status), import(alias(Some(metadata(2))), 45));
         assert_eq!(d.status.image, Some(metadata(2)));
         let d = decide(Some(&moved.status), import(alias(Some(metadata(3))), 45));
-        assert_eq!(d.status.image, None);
+        assert_eq!(d.status.image, Some(metadata(1)));
 
         // An unreadable image counts as read: not tried again for that digest.
         let mut unreadable = import(resolved(2), 50);
