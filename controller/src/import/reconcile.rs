@@ -234,6 +234,20 @@ async fn image_metadata(
     if !from_registry || !status::wants_metadata(tag.status.as_ref(), digest) {
         return None;
     }
+    // A digest pinned in `from` (a copy by `kubectl berth tag`, a rollback) was recorded without asking the
+    // registry, and its metadata is not read from it either: a copy names no `insecure` of its source, and a
+    // registry that failed that request would hold back every other tag's import. What another tag of the
+    // namespace read for the digest is taken instead.
+    let pinned = ImageReference::parse(&tag.spec.from.name).is_ok_and(|r| r.digest().is_some());
+    if pinned {
+        return ctx
+            .tags
+            .state()
+            .iter()
+            .filter(|t| t.namespace().as_deref() == Some(namespace))
+            .filter_map(|t| t.status.as_ref()?.image.clone())
+            .find(|image| image.digest == *digest && image.unreadable.is_none());
+    }
     let reference = ImageReference::parse(pull_spec).ok()?;
     let request = MetadataRequest {
         pull_spec: pull_spec.clone(),
