@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use futures::channel::oneshot;
+
 use berth_api::image::{ImageStream, ImageStreamTag};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::Recorder;
@@ -12,7 +14,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use crate::grants::Grants;
-use crate::import::schedule::{LastCheck, Pacing};
+use crate::import::schedule::{Failure, LastCheck, Pacing};
 use crate::import::source::TagLookup;
 use crate::metrics::Metrics;
 use crate::registry::{Credentials, RegistryCredentials, Resolver};
@@ -42,6 +44,8 @@ pub struct Context {
     pub grants: Grants,
     checks: Mutex<HashMap<ObjectRef<ImageStreamTag>, LastCheck>>,
     pushed: Mutex<HashMap<ObjectRef<ImageStreamTag>, Push>>,
+    /// Imports under way, by tag, with the tag's uid: dropping the sender cancels the import.
+    importing: Mutex<HashMap<ObjectRef<ImageStreamTag>, (Option<String>, oneshot::Sender<()>)>>,
 }
 
 impl Context {
@@ -69,6 +73,42 @@ impl Context {
             metrics,
             checks: Mutex::default(),
             pushed: Mutex::default(),
+            importing: Mutex::default(),
+        }
+    }
+
+    /// Registers an import of `tag` (with `uid`) under way; the future resolves when the tag is deleted
+    /// ([`tag_seen`](Self::tag_seen)).
+    pub fn importing(&self, tag: &ObjectRef<ImageStreamTag>, uid: Option<&str>) -> oneshot::Receiver<()> {
+        let (cancel, cancelled) = oneshot::channel();
+        let mut importing = self.importing.lock().expect("not poisoned");
+        importing.insert(tag.clone(), (uid.map(str::to_owned), cancel));
+        cancelled
+    }
+
+    /// Forgets the import of `tag` (with `uid`): it ended.
+    pub fn done_importing(&self, tag: &ObjectRef<ImageStreamTag>, uid: Option<&str>) {
+        let mut importing = self.importing.lock().expect("not poisoned");
+        if importing.get(tag).is_some_and(|(u, _)| u.as_deref() == uid) {
+            importing.remove(tag);
+        }
+    }
+
+    /// Called with every tag the watch delivers: when `seen` is gone from the cache (deleted, or replaced by
+    /// another object of the same name) or is being deleted, its import under way is cancelled.
+    pub fn tag_seen(&self, seen: &ImageStreamTag) {
+        let key = ObjectRef::from_obj(seen);
+        let live = self.tags.get(&key);
+        if !gone(seen, live.as_deref()) {
+            return;
+        }
+        let mut importing = self.importing.lock().expect("not poisoned");
+        if importing
+            .get(&key)
+            .is_some_and(|(uid, _)| uid.as_deref() == seen.metadata.uid.as_deref())
+        {
+            // Dropping the sender wakes the import's select.
+            importing.remove(&key);
         }
     }
 
@@ -77,19 +117,19 @@ impl Context {
         self.checks.lock().expect("not poisoned").get(tag).copied()
     }
 
-    /// Remembers an import of `tag` at `at`: a success resets the failures, a failure counts one more.
+    /// Remembers an import of `tag` at `at`: a success (`failure` is `None`) resets the failures, a failure
+    /// counts one more.
     pub fn record_check(
         &self,
         tag: ObjectRef<ImageStreamTag>,
         at: i64,
-        failed: bool,
+        failure: Option<Failure>,
         retry_after: Option<std::time::Duration>,
     ) {
         let mut checks = self.checks.lock().expect("not poisoned");
-        let failures = if failed {
-            checks.get(&tag).map_or(0, |c| c.failures) + 1
-        } else {
-            0
+        let failures = match failure {
+            Some(_) => checks.get(&tag).map_or(0, |c| c.failures) + 1,
+            None => 0,
         };
         checks.insert(
             tag,
@@ -97,6 +137,7 @@ impl Context {
                 at,
                 failures,
                 retry_after,
+                failure: failure.unwrap_or_default(),
             },
         );
         // Deleted tags are not reconciled again: now and then, drop what is remembered of them.
@@ -144,6 +185,12 @@ impl Context {
         }
         all.lookup(registry, repository).cloned()
     }
+}
+
+/// Whether the tag `seen` in a watch event is gone: being deleted, absent from the cache (`live`), or replaced
+/// there by another object of the same name.
+pub fn gone(seen: &ImageStreamTag, live: Option<&ImageStreamTag>) -> bool {
+    seen.metadata.deletion_timestamp.is_some() || live.is_none_or(|l| l.metadata.uid != seen.metadata.uid)
 }
 
 /// A registry push that asks for an import.

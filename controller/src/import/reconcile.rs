@@ -21,7 +21,7 @@ use crate::context::{Context, FIELD_MANAGER, PUSH_RECHECK, Push, TagSnapshot};
 use crate::error::{Error, Result};
 use crate::grants;
 use crate::metrics::ImportLabels;
-use crate::registry::{ImageReference, ResolveRequest, TagListRequest};
+use crate::registry::{ImageReference, Priority, ResolveRequest, TagListRequest};
 
 /// The controller's name in logs and metrics.
 pub const CONTROLLER: &str = "import";
@@ -71,10 +71,32 @@ async fn import_tag(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Actio
 
     ctx.metrics.imports_in_flight.inc();
     let fresher_than = pushed.as_ref().and_then(|p| p.received);
-    let (outcome, retry_after) = import(&tag, source, &namespace, &ctx, fresher_than).await;
+    let priority = schedule::priority(trigger);
+    // A tag deleted while its import waits for its registry is dropped at once: the import (and its place in
+    // the registry's queue) goes with it.
+    let deleted = ctx.importing(&key, tag.metadata.uid.as_deref());
+    let imported = tokio::select! {
+        imported = import(&tag, source, &namespace, &ctx, fresher_than, priority) => Some(imported),
+        _ = deleted => None,
+    };
+    ctx.done_importing(&key, tag.metadata.uid.as_deref());
     ctx.metrics.imports_in_flight.dec();
-    let failed = matches!(outcome, Outcome::Failed { .. });
-    ctx.record_check(key.clone(), now.as_second(), failed, retry_after);
+    let Some((outcome, retry_after)) = imported else {
+        debug!(trigger, "the tag was deleted while its import waited; dropped");
+        ctx.metrics
+            .imports
+            .get_or_create(&ImportLabels {
+                trigger: trigger.to_owned(),
+                result: "TagDeleted".to_owned(),
+            })
+            .inc();
+        return Ok(Action::await_change());
+    };
+    let failure = match &outcome {
+        Outcome::Failed { reason, .. } => Some(schedule::Failure::of(reason)),
+        _ => None,
+    };
+    ctx.record_check(key.clone(), now.as_second(), failure, retry_after);
     let result = match &outcome {
         Outcome::Failed { reason, .. } => reason.clone(),
         Outcome::Resolved { .. } => status::REASON_IMPORTED.to_owned(),
@@ -156,12 +178,13 @@ async fn import(
     namespace: &str,
     ctx: &Context,
     fresher_than: Option<std::time::Instant>,
+    priority: Priority,
 ) -> (Outcome, Option<Duration>) {
     let (reference, chosen) = match source {
         Source::Known(outcome) => return (refused_by_policy(tag, ctx).unwrap_or(outcome), None),
         Source::Registry(reference) => (reference, None),
         Source::Versions { repository, policy } => {
-            match choose(tag, &repository, &policy, namespace, ctx, fresher_than).await {
+            match choose(tag, &repository, &policy, namespace, ctx, fresher_than, priority).await {
                 Ok(choice) => (repository, Some(choice)),
                 Err(failed) => return failed,
             }
@@ -182,6 +205,7 @@ async fn import(
         import_mode: policy.import_mode.unwrap_or(ImportMode::Legacy),
         credentials: ctx.credentials(namespace, reference.registry(), reference.repository()),
         trust_pinned: true,
+        priority,
     };
     match ctx.resolver.resolve(&request).await {
         Ok(resolved) => {
@@ -217,6 +241,7 @@ async fn choose(
     namespace: &str,
     ctx: &Context,
     fresher_than: Option<std::time::Instant>,
+    priority: Priority,
 ) -> Result<version_policy::Choice, (Outcome, Option<Duration>)> {
     let failed = |reason: &str, message: String| Outcome::Failed {
         reason: reason.to_owned(),
@@ -230,6 +255,7 @@ async fn choose(
         insecure: tag.spec.import_policy.as_ref().is_some_and(|p| p.insecure),
         credentials: ctx.credentials(namespace, repository.registry(), repository.repository()),
         fresher_than,
+        priority,
     };
     let listed = ctx
         .resolver

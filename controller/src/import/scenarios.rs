@@ -177,8 +177,8 @@ async fn a_failure_keeps_the_image_reports_the_reason_once_and_backs_off() {
         .expect("failure recorded");
     assert_eq!(
         action,
-        Action::requeue(PACING.retry),
-        "the first retry after `retry`"
+        Action::requeue(PACING.retry_lasting),
+        "NotFound is a lasting failure: the first retry after `retry_lasting`"
     );
 
     // Right after: the back-off holds; no registry request, no write, the same wait.
@@ -190,8 +190,8 @@ async fn a_failure_keeps_the_image_reports_the_reason_once_and_backs_off() {
         .expect("backing off");
     assert_eq!(registry.hits(), hits);
     assert!(
-        action == Action::requeue(PACING.retry)
-            || action == Action::requeue(PACING.retry - Duration::from_secs(1)),
+        action == Action::requeue(PACING.retry_lasting)
+            || action == Action::requeue(PACING.retry_lasting - Duration::from_secs(1)),
         "{action:?}"
     );
 }

@@ -2,11 +2,16 @@
 //! honours `Retry-After`.
 //!
 //! [`RateLimiter`] and [`Backoff`] are pure: the caller passes the time in, so they are tested without
-//! sleeping. [`RegistryGate`] holds one of each per registry host for the resolver.
+//! sleeping. [`RegistryGate`] holds one of each per registry host for the resolver, beside the registry's
+//! concurrency window and priority queue (`admission.rs`, `slots.rs`): a request needs a slot, then a token.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use super::admission::{Priority, WindowConfig};
+use super::policy::RegistryPolicy;
+use super::slots::{Permit, Slots};
 
 /// How many requests per second a registry gets from this controller, with bursts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,6 +65,21 @@ impl RateLimiter {
                 (1.0 - self.tokens) / self.limit.per_second,
             ))
         }
+    }
+
+    /// Takes a token now or, when one comes within `max_wait`, reserves it and says how long to wait for it
+    /// (the bucket goes below zero, so those who reserve later wait longer: first come, first served). When
+    /// the token would come later than `max_wait`, nothing is reserved and the wait is the error.
+    pub fn reserve(&mut self, now: Instant, max_wait: Duration) -> Result<Duration, Duration> {
+        let wait = match self.try_acquire(now) {
+            Ok(()) => return Ok(Duration::ZERO),
+            Err(wait) => wait,
+        };
+        if wait > max_wait {
+            return Err(wait);
+        }
+        self.tokens -= 1.0;
+        Ok(wait)
     }
 }
 
@@ -163,58 +183,112 @@ pub enum Refusal {
     RateLimit(Duration),
 }
 
+/// What one registry gets: requests per second, and requests at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegistryLimits {
+    /// The token bucket.
+    pub rate: RateLimit,
+    /// The concurrency window.
+    pub window: WindowConfig,
+}
+
 #[derive(Debug)]
 struct HostState {
+    limits: RegistryLimits,
     limiter: RateLimiter,
     backoff: Backoff,
 }
 
-/// A [`RateLimiter`] and a [`Backoff`] per registry host, shared by all resolves.
+/// A [`RateLimiter`], a [`Backoff`] and a concurrency window ([`Slots`]) per registry host, shared by all
+/// resolves.
 ///
-/// [`admit`](Self::admit) waits for a token up to `max_wait`, and refuses at once while back-off holds, so
-/// a reconcile never sleeps for minutes: it gets an error with the time left and requeues.
+/// [`admit`](Self::admit) refuses at once while back-off holds; else it waits for a slot (by priority, for
+/// as long as it takes: the window bounds what is in flight, the queue orders the rest, and a dropped
+/// caller leaves the queue at once), then for a token up to `max_wait`. A reconcile never sleeps for
+/// minutes on a back-off or a token: it gets an error with the time left and requeues.
 #[derive(Debug)]
 pub struct RegistryGate {
-    limit: RateLimit,
+    defaults: RegistryLimits,
+    registries: RegistryPolicy,
     policy: BackoffPolicy,
     max_wait: Duration,
     hosts: Mutex<HashMap<String, HostState>>,
+    slots: Slots,
 }
 
 impl RegistryGate {
-    /// A gate with these limits.
+    /// A gate with these limits for every registry, and the default concurrency window.
     pub fn new(limit: RateLimit, policy: BackoffPolicy, max_wait: Duration) -> Self {
         Self {
-            limit,
+            defaults: RegistryLimits {
+                rate: limit,
+                window: WindowConfig::default(),
+            },
+            registries: RegistryPolicy::default(),
             policy,
             max_wait,
             hosts: Mutex::default(),
+            slots: Slots::default(),
         }
+    }
+
+    /// The same gate with `window` as the default concurrency window, and the per-registry limits of
+    /// `registries` (its `berth.registries`) for the registries it names.
+    pub fn with_registry_limits(mut self, window: WindowConfig, registries: RegistryPolicy) -> Self {
+        self.defaults.window = window;
+        self.registries = registries;
+        self
+    }
+
+    /// The slots of every registry (their load is what metrics show).
+    pub fn slots(&self) -> &Slots {
+        &self.slots
     }
 
     fn with_host<T>(&self, host: &str, f: impl FnOnce(&mut HostState, Instant) -> T) -> T {
         // tokio's clock, so that tests with paused time see time pass.
         let now = tokio::time::Instant::now().into_std();
         let mut hosts = self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let state = hosts.entry(host.to_string()).or_insert_with(|| HostState {
-            limiter: RateLimiter::new(self.limit, now),
-            backoff: Backoff::default(),
+        let state = hosts.entry(host.to_string()).or_insert_with(|| {
+            let limits = self.registries.limits_for(host, self.defaults);
+            HostState {
+                limits,
+                limiter: RateLimiter::new(limits.rate, now),
+                backoff: Backoff::default(),
+            }
         });
         f(state, now)
     }
 
-    /// Lets one request to `host` through, waiting for a token if that takes at most `max_wait`.
-    pub async fn admit(&self, host: &str) -> Result<(), Refusal> {
+    /// Lets one request to `host` through: a slot of its window (waiting behind more urgent and older
+    /// requests), then a token if one comes within `max_wait`. The permit is the slot: finish it with the
+    /// answer, or drop it.
+    pub async fn admit(&self, host: &str, priority: Priority) -> Result<Permit, Refusal> {
+        let limits = self.with_host(host, |state, now| match state.backoff.blocked(now) {
+            Some((left, cause)) => Err(Refusal::Backoff(cause, left)),
+            None => Ok(state.limits),
+        })?;
+        let permit = self.slots.acquire(host, limits.window, priority).await;
         loop {
+            // Back-off may have begun while this request waited for its slot: a short one is waited out
+            // (holding the slot, which holds the registry's other requests back too), a long one refused.
             let decision = self.with_host(host, |state, now| {
                 if let Some((left, cause)) = state.backoff.blocked(now) {
                     return Err(Refusal::Backoff(cause, left));
                 }
-                state.limiter.try_acquire(now).map_err(Refusal::RateLimit)
+                state
+                    .limiter
+                    .reserve(now, self.max_wait)
+                    .map_err(Refusal::RateLimit)
             });
             match decision {
-                Ok(()) => return Ok(()),
-                Err(Refusal::RateLimit(wait)) if wait <= self.max_wait => tokio::time::sleep(wait).await,
+                Ok(wait) => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    return Ok(permit);
+                }
+                Err(Refusal::Backoff(_, left)) if left <= self.max_wait => tokio::time::sleep(left).await,
                 Err(refusal) => return Err(refusal),
             }
         }
@@ -350,13 +424,13 @@ mod tests {
             2 * S,
         );
         let start = tokio::time::Instant::now();
-        gate.admit("r.example").await.unwrap();
-        gate.admit("r.example").await.unwrap(); // waits ~1 s of paused (virtual) time for a token
+        drop(gate.admit("r.example", Priority::Prompt).await.unwrap());
+        drop(gate.admit("r.example", Priority::Prompt).await.unwrap()); // waits ~1 s of paused (virtual) time for a token
         assert!(start.elapsed() >= S, "{:?}", start.elapsed());
-        gate.admit("other.example").await.unwrap(); // registries have their own buckets
+        drop(gate.admit("other.example", Priority::Prompt).await.unwrap()); // registries have their own buckets
 
         gate.record_failure("r.example", Throttle::RateLimited, Some(30 * S));
-        match gate.admit("r.example").await {
+        match gate.admit("r.example", Priority::Prompt).await {
             Err(Refusal::Backoff(Throttle::RateLimited, left)) => assert!(left <= 30 * S && left > 29 * S),
             other => panic!("{other:?}"),
         }
@@ -369,7 +443,9 @@ mod tests {
             BackoffPolicy::default(),
             2 * S,
         );
-        slow.admit("r.example").await.unwrap();
-        assert!(matches!(slow.admit("r.example").await, Err(Refusal::RateLimit(wait)) if wait > 2 * S));
+        drop(slow.admit("r.example", Priority::Prompt).await.unwrap());
+        assert!(
+            matches!(slow.admit("r.example", Priority::Prompt).await, Err(Refusal::RateLimit(wait)) if wait > 2 * S)
+        );
     }
 }

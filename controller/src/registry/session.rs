@@ -13,6 +13,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use tracing::debug;
 
+use super::admission::{Priority, Signal};
 use super::credentials::Credentials;
 use super::error::ResolveError;
 use super::manifest::{self, ACCEPT};
@@ -93,6 +94,8 @@ pub struct Session<'a> {
     pub latency: Duration,
     /// HTTP requests sent (a token negotiation counts as two).
     pub requests: u32,
+    /// Where its requests stand in the registry's queue.
+    pub priority: Priority,
 }
 
 impl<'a> Session<'a> {
@@ -120,6 +123,7 @@ impl<'a> Session<'a> {
             scheme: Scheme::Https,
             latency: Duration::ZERO,
             requests: 0,
+            priority: Priority::default(),
         }
     }
 
@@ -133,6 +137,11 @@ impl<'a> Session<'a> {
 
     fn host(&self) -> &str {
         self.reference.api_host()
+    }
+
+    /// The registry as named in references: the key of its rate limit, back-off, window and settings.
+    fn registry(&self) -> &str {
+        self.reference.registry()
     }
 
     /// HEAD or GET of `/v2/<repository>/manifests/<manifest_ref>`, answering one auth challenge. Errors are
@@ -170,11 +179,13 @@ impl<'a> Session<'a> {
         accept: &str,
     ) -> Result<Response, ResolveError> {
         let host = self.host().to_string();
-        self.ctx
+        let permit = self
+            .ctx
             .gate
-            .admit(&host)
+            .admit(self.registry(), self.priority)
             .await
             .map_err(|refusal| self.refused(refusal))?;
+        let sent = Instant::now();
         let mut failures = Vec::new();
         for scheme in self.ctx.transport.schemes(&host, self.insecure) {
             let url = format!("{}://{host}/v2/{path}", scheme.as_str());
@@ -196,6 +207,14 @@ impl<'a> Session<'a> {
             self.requests += 1;
             match result {
                 Ok(response) => {
+                    let status = response.status();
+                    let overloaded = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    let signal = if overloaded {
+                        Signal::Overloaded
+                    } else {
+                        Signal::Answered
+                    };
+                    permit.finish(signal, sent.elapsed());
                     if self.insecure {
                         self.ctx.transport.remember(&host, Some(scheme));
                     }
@@ -207,16 +226,19 @@ impl<'a> Session<'a> {
                 Err(e) => failures.push(format!("{}: {}", scheme.as_str(), describe(&e, self.ctx.timeout))),
             }
         }
+        permit.finish(Signal::Overloaded, sent.elapsed());
         if self.insecure {
             self.ctx.transport.remember(&host, None);
         }
-        self.ctx.gate.record_failure(&host, Throttle::Unavailable, None);
+        self.ctx
+            .gate
+            .record_failure(self.registry(), Throttle::Unavailable, None);
         Err(self.unavailable(failures.join("; "), None))
     }
 
     /// Feeds the answer to the gate's back-off.
     fn record(&self, status: StatusCode, headers: &HeaderMap) {
-        let host = self.host();
+        let host = self.registry();
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.ctx
                 .gate
