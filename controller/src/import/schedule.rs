@@ -179,7 +179,12 @@ pub fn retry_delay(last: LastCheck, pacing: Pacing) -> Duration {
         Failure::Transient => (pacing.retry, 1),
         Failure::Lasting => (pacing.retry_lasting, 2),
     };
-    let steps = last.failures.saturating_sub(1).min(16) * factor_log2;
+    // 2^20 times any first delay is past any interval: a longer streak does not overflow.
+    let steps = last
+        .failures
+        .saturating_sub(1)
+        .saturating_mul(factor_log2)
+        .min(20);
     let backoff = first.saturating_mul(1 << steps).min(pacing.interval);
     last.retry_after.map_or(backoff, |r| r.max(backoff))
 }
