@@ -348,3 +348,34 @@ async fn an_invalid_version_policy_fails_naming_the_field_without_contacting_the
         .expect("failure recorded");
     assert_eq!(registry.hits(), 0);
 }
+
+#[tokio::test]
+async fn a_tag_deleted_while_its_import_waits_is_dropped_at_once_without_a_write() {
+    // A registry that takes connections and never answers: the import waits for it (up to its timeout).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host = listener.local_addr().expect("addr").to_string();
+    let tag = istag(NS, "demo", "v1")
+        .stored("uid-1", 1)
+        .follows_image(&format!("{host}/berth/demo:v1"))
+        .import_policy(true, false);
+    let (client, server) = api_server::mock([]);
+    // The cache does not hold the tag: as after its deletion, when the watch delivers it.
+    let ctx = context(client, vec![], vec![]);
+    let importing = tokio::spawn(reconcile(Arc::new(tag.clone()), ctx.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!importing.is_finished(), "the import waits for the registry");
+    let deleted = std::time::Instant::now();
+    ctx.tag_seen(&tag);
+    let action = importing.await.expect("joined").expect("dropped, not failed");
+    assert!(
+        deleted.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        deleted.elapsed()
+    );
+    assert_eq!(action, Action::await_change());
+    // No status write, no Event: the mocked API server saw nothing.
+    server.run(async {}).await;
+    let text = ctx.metrics.encode();
+    assert!(text.contains(r#"result="TagDeleted"} 1"#), "{text}");
+    drop(listener);
+}

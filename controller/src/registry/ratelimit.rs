@@ -314,6 +314,7 @@ mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
+    const MS: Duration = Duration::from_millis(1);
 
     #[test]
     fn token_bucket_bursts_then_paces() {
@@ -340,6 +341,24 @@ mod tests {
             assert_eq!(bucket.try_acquire(later), Ok(()));
         }
         assert!(bucket.try_acquire(later).is_err());
+    }
+
+    #[test]
+    fn reservations_are_served_in_order_within_the_longest_wait() {
+        let t0 = Instant::now();
+        let limit = RateLimit {
+            per_second: 10.0,
+            burst: 1,
+        };
+        let mut bucket = RateLimiter::new(limit, t0);
+        let waits: Vec<_> = (0..4).map(|_| bucket.reserve(t0, 250 * MS)).collect();
+        assert_eq!(
+            waits,
+            [Ok(Duration::ZERO), Ok(100 * MS), Ok(200 * MS), Err(300 * MS)]
+        );
+        // The refused one reserved nothing: the next still waits 300 ms.
+        assert_eq!(bucket.reserve(t0, S), Ok(300 * MS));
+        assert_eq!(bucket.reserve(t0 + S, S), Ok(Duration::ZERO));
     }
 
     #[test]
