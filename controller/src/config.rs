@@ -68,7 +68,8 @@ pub struct Config {
 
     /// Which registries tags may import from: a file holding an `image.config.openshift.io` `Image` (or its
     /// `spec`) with `allowedRegistriesForImport` and `registrySources.blockedRegistries`, as OpenShift's
-    /// cluster image configuration. Without it, every registry is allowed.
+    /// cluster image configuration, and Berth's per-registry limits (`berth.registries`: `qps`, `burst`,
+    /// `maxConcurrency`). Without it, every registry is allowed and gets the flags' limits.
     #[arg(long, env = "BERTH_REGISTRY_POLICY")]
     pub registry_policy: Option<PathBuf>,
 

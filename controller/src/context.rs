@@ -45,8 +45,11 @@ pub struct Context {
     checks: Mutex<HashMap<ObjectRef<ImageStreamTag>, LastCheck>>,
     pushed: Mutex<HashMap<ObjectRef<ImageStreamTag>, Push>>,
     /// Imports under way, by tag, with the tag's uid: dropping the sender cancels the import.
-    importing: Mutex<HashMap<ObjectRef<ImageStreamTag>, (Option<String>, oneshot::Sender<()>)>>,
+    importing: Mutex<HashMap<ObjectRef<ImageStreamTag>, Importing>>,
 }
+
+/// An import under way: the tag's uid, and the sender whose drop cancels the import.
+type Importing = (Option<String>, oneshot::Sender<()>);
 
 impl Context {
     /// A context over caches that are being filled.

@@ -214,7 +214,8 @@ impl<'a> Session<'a> {
                     } else {
                         Signal::Answered
                     };
-                    permit.finish(signal, sent.elapsed());
+                    // This attempt's latency: a failed HTTPS try of an insecure registry is not the registry's.
+                    permit.finish(signal, started.elapsed());
                     if self.insecure {
                         self.ctx.transport.remember(&host, Some(scheme));
                     }
