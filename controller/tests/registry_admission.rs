@@ -106,15 +106,17 @@ const CAPACITY: Capacity = Capacity {
     max_in_flight: 48,
 };
 
-/// A resolver whose rate limit does not bind: only the window holds requests back.
-fn resolver(window: WindowConfig) -> Arc<Resolver> {
+/// A rate limit that does not bind: only the window holds requests back.
+const UNLIMITED: RateLimit = RateLimit {
+    per_second: 100_000.0,
+    burst: 100_000,
+};
+
+fn resolver(window: WindowConfig, rate_limit: RateLimit) -> Arc<Resolver> {
     Arc::new(
         Resolver::new(ResolverConfig {
             timeout: Duration::from_secs(5),
-            rate_limit: RateLimit {
-                per_second: 100_000.0,
-                burst: 100_000,
-            },
+            rate_limit,
             concurrency: window,
             ..Default::default()
         })
@@ -132,8 +134,16 @@ struct Run {
 
 /// Resolves `tags` tags of a fresh slowing registry at once, as that many reconciles would.
 async fn resolve_all(tags: usize, window: WindowConfig) -> Run {
-    let registry = SlowingRegistry::start(CAPACITY).await;
-    let resolver = resolver(window);
+    resolve_all_of(SlowingRegistry::start(CAPACITY).await, tags, window, UNLIMITED).await
+}
+
+async fn resolve_all_of(
+    registry: SlowingRegistry,
+    tags: usize,
+    window: WindowConfig,
+    rate_limit: RateLimit,
+) -> Run {
+    let resolver = resolver(window, rate_limit);
     let started = Instant::now();
     let tasks: Vec<_> = (0..tags)
         .map(|i| {
@@ -218,6 +228,31 @@ async fn without_adaptation_the_same_registry_fails_requests() {
         run.unavailable > 0,
         "the fake is not overloaded: the test above proves nothing"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berths_own_rate_limit_orders_requests_instead_of_failing_them() {
+    // 25 a second and a window of up to 64: the last of 64 slot holders waits 2.56 s for its token, longer
+    // than `max_rate_wait` (2 s), and 100 requests take 3.8 s; none fails `RateLimited` for Berth's own limit.
+    let roomy = SlowingRegistry::start(Capacity {
+        workers: 1_000,
+        service: Duration::from_millis(1),
+        max_in_flight: 10_000,
+    })
+    .await;
+    let rate = RateLimit {
+        per_second: 25.0,
+        burst: 5,
+    };
+    let tags = 100;
+    let run = resolve_all_of(roomy, tags, adaptive(), rate).await;
+    report("rate limited to 25/s", tags, &run);
+    assert!(
+        run.failures.is_empty(),
+        "{:?}",
+        &run.failures[..run.failures.len().min(3)]
+    );
+    assert!(run.elapsed >= Duration::from_millis(3_500), "{:?}", run.elapsed);
 }
 
 /// How many tags a second resolve against the slowing fake, adaptive and fixed: printed, not asserted.

@@ -199,13 +199,27 @@ struct HostState {
     backoff: Backoff,
 }
 
+/// How long a request holding a slot may wait for its token. Only slot holders reserve tokens, so at most
+/// `window.max` reservations are outstanding and the last waits `window.max / rate`: that wait is allowed
+/// (up to [`MAX_TOKEN_WAIT`]), so that Berth's own rate limit orders requests instead of failing them
+/// `RateLimited` when the window is wider than the rate allows within `max_wait`.
+fn token_patience(max_wait: Duration, limits: RegistryLimits) -> Duration {
+    let queue = f64::from(limits.window.max) / limits.rate.per_second;
+    let queue = Duration::try_from_secs_f64(queue).unwrap_or(MAX_TOKEN_WAIT);
+    max_wait.max(queue.min(MAX_TOKEN_WAIT))
+}
+
+/// The longest a slot holder waits for a token: beyond it, Berth's own limit refuses with `RateLimited`.
+pub const MAX_TOKEN_WAIT: Duration = Duration::from_secs(60);
+
 /// A [`RateLimiter`], a [`Backoff`] and a concurrency window ([`Slots`]) per registry host, shared by all
 /// resolves.
 ///
 /// [`admit`](Self::admit) refuses at once while back-off holds; else it waits for a slot (by priority, for
 /// as long as it takes: the window bounds what is in flight, the queue orders the rest, and a dropped
-/// caller leaves the queue at once), then for a token up to `max_wait`. A reconcile never sleeps for
-/// minutes on a back-off or a token: it gets an error with the time left and requeues.
+/// caller leaves the queue at once), then for a token, as long as the requests ahead of it in the window
+/// need ([`token_patience`]). A reconcile never sleeps for minutes on a back-off: it gets an error with the
+/// time left and requeues.
 #[derive(Debug)]
 pub struct RegistryGate {
     defaults: RegistryLimits,
@@ -269,6 +283,7 @@ impl RegistryGate {
             None => Ok(state.limits),
         })?;
         let permit = self.slots.acquire(host, limits.window, priority).await;
+        let patience = token_patience(self.max_wait, limits);
         loop {
             // Back-off may have begun while this request waited for its slot: a short one is waited out
             // (holding the slot, which holds the registry's other requests back too), a long one refused.
@@ -276,10 +291,7 @@ impl RegistryGate {
                 if let Some((left, cause)) = state.backoff.blocked(now) {
                     return Err(Refusal::Backoff(cause, left));
                 }
-                state
-                    .limiter
-                    .reserve(now, self.max_wait)
-                    .map_err(Refusal::RateLimit)
+                state.limiter.reserve(now, patience).map_err(Refusal::RateLimit)
             });
             match decision {
                 Ok(wait) => {
@@ -359,6 +371,21 @@ mod tests {
         // The refused one reserved nothing: the next still waits 300 ms.
         assert_eq!(bucket.reserve(t0, S), Ok(300 * MS));
         assert_eq!(bucket.reserve(t0 + S, S), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn slot_holders_wait_for_their_token_as_long_as_the_window_needs() {
+        let limits = |per_second, max| RegistryLimits {
+            rate: RateLimit { per_second, burst: 1 },
+            window: WindowConfig {
+                max,
+                ..WindowConfig::default()
+            },
+        };
+        assert_eq!(token_patience(2 * S, limits(10.0, 32)), 3200 * MS);
+        assert_eq!(token_patience(2 * S, limits(100.0, 32)), 2 * S);
+        assert_eq!(token_patience(2 * S, limits(0.01, 32)), MAX_TOKEN_WAIT);
+        assert_eq!(token_patience(2 * S, limits(0.0, 32)), MAX_TOKEN_WAIT);
     }
 
     #[test]
