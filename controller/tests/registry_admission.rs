@@ -255,6 +255,51 @@ async fn berths_own_rate_limit_orders_requests_instead_of_failing_them() {
     assert!(run.elapsed >= Duration::from_millis(3_500), "{:?}", run.elapsed);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_imports_overtake_retries_waiting_for_the_same_registry() {
+    let registry = SlowingRegistry::start(Capacity {
+        workers: 1,
+        service: Duration::from_millis(20),
+        max_in_flight: 1_000,
+    })
+    .await;
+    // One request at a time: everything else waits in the registry's queue.
+    let resolver = resolver(
+        WindowConfig {
+            max: 1,
+            initial: 1,
+            ..WindowConfig::default()
+        },
+        UNLIMITED,
+    );
+    let done = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let spawn = |i: usize, priority: Priority| {
+        let (resolver, host, done) = (resolver.clone(), registry.host.clone(), done.clone());
+        tokio::spawn(async move {
+            let request = ResolveRequest {
+                reference: format!("{host}/team/app:{priority:?}-{i}"),
+                insecure: true,
+                priority,
+                ..Default::default()
+            };
+            resolver.resolve(&request).await.expect("resolved");
+            done.lock().unwrap().push(priority);
+        })
+    };
+    let mut tasks: Vec<_> = (0..10).map(|i| spawn(i, Priority::Retry)).collect();
+    // The first imports come once a retry is at the registry (the others in line, or about to be).
+    while registry.peak.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tasks.extend((0..10).map(|i| spawn(i, Priority::Prompt)));
+    for task in tasks {
+        task.await.expect("joined");
+    }
+    let order = done.lock().unwrap().clone();
+    let retries_first = order[..12].iter().filter(|p| **p == Priority::Retry).count();
+    assert!(retries_first <= 2, "{order:?}");
+}
+
 /// How many tags a second resolve against the slowing fake, adaptive and fixed: printed, not asserted.
 /// `cargo test -p berth-controller --test registry_admission -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
