@@ -44,12 +44,26 @@ pub struct Context {
     pub grants: Grants,
     checks: Mutex<HashMap<ObjectRef<ImageStreamTag>, LastCheck>>,
     pushed: Mutex<HashMap<ObjectRef<ImageStreamTag>, Push>>,
-    /// Imports under way, by tag, with the tag's uid: dropping the sender cancels the import.
+    /// Imports under way, by tag.
     importing: Mutex<HashMap<ObjectRef<ImageStreamTag>, Importing>>,
 }
 
-/// An import under way: the tag's uid, and the sender whose drop cancels the import.
-type Importing = (Option<String>, oneshot::Sender<()>);
+/// An import under way: what it imports for, and the sender that cancels it.
+struct Importing {
+    uid: Option<String>,
+    generation: Option<i64>,
+    cancel: oneshot::Sender<Cancelled>,
+}
+
+/// Why an import under way was given up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cancelled {
+    /// Its tag was deleted (or replaced by another object of the same name).
+    Deleted,
+    /// Its tag's spec changed: the import of the new spec follows at once, as a spec change (first in its
+    /// registry's queue), instead of waiting behind the old one.
+    Superseded,
+}
 
 impl Context {
     /// A context over caches that are being filled.
@@ -80,38 +94,42 @@ impl Context {
         }
     }
 
-    /// Registers an import of `tag` (with `uid`) under way; the future resolves when the tag is deleted
-    /// ([`tag_seen`](Self::tag_seen)).
-    pub fn importing(&self, tag: &ObjectRef<ImageStreamTag>, uid: Option<&str>) -> oneshot::Receiver<()> {
+    /// Registers an import of `tag` under way; the future resolves when the tag is deleted or its spec
+    /// changes ([`tag_seen`](Self::tag_seen)).
+    pub fn importing(&self, tag: &ImageStreamTag) -> oneshot::Receiver<Cancelled> {
         let (cancel, cancelled) = oneshot::channel();
+        let running = Importing {
+            uid: tag.metadata.uid.clone(),
+            generation: tag.metadata.generation,
+            cancel,
+        };
         let mut importing = self.importing.lock().expect("not poisoned");
-        importing.insert(tag.clone(), (uid.map(str::to_owned), cancel));
+        importing.insert(ObjectRef::from_obj(tag), running);
         cancelled
     }
 
-    /// Forgets the import of `tag` (with `uid`): it ended.
-    pub fn done_importing(&self, tag: &ObjectRef<ImageStreamTag>, uid: Option<&str>) {
+    /// Forgets the import of `tag`: it ended.
+    pub fn done_importing(&self, tag: &ImageStreamTag) {
+        let key = ObjectRef::from_obj(tag);
         let mut importing = self.importing.lock().expect("not poisoned");
-        if importing.get(tag).is_some_and(|(u, _)| u.as_deref() == uid) {
-            importing.remove(tag);
+        if importing.get(&key).is_some_and(|i| i.uid == tag.metadata.uid) {
+            importing.remove(&key);
         }
     }
 
-    /// Called with every tag the watch delivers: when `seen` is gone from the cache (deleted, or replaced by
-    /// another object of the same name) or is being deleted, its import under way is cancelled.
+    /// Called with every tag the watch delivers, before its reconcile is asked for: the import under way of
+    /// a tag deleted or changed meanwhile is cancelled ([`cancellation`]).
     pub fn tag_seen(&self, seen: &ImageStreamTag) {
         let key = ObjectRef::from_obj(seen);
         let live = self.tags.get(&key);
-        if !gone(seen, live.as_deref()) {
-            return;
-        }
         let mut importing = self.importing.lock().expect("not poisoned");
-        if importing
+        let verdict = importing
             .get(&key)
-            .is_some_and(|(uid, _)| uid.as_deref() == seen.metadata.uid.as_deref())
+            .and_then(|i| cancellation(seen, live.as_deref(), i.uid.as_deref(), i.generation));
+        if let Some(why) = verdict
+            && let Some(running) = importing.remove(&key)
         {
-            // Dropping the sender wakes the import's select.
-            importing.remove(&key);
+            let _ = running.cancel.send(why);
         }
     }
 
@@ -190,6 +208,25 @@ impl Context {
     }
 }
 
+/// Whether an import under way for the tag with `uid` at `generation` is given up, now that the watch
+/// delivers `seen` and the cache holds `live`: when the tag is gone, or its spec moved past `generation`.
+pub fn cancellation(
+    seen: &ImageStreamTag,
+    live: Option<&ImageStreamTag>,
+    uid: Option<&str>,
+    generation: Option<i64>,
+) -> Option<Cancelled> {
+    if seen.metadata.uid.as_deref() != uid {
+        return None;
+    }
+    if gone(seen, live) {
+        return Some(Cancelled::Deleted);
+    }
+    let newer = |g: Option<i64>| g.zip(generation).is_some_and(|(g, running)| g > running);
+    (newer(seen.metadata.generation) || newer(live.and_then(|l| l.metadata.generation)))
+        .then_some(Cancelled::Superseded)
+}
+
 /// Whether the tag `seen` in a watch event is gone: being deleted, absent from the cache (`live`), or replaced
 /// there by another object of the same name.
 pub fn gone(seen: &ImageStreamTag, live: Option<&ImageStreamTag>) -> bool {
@@ -234,5 +271,44 @@ impl TagLookup for TagSnapshot {
             .map(AsRef::as_ref)
             .filter(|t| t.spec.stream == stream && t.namespace().as_deref() == Some(namespace))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::fixtures::{NS, TagFixture, istag};
+
+    #[test]
+    fn an_import_is_given_up_when_its_tag_goes_or_its_spec_moves_on() {
+        let running = istag(NS, "demo", "v1").stored("uid-1", 1);
+        let at = |generation| {
+            let mut t = running.clone();
+            t.metadata.generation = Some(generation);
+            t
+        };
+        let decide = |seen: &ImageStreamTag, live: Option<&ImageStreamTag>| {
+            cancellation(seen, live, Some("uid-1"), Some(1))
+        };
+        assert_eq!(decide(&running, Some(&running)), None, "its own status write");
+        assert_eq!(decide(&running, None), Some(Cancelled::Deleted));
+        let mut deleting = running.clone();
+        deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::now(),
+        ));
+        assert_eq!(decide(&deleting, Some(&deleting)), Some(Cancelled::Deleted));
+        let other = istag(NS, "demo", "v1").stored("uid-2", 1);
+        assert_eq!(
+            decide(&running, Some(&other)),
+            Some(Cancelled::Deleted),
+            "replaced"
+        );
+        assert_eq!(decide(&other, Some(&other)), None, "an event of another object");
+        assert_eq!(decide(&at(2), Some(&at(2))), Some(Cancelled::Superseded));
+        assert_eq!(
+            decide(&running, Some(&at(2))),
+            Some(Cancelled::Superseded),
+            "an old event, a newer cache"
+        );
     }
 }

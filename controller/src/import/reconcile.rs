@@ -17,7 +17,7 @@ use super::schedule::{self, Plan};
 use super::source::{self, Source};
 use super::status::{self, Decision, ImportEvent, Outcome};
 use super::version_policy::{self, Listed, Policy};
-use crate::context::{Context, FIELD_MANAGER, PUSH_RECHECK, Push, TagSnapshot};
+use crate::context::{Cancelled, Context, FIELD_MANAGER, PUSH_RECHECK, Push, TagSnapshot};
 use crate::error::{Error, Result};
 use crate::grants;
 use crate::metrics::ImportLabels;
@@ -72,25 +72,33 @@ async fn import_tag(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Actio
     ctx.metrics.imports_in_flight.inc();
     let fresher_than = pushed.as_ref().and_then(|p| p.received);
     let priority = schedule::priority(trigger);
-    // A tag deleted while its import waits for its registry is dropped at once: the import (and its place in
-    // the registry's queue) goes with it.
-    let deleted = ctx.importing(&key, tag.metadata.uid.as_deref());
+    // A tag deleted while its import waits for its registry is dropped at once, and one whose spec changed is
+    // imported again at once: the import (and its place in the registry's queue) goes.
+    let cancelled = ctx.importing(&tag);
     let imported = tokio::select! {
-        imported = import(&tag, source, &namespace, &ctx, fresher_than, priority) => Some(imported),
-        _ = deleted => None,
+        imported = import(&tag, source, &namespace, &ctx, fresher_than, priority) => Ok(imported),
+        why = cancelled => Err(why.unwrap_or(Cancelled::Deleted)),
     };
-    ctx.done_importing(&key, tag.metadata.uid.as_deref());
+    ctx.done_importing(&tag);
     ctx.metrics.imports_in_flight.dec();
-    let Some((outcome, retry_after)) = imported else {
-        debug!(trigger, "the tag was deleted while its import waited; dropped");
-        ctx.metrics
-            .imports
-            .get_or_create(&ImportLabels {
-                trigger: trigger.to_owned(),
-                result: "TagDeleted".to_owned(),
-            })
-            .inc();
-        return Ok(Action::await_change());
+    let (outcome, retry_after) = match imported {
+        Ok(imported) => imported,
+        Err(why) => {
+            debug!(trigger, ?why, "the import was given up while it waited");
+            let (result, action) = match why {
+                Cancelled::Deleted => ("TagDeleted", Action::await_change()),
+                // The watch event that changed the spec asks for the next reconcile already; this is a net.
+                Cancelled::Superseded => ("Superseded", Action::requeue(Duration::from_secs(1))),
+            };
+            ctx.metrics
+                .imports
+                .get_or_create(&ImportLabels {
+                    trigger: trigger.to_owned(),
+                    result: result.to_owned(),
+                })
+                .inc();
+            return Ok(action);
+        }
     };
     let failure = match &outcome {
         Outcome::Failed { reason, .. } => Some(schedule::Failure::of(reason)),

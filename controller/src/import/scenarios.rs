@@ -379,3 +379,25 @@ async fn a_tag_deleted_while_its_import_waits_is_dropped_at_once_without_a_write
     assert!(text.contains(r#"result="TagDeleted"} 1"#), "{text}");
     drop(listener);
 }
+
+#[tokio::test]
+async fn an_import_waiting_when_its_spec_changes_gives_way_to_the_new_spec() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host = listener.local_addr().expect("addr").to_string();
+    let tag = istag(NS, "demo", "v1")
+        .stored("uid-1", 1)
+        .follows_image(&format!("{host}/berth/demo:v1"))
+        .import_policy(true, false);
+    let mut changed = tag.clone();
+    changed.metadata.generation = Some(2);
+    let (client, server) = api_server::mock([]);
+    let ctx = context(client, vec![changed.clone()], vec![]);
+    let importing = tokio::spawn(reconcile(Arc::new(tag), ctx.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ctx.tag_seen(&changed);
+    let action = importing.await.expect("joined").expect("given up, not failed");
+    assert_eq!(action, Action::requeue(Duration::from_secs(1)));
+    server.run(async {}).await;
+    assert!(ctx.metrics.encode().contains(r#"result="Superseded"} 1"#));
+    drop(listener);
+}
