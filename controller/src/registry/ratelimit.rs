@@ -460,6 +460,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_request_waiting_for_a_slot_waits_out_a_short_backoff_and_is_refused_a_long_one() {
+        let one_at_a_time = WindowConfig {
+            max: 1,
+            initial: 1,
+            ..WindowConfig::default()
+        };
+        let gate = RegistryGate::new(RateLimit::default(), BackoffPolicy::default(), 2 * S)
+            .with_registry_limits(one_at_a_time, RegistryPolicy::default());
+        for (retry_after, admitted) in [(S, true), (30 * S, false)] {
+            let held = gate.admit("r.example", Priority::Prompt).await.unwrap();
+            let mut waiting = Box::pin(gate.admit("r.example", Priority::Retry));
+            assert!(
+                futures::poll!(waiting.as_mut()).is_pending(),
+                "the only slot is held"
+            );
+            gate.record_failure("r.example", Throttle::Unavailable, Some(retry_after));
+            drop(held);
+            let start = tokio::time::Instant::now();
+            let result = waiting.await;
+            assert_eq!(result.is_ok(), admitted, "{retry_after:?}: {result:?}");
+            if admitted {
+                assert!(start.elapsed() >= retry_after);
+            }
+            gate.record_success("r.example");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn gate_waits_briefly_for_tokens_and_refuses_during_backoff() {
         let gate = RegistryGate::new(
             RateLimit {
