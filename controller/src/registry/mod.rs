@@ -55,6 +55,7 @@
 mod admission;
 mod credentials;
 mod error;
+mod gate;
 mod manifest;
 mod platform;
 mod policy;
@@ -72,13 +73,11 @@ pub use credentials::{
     DOCKERCFG_TYPE, RegistryCredentials,
 };
 pub use error::{InvalidReference, ResolveError};
+pub use gate::{MAX_TOKEN_WAIT, RegistryGate, RegistryLimits};
 pub use manifest::MAX_MANIFEST_BYTES;
 pub use platform::{InvalidPlatform, Platform};
 pub use policy::{BerthSettings, RegistryLocation, RegistryPolicy, RegistrySources, RegistryTuning};
-pub use ratelimit::{
-    Backoff, BackoffPolicy, RateLimit, RateLimiter, Refusal, RegistryGate, RegistryLimits, Throttle,
-    parse_retry_after,
-};
+pub use ratelimit::{Backoff, BackoffPolicy, RateLimit, RateLimiter, Refusal, Throttle, parse_retry_after};
 pub use reference::ImageReference;
 pub use resolve::{Observation, ResolveObserver, ResolveRequest, Resolved, Resolver, ResolverConfig};
 pub use slots::{Load, LoadObserver, Permit, Slots};

@@ -19,7 +19,8 @@ use serde::Deserialize;
 
 use super::admission::WindowConfig;
 use super::error::ResolveError;
-use super::ratelimit::{RateLimit, RegistryLimits};
+use super::gate::RegistryLimits;
+use super::ratelimit::RateLimit;
 
 /// One allowed registry, as OpenShift's `RegistryLocation`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]

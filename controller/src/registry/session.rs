@@ -16,8 +16,9 @@ use tracing::debug;
 use super::admission::{Priority, Signal};
 use super::credentials::Credentials;
 use super::error::ResolveError;
+use super::gate::RegistryGate;
 use super::manifest::{self, ACCEPT};
-use super::ratelimit::{Refusal, RegistryGate, Throttle, parse_retry_after};
+use super::ratelimit::{Refusal, Throttle, parse_retry_after};
 use super::reference::ImageReference;
 use super::transport::{BodyError, Scheme, Transport, error_chain, read_limited};
 
