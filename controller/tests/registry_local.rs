@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use berth_api::image::ImportMode;
 use berth_controller::registry::{
-    DOCKER_CONFIG_JSON_KEY, DOCKER_CONFIG_JSON_TYPE, ImageReference, Platform, RegistryCredentials,
-    ResolveError, ResolveRequest, Resolved, Resolver, ResolverConfig,
+    DOCKER_CONFIG_JSON_KEY, DOCKER_CONFIG_JSON_TYPE, ImageReference, MetadataRequest, Platform,
+    RegistryCredentials, ResolveError, ResolveRequest, Resolved, Resolver, ResolverConfig,
 };
 use k8s_openapi::ByteString;
 use support::registry::{LocalRegistry, OCI_INDEX, OCI_MANIFEST};
@@ -371,6 +371,75 @@ async fn an_image_pushed_by_skopeo_from_an_umoci_layout() {
         resolved.digest, pushed,
         "the resolver and skopeo agree on the digest"
     );
+}
+
+/// Metadata of `pull_spec` read from the local (plain HTTP) registry.
+async fn metadata(resolver: &Resolver, pull_spec: String) -> berth_api::image::ImageMetadata {
+    let request = MetadataRequest {
+        pull_spec,
+        insecure: true,
+        credentials: None,
+    };
+    resolver.read_metadata(&request).await.expect("metadata")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_metadata_is_read_from_the_manifest_and_the_verified_config_blob() {
+    let registry = LocalRegistry::start().await;
+    let pusher = registry.pusher();
+    let arm64 = pusher
+        .push_image("berth/meta", Some("v1"), ("linux", "arm64"), "meta")
+        .await;
+    let resolver = resolver();
+    let resolved = resolve(&resolver, request(format!("{}/berth/meta:v1", registry.host)))
+        .await
+        .expect("resolve");
+    let meta = metadata(&resolver, resolved.pull_spec).await;
+    assert_eq!(meta.digest, arm64.digest);
+    assert_eq!(meta.media_type.as_deref(), Some(OCI_MANIFEST));
+    assert_eq!(meta.platform.as_deref(), Some("linux/arm64"));
+    assert_eq!(
+        meta.labels,
+        BTreeMap::from([("berth.test/marker".to_string(), "meta".to_string())])
+    );
+    // The pusher's config and layer, as `push_image` writes them: the blob read is the one pushed (its
+    // sha256 is checked against the manifest's config digest before it is parsed).
+    let config = r#"{"architecture":"arm64","os":"linux","config":{"Labels":{"berth.test/marker":"meta"}},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = "layer of meta for linux/arm64";
+    assert_eq!(meta.size, Some((config.len() + layer.len()) as i64));
+    assert_eq!(meta.layers, Some(1));
+    assert_eq!((meta.user, meta.created, meta.unreadable), (None, None, None));
+
+    // An index kept whole: the platforms it offers.
+    let amd64 = pusher
+        .push_image("berth/meta", None, ("linux", "amd64"), "meta")
+        .await;
+    let index = pusher
+        .push_index(
+            "berth/meta",
+            "multi",
+            &[(("linux", "amd64"), &amd64), (("linux", "arm64"), &arm64)],
+        )
+        .await;
+    let whole = metadata(
+        &resolver,
+        format!("{}/berth/meta@{}", registry.host, index.digest),
+    )
+    .await;
+    assert_eq!(whole.media_type.as_deref(), Some(OCI_INDEX));
+    assert_eq!(whole.platforms, ["linux/amd64", "linux/arm64"]);
+    assert_eq!((whole.size, whole.platform), (None, None));
+
+    // An image built by umoci and pushed by skopeo: umoci writes `created` and the history.
+    let pushed = tokio::task::block_in_place(|| registry.push_busybox_with_skopeo("berth/busybox", "v1"));
+    let busybox = metadata(&resolver, format!("{}/berth/busybox@{pushed}", registry.host)).await;
+    assert_eq!(busybox.platform.as_deref(), Some("linux/amd64"));
+    assert_eq!(busybox.layers, Some(1));
+    assert!(
+        busybox.size.is_some_and(|s| s > 500_000),
+        "busybox is in it: {busybox:?}"
+    );
+    assert!(busybox.created.is_some(), "{busybox:?}");
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::compat::{defaulted_enum, empty_as_none, null_as_default};
+pub use crate::image_metadata::ImageMetadata;
 use crate::version_policy::VersionPolicy;
 
 /// The API group of ImageStream and ImageStreamTag.
@@ -311,6 +312,24 @@ pub struct TagSummary {
         type_ = "string",
         json_path = ".status.pullSpec",
         priority = 1
+    ),
+    printcolumn(
+        name = "Platform",
+        type_ = "string",
+        json_path = ".status.image.platform",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Size",
+        type_ = "string",
+        json_path = ".status.image.displaySize",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Created",
+        type_ = "date",
+        json_path = ".status.image.created",
+        priority = 1
     )
 )]
 #[serde(rename_all = "camelCase")]
@@ -382,6 +401,11 @@ pub struct ImageStreamTagStatus {
     /// the annotation to a new value (any string, a timestamp is conventional) asks for an import now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_import_request: Option<String>,
+
+    /// What the current image is (platform, created, size, layers, labels, user, exposed ports), read from its
+    /// manifest and config once per digest; absent until read, and when the registry could not be asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageMetadata>,
 
     /// The digests the tag has pointed at, newest first, one entry per change, at most the stream's history
     /// limit.

@@ -10,6 +10,7 @@
 pub mod apps;
 mod compat;
 pub mod image;
+pub mod image_metadata;
 pub mod names;
 pub mod validation;
 pub mod version_policy;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_api::image::{IMPORT_REQUESTED_ANNOTATION, ImageStreamTag, ImportMode, SourceKind};
+use berth_api::image::{IMPORT_REQUESTED_ANNOTATION, ImageMetadata, ImageStreamTag, ImportMode, SourceKind};
 use berth_api::version_policy::VersionPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -21,7 +21,7 @@ use crate::context::{Cancelled, Context, FIELD_MANAGER, PUSH_RECHECK, Push, TagS
 use crate::error::{Error, Result};
 use crate::grants;
 use crate::metrics::ImportLabels;
-use crate::registry::{ImageReference, Priority, ResolveRequest, TagListRequest};
+use crate::registry::{ImageReference, MetadataRequest, Priority, ResolveRequest, TagListRequest};
 
 /// The controller's name in logs and metrics.
 pub const CONTROLLER: &str = "import";
@@ -76,12 +76,16 @@ async fn import_tag(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Actio
     // imported again at once: the import (and its place in the registry's queue) goes.
     let cancelled = ctx.importing(&tag);
     let imported = tokio::select! {
-        imported = import(&tag, source, &namespace, &ctx, fresher_than, priority) => Ok(imported),
+        imported = async {
+            let (outcome, retry_after) = import(&tag, source, &namespace, &ctx, fresher_than, priority).await;
+            let image = image_metadata(&tag, &outcome, &namespace, &ctx).await;
+            (outcome, retry_after, image)
+        } => Ok(imported),
         why = cancelled => Err(why.unwrap_or(Cancelled::Deleted)),
     };
     ctx.done_importing(&tag);
     ctx.metrics.imports_in_flight.dec();
-    let (outcome, retry_after) = match imported {
+    let (outcome, retry_after, image) = match imported {
         Ok(imported) => imported,
         Err(why) => {
             debug!(trigger, ?why, "the import was given up while it waited");
@@ -129,6 +133,7 @@ async fn import_tag(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Actio
             history_limit: history_limit(&tag, &namespace, &ctx),
             now: Time(now),
             outcome,
+            image,
         },
     );
     debug!(trigger, changed = decision.changed, "imported");
@@ -227,6 +232,7 @@ async fn import(
                     pull_spec: resolved.pull_spec,
                     source,
                     chosen_tag: chosen.map(|c| c.tag),
+                    image: None,
                 },
                 None,
             )
@@ -238,6 +244,47 @@ async fn import(
             },
             e.retry_after(),
         ),
+    }
+}
+
+/// The metadata of the image a registry import resolved, read once per digest ([`status::wants_metadata`]):
+/// `None` when it is not wanted (no new digest, or a source that needs no registry: aliases and stream images
+/// take what their tag records, see [`source`]; `reference: true` records none) or the registry could not be asked now (unavailable, rate limiting: the next import
+/// tries again). Metadata that cannot be read (a config over 1 MiB or not matching its digest, JSON that does
+/// not parse) is recorded as `unreadable` with the reason, and the import itself still succeeds: the digest
+/// is what matters.
+async fn image_metadata(
+    tag: &ImageStreamTag,
+    outcome: &Outcome,
+    namespace: &str,
+    ctx: &Context,
+) -> Option<ImageMetadata> {
+    let Outcome::Resolved {
+        digest, pull_spec, ..
+    } = outcome
+    else {
+        return None;
+    };
+    let from_registry = tag.spec.from.kind == SourceKind::DockerImage && !tag.spec.reference;
+    if !from_registry || !status::wants_metadata(tag.status.as_ref(), digest) {
+        return None;
+    }
+    let reference = ImageReference::parse(pull_spec).ok()?;
+    let request = MetadataRequest {
+        pull_spec: pull_spec.clone(),
+        insecure: tag.spec.import_policy.as_ref().is_some_and(|p| p.insecure),
+        credentials: ctx.credentials(namespace, reference.registry(), reference.repository()),
+    };
+    match ctx.resolver.read_metadata(&request).await {
+        Ok(image) => Some(image),
+        Err(e) if e.transient() => {
+            warn!(error = %e, "image metadata not read now; the next import tries again");
+            None
+        }
+        Err(e) => {
+            warn!(error = %e, "image metadata cannot be read; recorded as unreadable");
+            Some(ImageMetadata::unreadable(digest, e.to_string()))
+        }
     }
 }
 

@@ -13,7 +13,9 @@ use serde_json::json;
 use super::reconcile::reconcile;
 use crate::context::{FIELD_MANAGER, PUSH_RECHECK, Push};
 use crate::testing::api_server::{self, Expect};
-use crate::testing::fake_registry::{FakeRegistry, OCI_MANIFEST, answer, manifest_bytes_with, sha256};
+use crate::testing::fake_registry::{
+    FakeRegistry, OCI_MANIFEST, answer, config_bytes, image_manifest_for, manifest_bytes_with, sha256,
+};
 use crate::testing::fixtures::{NS, TagFixture, digest, istag};
 use crate::testing::{PACING, context};
 
@@ -111,6 +113,100 @@ async fn importing_the_same_digest_again_writes_nothing_and_says_nothing() {
 }
 
 #[tokio::test]
+async fn image_metadata_is_written_with_the_import_and_not_read_again_for_the_same_digest() {
+    let config = config_bytes();
+    let registry = FakeRegistry::serving_image(&config, config.clone()).await;
+    let d = sha256(&image_manifest_for(&config));
+    let tag = tag_of(&registry);
+    let written = Arc::default();
+    let (client, server) = api_server::mock([
+        status_apply(&tag, &written)
+            .json("/status/digest", json!(d))
+            .json("/status/conditions/0/reason", json!("Imported"))
+            .json("/status/image/digest", json!(d))
+            .json("/status/image/platform", json!("linux/amd64"))
+            .json("/status/image/created", json!("2026-01-02T03:04:05Z"))
+            .json("/status/image/size", json!(1000 + config.len()))
+            .json("/status/image/layers", json!(1))
+            .json("/status/image/labels", json!({"app": "demo"}))
+            .json("/status/image/user", json!("1001"))
+            .json("/status/image/exposedPorts", json!(["8080/tcp"]))
+            .absent("/status/image/unreadable"),
+        event("Imported", "Normal"),
+    ]);
+    let ctx = context(client, vec![tag.clone()], vec![]);
+    reconcile(Arc::new(tag), ctx.clone()).await.expect("imported");
+    assert_eq!(
+        registry.hits(),
+        3,
+        "HEAD of the tag, the manifest by digest, the config blob"
+    );
+    let imported = written.lock().unwrap().clone().expect("the status written");
+
+    // A push of the same digest (a scheduled import is the same): one HEAD, no metadata request, no write.
+    ctx.request_push_import(
+        ObjectRef::from_obj(&imported),
+        Push {
+            digest: Some(d),
+            ..Push::default()
+        },
+    );
+    server
+        .run(reconcile(Arc::new(imported), ctx))
+        .await
+        .expect("checked");
+    assert_eq!(registry.hits(), 4, "only the HEAD");
+}
+
+#[tokio::test]
+async fn metadata_that_cannot_be_read_does_not_fail_the_import_and_is_not_tried_again() {
+    let config = config_bytes();
+    // The registry serves other bytes than the config's digest names.
+    let registry = FakeRegistry::serving_image(&config, b"{\"os\":\"evil\"}".to_vec()).await;
+    let d = sha256(&image_manifest_for(&config));
+    let tag = tag_of(&registry);
+    let written = Arc::default();
+    let (client, server) = api_server::mock([
+        status_apply(&tag, &written)
+            .json("/status/digest", json!(d))
+            .json("/status/conditions/0/status", json!("True"))
+            .json("/status/conditions/0/reason", json!("Imported"))
+            .json("/status/image/digest", json!(d))
+            .absent("/status/image/platform")
+            .absent("/status/image/labels")
+            .check("unreadable says why", |sent| {
+                let why = sent["status"]["image"]["unreadable"].as_str().unwrap_or_default();
+                (why.contains("digest mismatch") && why.contains("the sha256 of the config blob"))
+                    .then_some(())
+                    .ok_or(format!("unreadable is {why:?}"))
+            }),
+        event("Imported", "Normal"),
+    ]);
+    let ctx = context(client, vec![tag.clone()], vec![]);
+    let action = reconcile(Arc::new(tag), ctx.clone()).await.expect("imported");
+    assert_eq!(action, Action::await_change(), "a success: no retry");
+    let imported = written.lock().unwrap().clone().expect("the status written");
+    let hits = registry.hits();
+
+    ctx.request_push_import(
+        ObjectRef::from_obj(&imported),
+        Push {
+            digest: Some(d),
+            ..Push::default()
+        },
+    );
+    server
+        .run(reconcile(Arc::new(imported), ctx))
+        .await
+        .expect("checked");
+    assert_eq!(
+        registry.hits(),
+        hits + 1,
+        "only the HEAD: not tried again for this digest"
+    );
+}
+
+#[tokio::test]
 async fn a_push_the_registry_does_not_show_yet_is_looked_for_again_shortly_without_a_write() {
     let registry = FakeRegistry::serving(manifest_bytes_with('1')).await;
     let d1 = sha256(&manifest_bytes_with('1'));
@@ -199,12 +295,20 @@ async fn a_failure_keeps_the_image_reports_the_reason_once_and_backs_off() {
 #[tokio::test]
 async fn an_alias_takes_its_targets_image_without_a_registry() {
     let d2 = digest('2');
-    let target = istag(NS, "demo", "v2").stored("uid-2", 1).imported(&d2);
+    let mut target = istag(NS, "demo", "v2").stored("uid-2", 1).imported(&d2);
+    // What the target recorded of its image comes along (the alias asks no registry for it).
+    target.status.as_mut().expect("imported").image = Some(berth_api::image::ImageMetadata {
+        digest: d2.clone(),
+        platform: Some("linux/arm64".into()),
+        ..Default::default()
+    });
     let alias = istag(NS, "demo", "v1").stored("uid-1", 1).follows_tag("v2");
     let written = Arc::default();
     let (client, server) = api_server::mock([
         status_apply(&alias, &written)
             .json("/status/digest", json!(d2))
+            .json("/status/image/digest", json!(d2))
+            .json("/status/image/platform", json!("linux/arm64"))
             .json("/status/pullSpec", json!(format!("reg/demo@{d2}")))
             .json("/status/conditions/0/reason", json!("Imported")),
         event("Imported", "Normal"),

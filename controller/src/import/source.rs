@@ -110,6 +110,7 @@ fn docker_image(name: &str, reference_only: bool, rolled_back_from: Option<Strin
                 None => name.to_owned(),
             },
             chosen_tag: None,
+            image: None,
         }),
         (None, true) => Source::Known(Outcome::Recorded {
             pull_spec: name.to_owned(),
@@ -140,6 +141,7 @@ fn follow_alias(
                     status.and_then(|s| s.pull_spec.clone()),
                 ) {
                     (Some(digest), Some(pull_spec)) => Outcome::Resolved {
+                        image: status.and_then(|s| s.image.clone()).map(Box::new),
                         digest,
                         pull_spec,
                         source: chain.join(" -> "),
@@ -225,10 +227,13 @@ fn stream_image(name: &str, namespace: &str, cache: &impl TagLookup) -> Outcome 
             format!("{digest:?} is not a sha256 digest (sha256:<64 lowercase hex>)"),
         );
     }
-    let found = cache
+    let statuses: Vec<_> = cache
         .tags_of(namespace, stream)
         .into_iter()
         .filter_map(|t| t.status.as_ref())
+        .collect();
+    let found = statuses
+        .iter()
         .flat_map(|s| s.history.iter())
         .find(|h| h.digest == digest);
     match found {
@@ -237,6 +242,11 @@ fn stream_image(name: &str, namespace: &str, cache: &impl TagLookup) -> Outcome 
             pull_spec: h.pull_spec.clone(),
             source: name.to_owned(),
             chosen_tag: None,
+            image: statuses
+                .iter()
+                .filter_map(|s| s.image.as_ref())
+                .find(|i| i.digest == digest)
+                .map(|i| Box::new(i.clone())),
         },
         None => failed(
             "NotFound",

@@ -4,7 +4,7 @@
 //! bounded; conditions that keep their transition time; Events only on transitions; no write when nothing
 //! changed) is tested directly.
 
-use berth_api::image::{IMPORT_SUCCESS, ImageStreamTagStatus, TagEvent};
+use berth_api::image::{IMPORT_SUCCESS, ImageMetadata, ImageStreamTagStatus, TagEvent};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::conditions;
@@ -25,6 +25,9 @@ pub enum Outcome {
         source: String,
         /// The tag a version policy chose, for `status.chosenTag` and the history.
         chosen_tag: Option<String>,
+        /// The image's metadata as the followed tag or stream already records it (aliases and stream
+        /// images), if it does.
+        image: Option<Box<ImageMetadata>>,
     },
     /// Recorded as given, without contacting a registry (`reference: true` on a tag without a digest).
     Recorded {
@@ -88,6 +91,18 @@ pub struct Import<'a> {
     pub now: Time,
     /// The result.
     pub outcome: Outcome,
+    /// The image metadata read in this import for the resolved digest (see [`wants_metadata`]), if any.
+    pub image: Option<ImageMetadata>,
+}
+
+/// Whether an import that resolved `digest` should read the image's metadata: only when the status has none
+/// for that digest (a new digest, or one imported before metadata was read), so an import that finds the
+/// same digest again asks the registry nothing more. Metadata that could not be read is recorded as such
+/// (`unreadable`) and counts as read.
+pub fn wants_metadata(current: Option<&ImageStreamTagStatus>, digest: &str) -> bool {
+    current
+        .and_then(|s| s.image.as_ref())
+        .is_none_or(|image| image.digest != digest)
 }
 
 /// The status after `import`, starting from `current`.
@@ -104,6 +119,7 @@ pub fn decide(current: Option<&ImageStreamTagStatus>, import: Import<'_>) -> Dec
             pull_spec,
             source,
             chosen_tag,
+            image: known,
         } => {
             if old.digest.as_deref() != Some(digest.as_str()) {
                 event = Some(match &old.digest {
@@ -126,6 +142,16 @@ pub fn decide(current: Option<&ImageStreamTagStatus>, import: Import<'_>) -> Dec
                     },
                 );
             }
+            // Metadata describes one digest (it names it): what was read now, else what the followed tag
+            // records. Until either is there for a new digest, the metadata of the old one stays, never dropped:
+            // a status apply that left out `image` made the 1.20 API server's server-side apply keep a remnant
+            // (`image: {labels: null}`, no `digest`) and refuse the whole status.
+            status.image = import
+                .image
+                .clone()
+                .or_else(|| known.as_deref().cloned())
+                .filter(|m| m.digest == *digest)
+                .or_else(|| old.image.clone());
             status.chosen_tag = chosen_tag.clone();
             status.history.truncate(import.history_limit.max(1));
             status.digest = Some(digest.clone());
@@ -210,6 +236,7 @@ mod tests {
             pull_spec: format!("reg/demo@{}", digest(n)),
             source: "reg/demo:v1".into(),
             chosen_tag: None,
+            image: None,
         }
     }
 
@@ -220,7 +247,67 @@ mod tests {
             history_limit: 3,
             now: t(at),
             outcome,
+            image: None,
         }
+    }
+
+    fn metadata(n: u8) -> ImageMetadata {
+        ImageMetadata {
+            digest: digest(n),
+            platform: Some("linux/amd64".into()),
+            ..ImageMetadata::default()
+        }
+    }
+
+    #[test]
+    fn metadata_is_recorded_once_per_digest_and_follows_the_digest() {
+        assert!(wants_metadata(None, &digest(1)));
+        let mut first = import(resolved(1), 0);
+        first.image = Some(metadata(1));
+        let d = decide(None, first);
+        assert_eq!(d.status.image, Some(metadata(1)));
+        assert!(!wants_metadata(Some(&d.status), &digest(1)), "read once");
+
+        // The same digest again, without reading: kept, nothing to write.
+        let again = decide(Some(&d.status), import(resolved(1), 10));
+        assert!(!again.changed);
+        assert_eq!(again.status.image, Some(metadata(1)));
+
+        // A failure keeps it.
+        let failed = decide(Some(&d.status), import(failed("NotFound", "gone"), 20));
+        assert_eq!(failed.status.image, Some(metadata(1)));
+
+        // A move without metadata (it could not be read now) keeps what describes the old digest, which names
+        // it, and asks again at the next import.
+        assert!(wants_metadata(Some(&d.status), &digest(2)));
+        let moved = decide(Some(&d.status), import(resolved(2), 30));
+        assert_eq!(moved.status.image, Some(metadata(1)));
+        assert!(wants_metadata(Some(&moved.status), &digest(2)));
+
+        // Metadata of another digest than the one resolved is never recorded.
+        let mut stray = import(resolved(2), 40);
+        stray.image = Some(metadata(3));
+        assert_eq!(decide(Some(&moved.status), stray).status.image, Some(metadata(1)));
+
+        // An alias takes what its target records of the digest (and nothing of another).
+        let alias = |image: Option<ImageMetadata>| Outcome::Resolved {
+            digest: digest(2),
+            pull_spec: format!("reg/demo@{}", digest(2)),
+            source: "demo:v2".into(),
+            chosen_tag: None,
+            image: image.map(Box::new),
+        };
+        let d = decide(Some(&moved.status), import(alias(Some(metadata(2))), 45));
+        assert_eq!(d.status.image, Some(metadata(2)));
+        let d = decide(Some(&moved.status), import(alias(Some(metadata(3))), 45));
+        assert_eq!(d.status.image, Some(metadata(1)));
+
+        // An unreadable image counts as read: not tried again for that digest.
+        let mut unreadable = import(resolved(2), 50);
+        unreadable.image = Some(ImageMetadata::unreadable(&digest(2), "too large".into()));
+        let d = decide(Some(&moved.status), unreadable);
+        assert!(d.changed);
+        assert!(!wants_metadata(Some(&d.status), &digest(2)));
     }
 
     fn failed(reason: &str, message: &str) -> Outcome {

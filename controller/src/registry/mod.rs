@@ -32,6 +32,8 @@
 //! - [`ResolveError`] variants are the condition reasons (`NotFound`, `Unauthorized`, `RateLimited`,
 //!   `InvalidReference`, `RegistryUnavailable`, `DigestMismatch`, `ManifestTooLarge`, `InvalidManifest`,
 //!   `UnsupportedPlatform`, `InvalidTagList`).
+//! - [`Resolver::read_metadata`] reads a resolved image's manifest and config blob (verified, at most
+//!   [`MAX_CONFIG_BYTES`]) into the tag's `status.image`, through the same gate, policy and authentication.
 //! - [`Resolver::list_tags`] lists a repository's tags for a version policy: paginated (`Link` headers),
 //!   capped ([`TagListLimits`]), through the same gate, policy and authentication, cached for a minute.
 //! - Metrics: [`Resolved::registry_latency`] and [`Resolved::requests`], and a [`ResolveObserver`] given to
@@ -57,6 +59,7 @@ mod credentials;
 mod error;
 mod gate;
 mod manifest;
+mod metadata;
 mod platform;
 mod policy;
 mod ratelimit;
@@ -75,6 +78,7 @@ pub use credentials::{
 pub use error::{InvalidReference, ResolveError};
 pub use gate::{MAX_TOKEN_WAIT, RegistryGate, RegistryLimits};
 pub use manifest::MAX_MANIFEST_BYTES;
+pub use metadata::{MAX_CONFIG_BYTES, MetadataError, MetadataRequest};
 pub use platform::{InvalidPlatform, Platform};
 pub use policy::{BerthSettings, RegistryLocation, RegistryPolicy, RegistrySources, RegistryTuning};
 pub use ratelimit::{Backoff, BackoffPolicy, RateLimit, RateLimiter, Refusal, Throttle, parse_retry_after};

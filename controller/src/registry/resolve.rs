@@ -13,6 +13,7 @@ use super::credentials::Credentials;
 use super::error::ResolveError;
 use super::gate::RegistryGate;
 use super::manifest::{self, MAX_MANIFEST_BYTES};
+use super::metadata::MAX_CONFIG_BYTES;
 use super::platform::{self, Platform};
 use super::policy::RegistryPolicy;
 use super::ratelimit::{BackoffPolicy, RateLimit};
@@ -31,6 +32,8 @@ pub struct ResolverConfig {
     pub timeout: Duration,
     /// The largest manifest read. Default 4 MiB, the distribution spec's limit.
     pub max_manifest_bytes: u64,
+    /// The largest config blob read for image metadata. Default 1 MiB ([`MAX_CONFIG_BYTES`]).
+    pub max_config_bytes: u64,
     /// Requests per second per registry host.
     pub rate_limit: RateLimit,
     /// Requests at once per registry host: the adaptive window and its bounds (see `admission.rs`).
@@ -57,6 +60,7 @@ impl Default for ResolverConfig {
             platform: Platform::default(),
             timeout: Duration::from_secs(10),
             max_manifest_bytes: MAX_MANIFEST_BYTES,
+            max_config_bytes: MAX_CONFIG_BYTES,
             rate_limit: RateLimit::default(),
             concurrency: WindowConfig::default(),
             backoff: BackoffPolicy::default(),
@@ -168,6 +172,11 @@ impl Resolver {
     /// The limits of tag listings.
     pub fn tag_list_limits(&self) -> TagListLimits {
         self.config.tag_list
+    }
+
+    /// The largest config blob read for image metadata.
+    pub(super) fn max_config_bytes(&self) -> u64 {
+        self.config.max_config_bytes
     }
 
     pub(super) fn tag_lists(&self) -> &TagListCache {

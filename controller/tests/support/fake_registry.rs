@@ -72,6 +72,34 @@ impl FakeRegistry {
         .await
     }
 
+    /// A registry holding one image under every tag of every repository: the manifest of
+    /// [`image_manifest_for`]`(config)` (HEAD says its digest and type), and `blob` for every blob asked for
+    /// (the config's own bytes, or something else to misbehave).
+    pub async fn serving_image(config: &[u8], blob: Vec<u8>) -> Self {
+        let manifest = image_manifest_for(config);
+        let digest = sha256(&manifest);
+        Self::start(move |method, path, _| {
+            if path.contains("/blobs/") {
+                return answer(
+                    200,
+                    &[("content-type", "application/octet-stream".into())],
+                    blob.clone(),
+                );
+            }
+            let body = if method == Method::HEAD {
+                Body::empty()
+            } else {
+                Body::from(manifest.clone())
+            };
+            let headers = [
+                ("content-type", OCI_MANIFEST.into()),
+                ("docker-content-digest", digest.clone()),
+            ];
+            answer(200, &headers, body)
+        })
+        .await
+    }
+
     /// A registry that knows no manifest: 404 `MANIFEST_UNKNOWN` to everything.
     pub async fn empty() -> Self {
         Self::start(|_, _, _| {
@@ -108,6 +136,22 @@ pub fn sha256(bytes: &[u8]) -> String {
 pub fn manifest_bytes_with(seed: char) -> Vec<u8> {
     let config = format!("sha256:{}", seed.to_string().repeat(64));
     format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[]}}"#).into_bytes()
+}
+
+/// An OCI image manifest of `config` (its digest and length) and one 1,000-byte layer.
+pub fn image_manifest_for(config: &[u8]) -> Vec<u8> {
+    let layer = format!("sha256:{}", "a".repeat(64));
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":1000}}]}}"#,
+        sha256(config),
+        config.len()
+    )
+    .into_bytes()
+}
+
+/// A small config of a linux/amd64 image with a label, a user and a port.
+pub fn config_bytes() -> Vec<u8> {
+    br#"{"architecture":"amd64","os":"linux","created":"2026-01-02T03:04:05Z","config":{"User":"1001","ExposedPorts":{"8080/tcp":{}},"Labels":{"app":"demo"}},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec()
 }
 
 /// The manifest the misbehaving cases serve.

@@ -1,6 +1,6 @@
 //! What `history` and `describe` print, from the objects as read: pure functions of the objects and the time.
 
-use berth_api::image::{IMPORT_SUCCESS, ImageStream, ImageStreamTag, TagEvent, TagSource};
+use berth_api::image::{IMPORT_SUCCESS, ImageMetadata, ImageStream, ImageStreamTag, TagEvent, TagSource};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
@@ -143,7 +143,67 @@ pub fn describe_tag(tag: &ImageStreamTag, now: i64) -> String {
             now,
         )));
     }
-    out.push_str("Image metadata:\n  <none recorded: the controller does not record image metadata yet>\n");
+    out.push_str("Image metadata:\n");
+    out.push_str(&indent(&image_metadata(
+        status.image.as_ref(),
+        status.digest.as_deref(),
+        now,
+    )));
+    out
+}
+
+/// The `Image metadata:` block of a tag: what `status.image` says of the current digest.
+pub fn image_metadata(image: Option<&ImageMetadata>, digest: Option<&str>, now: i64) -> String {
+    let Some(image) = image.filter(|i| Some(i.digest.as_str()) == digest) else {
+        return match digest {
+            Some(_) => {
+                "<none recorded yet: the controller reads it at the next import from a registry>\n".into()
+            }
+            None => "<none>\n".into(),
+        };
+    };
+    let mut out = String::new();
+    let mut field = |name: &str, value: String| out.push_str(&format!("{:<15}{value}\n", format!("{name}:")));
+    if let Some(why) = &image.unreadable {
+        field("Unreadable", why.clone());
+        return out;
+    }
+    if let Some(media_type) = &image.media_type {
+        field("Media type", media_type.clone());
+    }
+    if !image.platforms.is_empty() {
+        field("Platforms", image.platforms.join(", "));
+    }
+    if let Some(platform) = &image.platform {
+        field("Platform", platform.clone());
+    }
+    if let Some(created) = &image.created {
+        field("Created", since(created, now));
+    }
+    if let (Some(size), Some(text)) = (image.size, &image.display_size) {
+        let layers = image
+            .layers
+            .map(|n| format!(" in {n} layer{}", if n == 1 { "" } else { "s" }))
+            .unwrap_or_default();
+        field("Size", format!("{text} ({size} bytes{layers})"));
+    }
+    if let Some(user) = &image.user {
+        field("User", user.clone());
+    }
+    if !image.exposed_ports.is_empty() {
+        field("Exposed ports", image.exposed_ports.join(", "));
+    }
+    if image.labels.is_empty() {
+        field("Labels", "<none>".into());
+    } else {
+        out.push_str("Labels:\n");
+        for (key, value) in &image.labels {
+            out.push_str(&format!("  {key}={value}\n"));
+        }
+    }
+    if let Some(note) = &image.truncated {
+        out.push_str(&format!("{:<15}{note}\n", "Truncated:"));
+    }
     out
 }
 
@@ -318,7 +378,73 @@ mod tests {
         );
         assert!(out.contains("ImportSuccess   True     Imported"), "{out}");
         assert!(out.contains("History:\n  #   CURRENT"), "{out}");
-        assert!(out.contains("Image metadata:"), "{out}");
+        assert!(
+            out.contains("Image metadata:\n  <none recorded yet: the controller reads it"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_described_tag_shows_its_image_metadata() {
+        let mut described = tag();
+        let status = described.status.as_mut().unwrap();
+        status.image = Some(ImageMetadata {
+            digest: digest('a'),
+            media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
+            created: Some(t(3 * 86_400)),
+            architecture: Some("arm64".into()),
+            os: Some("linux".into()),
+            variant: Some("v8".into()),
+            platform: Some("linux/arm64/v8".into()),
+            size: Some(3_000_000),
+            display_size: Some("2.9MiB".into()),
+            layers: Some(3),
+            labels: [
+                (
+                    "org.opencontainers.image.version".to_string(),
+                    "1.4.2".to_string(),
+                ),
+                ("maintainer".to_string(), "team@example.com".to_string()),
+            ]
+            .into(),
+            user: Some("1001".into()),
+            exposed_ports: vec!["8080/tcp".into(), "9090/udp".into()],
+            truncated: Some("3 of 67 labels left out".into()),
+            ..Default::default()
+        });
+        let out = describe_tag(&described, NOW);
+        let block = out.split("Image metadata:\n").nth(1).expect("a block");
+        assert_eq!(
+            block,
+            format!(
+                "  Media type:    application/vnd.oci.image.manifest.v1+json\n  Platform:      linux/arm64/v8\n  \
+                 Created:       {} (3d ago)\n  Size:          2.9MiB (3000000 bytes in 3 layers)\n  \
+                 User:          1001\n  Exposed ports: 8080/tcp, 9090/udp\n  Labels:\n    \
+                 maintainer=team@example.com\n    org.opencontainers.image.version=1.4.2\n  \
+                 Truncated:     3 of 67 labels left out\n",
+                t(3 * 86_400).0
+            )
+        );
+
+        // Metadata of an earlier digest is not shown as the current image's.
+        described.status.as_mut().unwrap().image.as_mut().unwrap().digest = digest('b');
+        assert!(describe_tag(&described, NOW).contains("<none recorded yet"));
+
+        // An index kept whole, and an image whose metadata could not be read.
+        let index = ImageMetadata {
+            digest: digest('a'),
+            media_type: Some("application/vnd.oci.image.index.v1+json".into()),
+            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            ..Default::default()
+        };
+        let out = image_metadata(Some(&index), Some(&digest('a')), NOW);
+        assert!(out.contains("Platforms:     linux/amd64, linux/arm64\n"), "{out}");
+        assert!(!out.contains("Size:"), "{out}");
+        let unreadable = ImageMetadata::unreadable(&digest('a'), "the config blob is too large".into());
+        assert_eq!(
+            image_metadata(Some(&unreadable), Some(&digest('a')), NOW),
+            "Unreadable:    the config blob is too large\n"
+        );
     }
 
     #[test]
