@@ -34,9 +34,15 @@ pub struct Config {
     #[arg(long, env = "BERTH_IMPORT_INTERVAL", default_value = "15m", value_parser = humantime::parse_duration)]
     pub import_interval: Duration,
 
-    /// The first retry after a failed import; it doubles up to the import interval.
+    /// The first retry after an import failed for a transient cause (429, 5xx, timeout, unreachable); it
+    /// doubles up to the import interval.
     #[arg(long, env = "BERTH_IMPORT_RETRY", default_value = "10s", value_parser = humantime::parse_duration)]
     pub import_retry: Duration,
+
+    /// The first retry after an import failed for a lasting cause (NotFound, Unauthorized, Forbidden, ...); it
+    /// quadruples up to the import interval.
+    #[arg(long, env = "BERTH_IMPORT_RETRY_LASTING", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub import_retry_lasting: Duration,
 
     /// The platform picked from an image index when a tag's importMode is Legacy.
     #[arg(long, env = "BERTH_PLATFORM", default_value = "linux/amd64")]
@@ -50,13 +56,20 @@ pub struct Config {
     #[arg(long, env = "BERTH_REGISTRY_BURST", default_value_t = 20)]
     pub registry_burst: u32,
 
+    /// The most requests in flight to any one registry; the adaptive window stays between 1 and this
+    /// (the registry policy's `berth.registries` may set it per registry).
+    #[arg(long, env = "BERTH_REGISTRY_MAX_CONCURRENCY", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub registry_max_concurrency: u32,
+
     /// A PEM file of extra certificate authorities trusted for registries.
     #[arg(long, env = "BERTH_REGISTRY_CA_FILE")]
     pub registry_ca_file: Option<PathBuf>,
 
     /// Which registries tags may import from: a file holding an `image.config.openshift.io` `Image` (or its
     /// `spec`) with `allowedRegistriesForImport` and `registrySources.blockedRegistries`, as OpenShift's
-    /// cluster image configuration. Without it, every registry is allowed.
+    /// cluster image configuration, and Berth's per-registry limits (`berth.registries`: `qps`, `burst`,
+    /// `maxConcurrency`). Without it, every registry is allowed and gets the flags' limits.
     #[arg(long, env = "BERTH_REGISTRY_POLICY")]
     pub registry_policy: Option<PathBuf>,
 

@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::registry::{Observation, ResolveObserver};
+use crate::registry::{Load, LoadObserver, Observation, Priority, ResolveObserver};
 use reconciles::Reconciles;
 
 /// Labels of an import.
@@ -36,6 +36,22 @@ pub struct RegistryLabels {
     pub registry: String,
     /// `Resolved` or the failure reason.
     pub outcome: String,
+}
+
+/// Labels of a registry host.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HostLabels {
+    /// The registry as named in references (`docker.io`, `quay.io`, `127.0.0.1:5000`).
+    pub registry: String,
+}
+
+/// Labels of a registry's queue.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// The registry.
+    pub registry: String,
+    /// `prompt` (first import, spec change, push, requested), `scheduled` or `retry`.
+    pub priority: String,
 }
 
 /// Labels of something counted by result alone.
@@ -57,6 +73,12 @@ pub struct Metrics {
     pub imports_in_flight: Gauge,
     /// Tags a registry push asked for that wait for their import: the push queue's depth.
     pub push_queue_depth: Gauge,
+    /// Requests in flight to each registry.
+    pub registry_in_flight: Family<HostLabels, Gauge>,
+    /// Each registry's concurrency window: how many requests may be in flight.
+    pub registry_window: Family<HostLabels, Gauge>,
+    /// Requests waiting for a slot of each registry, by priority.
+    pub registry_queue_depth: Family<QueueLabels, Gauge>,
     /// Registry notifications by result (`accepted`, `unauthorized`, `malformed`).
     pub notifications: Family<ResultLabels, Counter>,
     /// Status writes by kind (`ImageStreamTag`, `ImageStream`, `Workload`).
@@ -131,6 +153,24 @@ impl Default for Metrics {
             "Tags waiting for an import a registry push asked for",
             push_queue_depth.clone(),
         );
+        let registry_in_flight = Family::<HostLabels, Gauge>::default();
+        registry.register(
+            "registry_requests_in_flight",
+            "Requests in flight to each registry",
+            registry_in_flight.clone(),
+        );
+        let registry_window = Family::<HostLabels, Gauge>::default();
+        registry.register(
+            "registry_concurrency_window",
+            "How many requests each registry may have in flight now (adaptive, between 1 and its maxConcurrency)",
+            registry_window.clone(),
+        );
+        let registry_queue_depth = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "registry_queue_depth",
+            "Requests waiting for a slot of each registry, by priority",
+            registry_queue_depth.clone(),
+        );
         let notifications = Family::<ResultLabels, Counter>::default();
         registry.register(
             "registry_notifications",
@@ -152,6 +192,9 @@ impl Default for Metrics {
             registry_latency,
             imports_in_flight,
             push_queue_depth,
+            registry_in_flight,
+            registry_window,
+            registry_queue_depth,
             notifications,
             status_writes,
             reconciles,
@@ -223,9 +266,54 @@ impl ResolveObserver for Metrics {
     }
 }
 
+impl LoadObserver for Metrics {
+    fn load(&self, registry: &str, load: &Load) {
+        let host = HostLabels {
+            registry: registry.to_owned(),
+        };
+        self.registry_in_flight
+            .get_or_create(&host)
+            .set(i64::from(load.in_flight));
+        self.registry_window
+            .get_or_create(&host)
+            .set(i64::from(load.window));
+        for (priority, queued) in Priority::ALL.into_iter().zip(load.queued) {
+            let labels = QueueLabels {
+                registry: registry.to_owned(),
+                priority: priority.as_str().to_owned(),
+            };
+            self.registry_queue_depth
+                .get_or_create(&labels)
+                .set(i64::try_from(queued).unwrap_or(i64::MAX));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_load_is_exposed_by_registry_and_priority() {
+        let m = Metrics::default();
+        m.load(
+            "quay.io",
+            &Load {
+                in_flight: 3,
+                window: 8,
+                queued: [1, 0, 42],
+            },
+        );
+        let text = m.encode();
+        for line in [
+            r#"berth_registry_requests_in_flight{registry="quay.io"} 3"#,
+            r#"berth_registry_concurrency_window{registry="quay.io"} 8"#,
+            r#"berth_registry_queue_depth{registry="quay.io",priority="retry"} 42"#,
+            r#"berth_registry_queue_depth{registry="quay.io",priority="prompt"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
 
     #[test]
     fn metrics_are_exposed_with_the_berth_prefix() {

@@ -25,7 +25,7 @@ use crate::followers::{self, TagKey};
 use crate::import::schedule::Pacing;
 use crate::metrics::reconciles::Reconciles;
 use crate::metrics::{Metrics, Phase};
-use crate::registry::{RateLimit, RegistryPolicy, Resolver, ResolverConfig};
+use crate::registry::{RateLimit, RegistryPolicy, Resolver, ResolverConfig, WindowConfig};
 use crate::webhook::Webhook;
 use crate::{import, leader, streams};
 
@@ -162,6 +162,10 @@ pub async fn run(config: Config) -> Result<()> {
             per_second: config.registry_qps,
             burst: config.registry_burst,
         },
+        concurrency: WindowConfig {
+            max: config.registry_max_concurrency,
+            ..WindowConfig::default()
+        },
         extra_ca_pem: match &config.registry_ca_file {
             Some(path) => Some(std::fs::read(path).map_err(|source| Error::ReadFile {
                 path: path.clone(),
@@ -175,7 +179,9 @@ pub async fn run(config: Config) -> Result<()> {
         },
         ..ResolverConfig::default()
     };
-    let resolver = Resolver::new(resolver_config)?.with_observer(Arc::new(metrics.clone()));
+    let resolver = Resolver::new(resolver_config)?
+        .with_observer(Arc::new(metrics.clone()))
+        .with_load_observer(Arc::new(metrics.clone()));
     let reporter = Reporter {
         controller: "berth-controller".into(),
         instance: Some(config.identity()),
@@ -190,6 +196,7 @@ pub async fn run(config: Config) -> Result<()> {
         Pacing {
             interval: config.import_interval,
             retry: config.import_retry,
+            retry_lasting: config.import_retry_lasting,
         },
         metrics.clone(),
     ));
@@ -225,6 +232,11 @@ pub async fn run(config: Config) -> Result<()> {
         }
     };
 
+    // Every tag the watch delivers passes by the context first: a deleted one cancels its import under way.
+    let tags_for_import = {
+        let ctx = ctx.clone();
+        tags_for_import.inspect(move |tag| ctx.tag_seen(tag))
+    };
     let importer = Controller::for_shared_stream(tags_for_import, tags.clone())
         .watches_shared_stream(tags_for_followers, move |tag: Arc<ImageStreamTag>| {
             aliases.followers(&TagKey::of(&tag))

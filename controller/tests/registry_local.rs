@@ -536,6 +536,7 @@ async fn a_version_policy_lists_the_real_registrys_pages_and_resolves_the_chosen
             insecure: true,
             credentials: credentials.clone(),
             fresher_than: None,
+            ..Default::default()
         })
         .await
         .expect("listed");

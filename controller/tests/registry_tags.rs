@@ -243,6 +243,7 @@ async fn the_registry_policy_and_back_off_hold_for_listings_too() {
             insecure: false,
         }]),
         registry_sources: RegistrySources::default(),
+        ..Default::default()
     };
     let refusing = Resolver::new(ResolverConfig {
         policy,

@@ -17,11 +17,11 @@ use super::schedule::{self, Plan};
 use super::source::{self, Source};
 use super::status::{self, Decision, ImportEvent, Outcome};
 use super::version_policy::{self, Listed, Policy};
-use crate::context::{Context, FIELD_MANAGER, PUSH_RECHECK, Push, TagSnapshot};
+use crate::context::{Cancelled, Context, FIELD_MANAGER, PUSH_RECHECK, Push, TagSnapshot};
 use crate::error::{Error, Result};
 use crate::grants;
 use crate::metrics::ImportLabels;
-use crate::registry::{ImageReference, MetadataRequest, ResolveRequest, TagListRequest};
+use crate::registry::{ImageReference, MetadataRequest, Priority, ResolveRequest, TagListRequest};
 
 /// The controller's name in logs and metrics.
 pub const CONTROLLER: &str = "import";
@@ -71,11 +71,44 @@ async fn import_tag(tag: Arc<ImageStreamTag>, ctx: Arc<Context>) -> Result<Actio
 
     ctx.metrics.imports_in_flight.inc();
     let fresher_than = pushed.as_ref().and_then(|p| p.received);
-    let (outcome, retry_after) = import(&tag, source, &namespace, &ctx, fresher_than).await;
-    let image = image_metadata(&tag, &outcome, &namespace, &ctx).await;
+    let priority = schedule::priority(trigger);
+    // A tag deleted while its import waits for its registry is dropped at once, and one whose spec changed is
+    // imported again at once: the import (and its place in the registry's queue) goes.
+    let cancelled = ctx.importing(&tag);
+    let imported = tokio::select! {
+        imported = async {
+            let (outcome, retry_after) = import(&tag, source, &namespace, &ctx, fresher_than, priority).await;
+            let image = image_metadata(&tag, &outcome, &namespace, &ctx).await;
+            (outcome, retry_after, image)
+        } => Ok(imported),
+        why = cancelled => Err(why.unwrap_or(Cancelled::Deleted)),
+    };
+    ctx.done_importing(&tag);
     ctx.metrics.imports_in_flight.dec();
-    let failed = matches!(outcome, Outcome::Failed { .. });
-    ctx.record_check(key.clone(), now.as_second(), failed, retry_after);
+    let (outcome, retry_after, image) = match imported {
+        Ok(imported) => imported,
+        Err(why) => {
+            debug!(trigger, ?why, "the import was given up while it waited");
+            let (result, action) = match why {
+                Cancelled::Deleted => ("TagDeleted", Action::await_change()),
+                // The watch event that changed the spec asks for the next reconcile already; this is a net.
+                Cancelled::Superseded => ("Superseded", Action::requeue(Duration::from_secs(1))),
+            };
+            ctx.metrics
+                .imports
+                .get_or_create(&ImportLabels {
+                    trigger: trigger.to_owned(),
+                    result: result.to_owned(),
+                })
+                .inc();
+            return Ok(action);
+        }
+    };
+    let failure = match &outcome {
+        Outcome::Failed { reason, .. } => Some(schedule::Failure::of(reason)),
+        _ => None,
+    };
+    ctx.record_check(key.clone(), now.as_second(), failure, retry_after);
     let result = match &outcome {
         Outcome::Failed { reason, .. } => reason.clone(),
         Outcome::Resolved { .. } => status::REASON_IMPORTED.to_owned(),
@@ -158,12 +191,13 @@ async fn import(
     namespace: &str,
     ctx: &Context,
     fresher_than: Option<std::time::Instant>,
+    priority: Priority,
 ) -> (Outcome, Option<Duration>) {
     let (reference, chosen) = match source {
         Source::Known(outcome) => return (refused_by_policy(tag, ctx).unwrap_or(outcome), None),
         Source::Registry(reference) => (reference, None),
         Source::Versions { repository, policy } => {
-            match choose(tag, &repository, &policy, namespace, ctx, fresher_than).await {
+            match choose(tag, &repository, &policy, namespace, ctx, fresher_than, priority).await {
                 Ok(choice) => (repository, Some(choice)),
                 Err(failed) => return failed,
             }
@@ -184,6 +218,7 @@ async fn import(
         import_mode: policy.import_mode.unwrap_or(ImportMode::Legacy),
         credentials: ctx.credentials(namespace, reference.registry(), reference.repository()),
         trust_pinned: true,
+        priority,
     };
     match ctx.resolver.resolve(&request).await {
         Ok(resolved) => {
@@ -275,6 +310,7 @@ async fn choose(
     namespace: &str,
     ctx: &Context,
     fresher_than: Option<std::time::Instant>,
+    priority: Priority,
 ) -> Result<version_policy::Choice, (Outcome, Option<Duration>)> {
     let failed = |reason: &str, message: String| Outcome::Failed {
         reason: reason.to_owned(),
@@ -288,6 +324,7 @@ async fn choose(
         insecure: tag.spec.import_policy.as_ref().is_some_and(|p| p.insecure),
         credentials: ctx.credentials(namespace, repository.registry(), repository.repository()),
         fresher_than,
+        priority,
     };
     let listed = ctx
         .resolver

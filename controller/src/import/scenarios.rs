@@ -273,8 +273,8 @@ async fn a_failure_keeps_the_image_reports_the_reason_once_and_backs_off() {
         .expect("failure recorded");
     assert_eq!(
         action,
-        Action::requeue(PACING.retry),
-        "the first retry after `retry`"
+        Action::requeue(PACING.retry_lasting),
+        "NotFound is a lasting failure: the first retry after `retry_lasting`"
     );
 
     // Right after: the back-off holds; no registry request, no write, the same wait.
@@ -286,8 +286,8 @@ async fn a_failure_keeps_the_image_reports_the_reason_once_and_backs_off() {
         .expect("backing off");
     assert_eq!(registry.hits(), hits);
     assert!(
-        action == Action::requeue(PACING.retry)
-            || action == Action::requeue(PACING.retry - Duration::from_secs(1)),
+        action == Action::requeue(PACING.retry_lasting)
+            || action == Action::requeue(PACING.retry_lasting - Duration::from_secs(1)),
         "{action:?}"
     );
 }
@@ -451,4 +451,57 @@ async fn an_invalid_version_policy_fails_naming_the_field_without_contacting_the
         .await
         .expect("failure recorded");
     assert_eq!(registry.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_tag_deleted_while_its_import_waits_is_dropped_at_once_without_a_write() {
+    // A registry that takes connections and never answers: the import waits for it (up to its timeout).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host = listener.local_addr().expect("addr").to_string();
+    let tag = istag(NS, "demo", "v1")
+        .stored("uid-1", 1)
+        .follows_image(&format!("{host}/berth/demo:v1"))
+        .import_policy(true, false);
+    let (client, server) = api_server::mock([]);
+    // The cache does not hold the tag: as after its deletion, when the watch delivers it.
+    let ctx = context(client, vec![], vec![]);
+    let importing = tokio::spawn(reconcile(Arc::new(tag.clone()), ctx.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!importing.is_finished(), "the import waits for the registry");
+    let deleted = std::time::Instant::now();
+    ctx.tag_seen(&tag);
+    let action = importing.await.expect("joined").expect("dropped, not failed");
+    assert!(
+        deleted.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        deleted.elapsed()
+    );
+    assert_eq!(action, Action::await_change());
+    // No status write, no Event: the mocked API server saw nothing.
+    server.run(async {}).await;
+    let text = ctx.metrics.encode();
+    assert!(text.contains(r#"result="TagDeleted"} 1"#), "{text}");
+    drop(listener);
+}
+
+#[tokio::test]
+async fn an_import_waiting_when_its_spec_changes_gives_way_to_the_new_spec() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host = listener.local_addr().expect("addr").to_string();
+    let tag = istag(NS, "demo", "v1")
+        .stored("uid-1", 1)
+        .follows_image(&format!("{host}/berth/demo:v1"))
+        .import_policy(true, false);
+    let mut changed = tag.clone();
+    changed.metadata.generation = Some(2);
+    let (client, server) = api_server::mock([]);
+    let ctx = context(client, vec![changed.clone()], vec![]);
+    let importing = tokio::spawn(reconcile(Arc::new(tag), ctx.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ctx.tag_seen(&changed);
+    let action = importing.await.expect("joined").expect("given up, not failed");
+    assert_eq!(action, Action::requeue(Duration::from_secs(1)));
+    server.run(async {}).await;
+    assert!(ctx.metrics.encode().contains(r#"result="Superseded"} 1"#));
+    drop(listener);
 }

@@ -4,11 +4,71 @@
 //! Scheduled imports are spread over the interval: each tag has a fixed phase (a hash of its uid), and is due
 //! once per interval at that phase, so ten thousand tags with the same interval do not fire together, and a
 //! restarted controller does not import everything at once: it waits for each tag's next slot.
+//!
+//! # Retries, and what OpenShift does
+//! OpenShift's image stream controller (openshift-controller-manager, `pkg/image/controller/
+//! imagestream_controller.go`) imports a tag once per tag generation: a failed import, whatever the cause
+//! (a missing tag, a refused pull, a 5xx alike), is written as `ImportSuccess=False` with that generation, and
+//! then `tagNeedsImport` is false: nothing retries it until the spec changes. Only tags with
+//! `importPolicy.scheduled` are imported again, by the scheduled import controller
+//! (`scheduled_image_controller.go`, `scheduler.go`), every `ScheduledImageImportMinimumIntervalSeconds`
+//! (900 s by default) under one token bucket of `MaxScheduledImageImportsPerMinute` (60 by default) for the
+//! whole cluster. Only a failure of the `ImageStreamImport` API call itself goes back through client-go's
+//! rate-limited work queue.
+//!
+//! Berth retries, so that an image pushed later or a pull secret fixed later is seen without a spec change
+//! (a push notification imports at once anyway), but by class ([`Failure`]):
+//! - transient failures (`RateLimited`, `RegistryUnavailable`: 429, 5xx, timeouts, unreachable) retry after
+//!   [`Pacing::retry`] (10 s) doubling up to the interval, or the registry's `Retry-After` if longer;
+//! - lasting ones (`NotFound`, `Unauthorized`, `Forbidden`, and every other answer that a retry alone does
+//!   not change) retry after [`Pacing::retry_lasting`] (1 min) quadrupling up to the interval: 1, 4, then
+//!   every 15 min, OpenShift's scheduled pace, from the third failure on. Two thousand missing tags then cost
+//!   about 3 requests each in their first 15 minutes instead of 7.
+//!
+//! Whatever the class, a retry waits in its registry's queue behind first imports, spec changes, pushes,
+//! requested imports and scheduled re-imports ([`priority`]).
 
 use std::time::Duration;
 
 use berth_api::image::{IMPORT_REQUESTED_ANNOTATION, IMPORT_SUCCESS, ImageStreamTag};
 use sha2::{Digest, Sha256};
+
+use crate::registry::Priority;
+
+/// The reason of a retry after a failed import.
+pub const RETRY: &str = "retry after failure";
+/// The reason of a scheduled re-import.
+pub const SCHEDULED: &str = "scheduled";
+
+/// How eagerly a failed import is retried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Failure {
+    /// The registry was overloaded or unreachable: it may answer in seconds.
+    #[default]
+    Transient,
+    /// The registry answered, and a retry alone will not change the answer soon.
+    Lasting,
+}
+
+impl Failure {
+    /// The class of an import that failed with the condition reason `reason`.
+    pub fn of(reason: &str) -> Self {
+        match reason {
+            "RateLimited" | "RegistryUnavailable" => Self::Transient,
+            _ => Self::Lasting,
+        }
+    }
+}
+
+/// Where an import with this reason (from [`reason_to_import`], or `registry push`) stands in its registry's
+/// queue: retries last, scheduled re-imports before them, everything someone waits for first.
+pub fn priority(reason: &str) -> Priority {
+    match reason {
+        RETRY => Priority::Retry,
+        SCHEDULED => Priority::Scheduled,
+        _ => Priority::Prompt,
+    }
+}
 
 /// What this controller remembers of a tag's last check (in memory only: after a restart every tag waits for
 /// its next slot).
@@ -20,6 +80,8 @@ pub struct LastCheck {
     pub failures: u32,
     /// What the registry asked for with `Retry-After` on the last failure.
     pub retry_after: Option<Duration>,
+    /// The class of the last failure (when `failures > 0`).
+    pub failure: Failure,
 }
 
 /// How imports are paced.
@@ -27,8 +89,11 @@ pub struct LastCheck {
 pub struct Pacing {
     /// The interval of scheduled imports.
     pub interval: Duration,
-    /// The first retry after a failure; it doubles up to `interval`.
+    /// The first retry after a transient failure; it doubles up to `interval`.
     pub retry: Duration,
+    /// The first retry after a lasting failure (`NotFound`, `Unauthorized`, ...); it quadruples up to
+    /// `interval`.
+    pub retry_lasting: Duration,
 }
 
 impl Default for Pacing {
@@ -36,6 +101,7 @@ impl Default for Pacing {
         Self {
             interval: Duration::from_secs(15 * 60),
             retry: Duration::from_secs(10),
+            retry_lasting: Duration::from_secs(60),
         }
     }
 }
@@ -74,10 +140,10 @@ pub fn reason_to_import(
     }
     let last = last?;
     if last.failures > 0 && now >= last.at + secs(retry_delay(last, pacing)) {
-        return Some("retry after failure");
+        return Some(RETRY);
     }
     if scheduled(tag) && slot(tag, pacing, now) > slot(tag, pacing, last.at) {
-        return Some("scheduled");
+        return Some(SCHEDULED);
     }
     None
 }
@@ -105,11 +171,21 @@ pub fn plan(tag: &ImageStreamTag, last: Option<LastCheck>, pacing: Pacing, now: 
     }
 }
 
-/// The delay before retrying a failed import: the registry's `Retry-After` if longer, else `retry` doubling
-/// with each failure, at most the interval.
+/// The delay before retrying a failed import: the registry's `Retry-After` if longer, else, after a transient
+/// failure, `retry` doubling with each failure, after a lasting one `retry_lasting` quadrupling; at most the
+/// interval.
 pub fn retry_delay(last: LastCheck, pacing: Pacing) -> Duration {
-    let doublings = last.failures.saturating_sub(1).min(16);
-    let backoff = pacing.retry.saturating_mul(1 << doublings).min(pacing.interval);
+    let (first, factor_log2) = match last.failure {
+        Failure::Transient => (pacing.retry, 1),
+        Failure::Lasting => (pacing.retry_lasting, 2),
+    };
+    // 2^20 times any first delay is past any interval: a longer streak does not overflow.
+    let steps = last
+        .failures
+        .saturating_sub(1)
+        .saturating_mul(factor_log2)
+        .min(20);
+    let backoff = first.saturating_mul(1 << steps).min(pacing.interval);
     last.retry_after.map_or(backoff, |r| r.max(backoff))
 }
 
@@ -170,6 +246,7 @@ mod tests {
     const PACING: Pacing = Pacing {
         interval: Duration::from_secs(900),
         retry: Duration::from_secs(10),
+        retry_lasting: Duration::from_secs(60),
     };
 
     #[test]
@@ -234,6 +311,7 @@ mod tests {
             at: 0,
             failures,
             retry_after,
+            failure: Failure::Transient,
         };
         assert_eq!(retry_delay(l(1, None), PACING), Duration::from_secs(10));
         assert_eq!(retry_delay(l(3, None), PACING), Duration::from_secs(40));
@@ -251,5 +329,61 @@ mod tests {
             reason_to_import(&t, Some(l(2, None)), PACING, 20),
             Some("retry after failure")
         );
+    }
+
+    #[test]
+    fn lasting_failures_are_retried_far_less_eagerly_than_transient_ones() {
+        let after = |reason: &str, failures| {
+            retry_delay(
+                LastCheck {
+                    at: 0,
+                    failures,
+                    retry_after: None,
+                    failure: Failure::of(reason),
+                },
+                PACING,
+            )
+            .as_secs()
+        };
+        let series = |reason| (1..=6).map(|n| after(reason, n)).collect::<Vec<_>>();
+        assert_eq!(series("RegistryUnavailable"), [10, 20, 40, 80, 160, 320]);
+        assert_eq!(series("RateLimited"), [10, 20, 40, 80, 160, 320]);
+        for lasting in ["NotFound", "Unauthorized", "Forbidden", "DigestMismatch"] {
+            assert_eq!(series(lasting), [60, 240, 900, 900, 900, 900], "{lasting}");
+        }
+        assert_eq!(after("NotFound", u32::MAX), 900);
+        // Attempts in the first 12 minutes of a tag that keeps failing, the first import included.
+        let attempts = |reason| {
+            let (mut at, mut n) = (0, 0);
+            while at <= 720 {
+                n += 1;
+                at += after(reason, n);
+            }
+            n
+        };
+        assert_eq!((attempts("RegistryUnavailable"), attempts("NotFound")), (7, 3));
+    }
+
+    #[test]
+    fn retries_go_last_and_scheduled_imports_before_them() {
+        assert_eq!(priority(RETRY), Priority::Retry);
+        assert_eq!(priority(SCHEDULED), Priority::Scheduled);
+        for prompt in [
+            "never imported",
+            "spec changed",
+            "import requested",
+            "registry push",
+        ] {
+            assert_eq!(priority(prompt), Priority::Prompt, "{prompt}");
+        }
+        let l = LastCheck {
+            at: 0,
+            failures: 1,
+            retry_after: None,
+            failure: Failure::Lasting,
+        };
+        let t = tag("a", true);
+        assert_eq!(reason_to_import(&t, Some(l), PACING, 59), None);
+        assert_eq!(reason_to_import(&t, Some(l), PACING, 60), Some(RETRY));
     }
 }

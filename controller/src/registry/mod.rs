@@ -38,6 +38,10 @@
 //!   capped ([`TagListLimits`]), through the same gate, policy and authentication, cached for a minute.
 //! - Metrics: [`Resolved::registry_latency`] and [`Resolved::requests`], and a [`ResolveObserver`] given to
 //!   [`Resolver::with_observer`] sees registry, outcome and latency of every resolve, failures included.
+//! - Admission: a concurrency window per registry that grows on fast answers and halves on 429/5xx, timeouts
+//!   and rising latency ([`Window`], as a TCP sender), and a queue in which waiting requests go by
+//!   [`Priority`] (set by the caller in [`ResolveRequest::priority`]); per-registry limits in the registry
+//!   policy's `berth.registries` ([`RegistryTuning`]).
 //! - Rate limits: a token bucket per registry host ([`RateLimit`]), and back-off after 429/5xx honouring
 //!   `Retry-After` ([`BackoffPolicy`]); while back-off holds, resolves fail at once with `RateLimited` or
 //!   `RegistryUnavailable` carrying the time left, so reconciles requeue instead of sleeping.
@@ -50,8 +54,10 @@
 //! client's own calls read bodies whole, do not return a HEAD's media type, and drop the headers of error
 //! answers (`Retry-After`); see `transport.rs`.
 
+mod admission;
 mod credentials;
 mod error;
+mod gate;
 mod manifest;
 mod metadata;
 mod platform;
@@ -60,22 +66,24 @@ mod ratelimit;
 mod reference;
 mod resolve;
 mod session;
+mod slots;
 mod tags;
 mod transport;
 
+pub use admission::{Priority, Signal, Window, WindowConfig};
 pub use credentials::{
     Credentials, CredentialsError, DOCKER_CONFIG_JSON_KEY, DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_KEY,
     DOCKERCFG_TYPE, RegistryCredentials,
 };
 pub use error::{InvalidReference, ResolveError};
+pub use gate::{MAX_TOKEN_WAIT, RegistryGate, RegistryLimits};
 pub use manifest::MAX_MANIFEST_BYTES;
 pub use metadata::{MAX_CONFIG_BYTES, MetadataError, MetadataRequest};
 pub use platform::{InvalidPlatform, Platform};
-pub use policy::{RegistryLocation, RegistryPolicy, RegistrySources};
-pub use ratelimit::{
-    Backoff, BackoffPolicy, RateLimit, RateLimiter, Refusal, RegistryGate, Throttle, parse_retry_after,
-};
+pub use policy::{BerthSettings, RegistryLocation, RegistryPolicy, RegistrySources, RegistryTuning};
+pub use ratelimit::{Backoff, BackoffPolicy, RateLimit, RateLimiter, Refusal, Throttle, parse_retry_after};
 pub use reference::ImageReference;
 pub use resolve::{Observation, ResolveObserver, ResolveRequest, Resolved, Resolver, ResolverConfig};
+pub use slots::{Load, LoadObserver, Permit, Slots};
 pub use tags::{TagList, TagListLimits, TagListRequest, next_page};
 pub use transport::{TransportError, install_crypto_provider};

@@ -8,10 +8,19 @@
 //! error back; a tag asking `importPolicy.insecure` needs an entry with `insecure: true`. A domain is a host,
 //! with its port when it has one (`registry.local:5000`), or `*.example.com` for every host under it;
 //! matching ignores case.
+//!
+//! Berth adds a section OpenShift does not have, `berth.registries`: what each registry gets from this
+//! controller (requests per second, burst, requests at once), so a private registry can be given more than
+//! Docker Hub. A registry it does not name gets the controller's flags (`--registry-qps`,
+//! `--registry-burst`, `--registry-max-concurrency`); an exact `domainName` wins over a `*.domain`, and the
+//! longest `*.domain` over a shorter one.
 
 use serde::Deserialize;
 
+use super::admission::WindowConfig;
 use super::error::ResolveError;
+use super::gate::RegistryLimits;
+use super::ratelimit::RateLimit;
 
 /// One allowed registry, as OpenShift's `RegistryLocation`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -35,9 +44,36 @@ pub struct RegistrySources {
     pub blocked_registries: Vec<String>,
 }
 
-/// The policy: the `spec` of an `image.config.openshift.io` `Image`. Fields of that spec Berth does not honour
-/// (`additionalTrustedCA`, `externalRegistryHostnames`, ...) are refused by name.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+/// What one registry gets from this controller (`berth.registries[]`); a field left out keeps the
+/// controller's default.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryTuning {
+    /// `host[:port]` or `*.domain`, as in `allowedRegistriesForImport`.
+    pub domain_name: String,
+    /// Sustained requests per second.
+    #[serde(default)]
+    pub qps: Option<f64>,
+    /// Requests that may go at once after a quiet period (the token bucket's size).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// The most requests in flight at once; the adaptive window stays between 1 and this.
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+}
+
+/// Berth's own section of the policy file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BerthSettings {
+    /// Per-registry limits.
+    #[serde(default)]
+    pub registries: Vec<RegistryTuning>,
+}
+
+/// The policy: the `spec` of an `image.config.openshift.io` `Image`, and Berth's section. Fields of that spec
+/// Berth does not honour (`additionalTrustedCA`, `externalRegistryHostnames`, ...) are refused by name.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegistryPolicy {
     /// When set, the only registries imported from.
@@ -46,6 +82,9 @@ pub struct RegistryPolicy {
     /// Blocked registries.
     #[serde(default)]
     pub registry_sources: RegistrySources,
+    /// What is Berth's own: per-registry limits.
+    #[serde(default)]
+    pub berth: BerthSettings,
 }
 
 /// A whole `Image` object (`apiVersion`, `kind`, `metadata`, `spec`), as `oc get image.config cluster -o yaml`
@@ -68,7 +107,45 @@ impl RegistryPolicy {
         for domain in policy.domains() {
             check_domain(domain)?;
         }
+        for (i, tuning) in policy.berth.registries.iter().enumerate() {
+            check_tuning(tuning)?;
+            let same = |t: &&RegistryTuning| t.domain_name.eq_ignore_ascii_case(&tuning.domain_name);
+            if policy.berth.registries[..i].iter().any(|t| same(&t)) {
+                return Err(format!(
+                    "berth.registries: domainName {:?} is listed twice",
+                    tuning.domain_name
+                ));
+            }
+        }
         Ok(policy)
+    }
+
+    /// What `registry` gets: the `berth.registries` entry that names it best over `defaults`.
+    pub fn limits_for(&self, registry: &str, defaults: RegistryLimits) -> RegistryLimits {
+        // Exact names first (no `*.`), then the longest wildcard.
+        let specificity = |t: &RegistryTuning| match t.domain_name.strip_prefix("*.") {
+            None => usize::MAX,
+            Some(domain) => domain.len(),
+        };
+        let Some(tuning) = self
+            .berth
+            .registries
+            .iter()
+            .filter(|t| matches(&t.domain_name, registry))
+            .max_by_key(|t| specificity(t))
+        else {
+            return defaults;
+        };
+        RegistryLimits {
+            rate: RateLimit {
+                per_second: tuning.qps.unwrap_or(defaults.rate.per_second),
+                burst: tuning.burst.unwrap_or(defaults.rate.burst),
+            },
+            window: WindowConfig {
+                max: tuning.max_concurrency.unwrap_or(defaults.window.max),
+                ..defaults.window
+            },
+        }
     }
 
     fn domains(&self) -> impl Iterator<Item = &str> {
@@ -82,6 +159,7 @@ impl RegistryPolicy {
                     .iter()
                     .map(String::as_str),
             )
+            .chain(self.berth.registries.iter().map(|t| t.domain_name.as_str()))
     }
 
     /// Whether `registry` (`host[:port]` as in the reference) may be imported from, `insecure` or not.
@@ -124,6 +202,28 @@ fn check_domain(domain: &str) -> Result<(), String> {
     if bare.is_empty() || bare.contains(['/', '*', ' ']) || bare.contains("://") {
         return Err(format!(
             "domainName {domain:?}: write host, host:port or *.domain (no scheme, path or other wildcard)"
+        ));
+    }
+    Ok(())
+}
+
+/// The most requests at once a registry may be given.
+pub const MAX_CONCURRENCY: u32 = 1024;
+
+/// Limits that mean something: a positive rate, a burst and a concurrency of at least one.
+fn check_tuning(t: &RegistryTuning) -> Result<(), String> {
+    let name = &t.domain_name;
+    if t.qps.is_some_and(|q| !q.is_finite() || q <= 0.0) {
+        return Err(format!(
+            "berth.registries {name}: qps must be a positive number of requests per second"
+        ));
+    }
+    if t.burst == Some(0) {
+        return Err(format!("berth.registries {name}: burst must be at least 1"));
+    }
+    if t.max_concurrency.is_some_and(|m| m == 0 || m > MAX_CONCURRENCY) {
+        return Err(format!(
+            "berth.registries {name}: maxConcurrency must be between 1 and {MAX_CONCURRENCY}"
         ));
     }
     Ok(())
@@ -222,6 +322,68 @@ spec:
                 .unwrap();
             assert!(err.contains(field), "{unhonoured}: {err}");
         }
+    }
+
+    #[test]
+    fn berth_registries_give_each_registry_its_limits() {
+        let policy = RegistryPolicy::parse(
+            r#"
+apiVersion: config.openshift.io/v1
+kind: Image
+metadata: {name: cluster}
+spec:
+  registrySources: {blockedRegistries: [bad.example]}
+  berth:
+    registries:
+    - domainName: registry.corp.example:5000
+      qps: 200
+      burst: 400
+      maxConcurrency: 64
+    - domainName: "*.corp.example"
+      maxConcurrency: 8
+    - domainName: "*.example"
+      qps: 1
+"#,
+        )
+        .expect("parses");
+        let defaults = RegistryLimits {
+            rate: RateLimit::default(),
+            window: WindowConfig::default(),
+        };
+        let private = policy.limits_for("registry.corp.example:5000", defaults);
+        assert_eq!(
+            (private.rate.per_second, private.rate.burst, private.window.max),
+            (200.0, 400, 64)
+        );
+        assert_eq!(private.window.initial, defaults.window.initial, "the rest stays");
+        // The longest wildcard wins; what it leaves out keeps the default.
+        let other = policy.limits_for("mirror.corp.example", defaults);
+        assert_eq!((other.rate, other.window.max), (defaults.rate, 8));
+        assert_eq!(policy.limits_for("docker.io", defaults), defaults);
+        assert_eq!(policy.limits_for("x.example", defaults).rate.per_second, 1.0);
+        assert_eq!(
+            policy.check("docker.io", false),
+            Ok(()),
+            "limits allow nothing by themselves"
+        );
+    }
+
+    #[test]
+    fn meaningless_limits_are_refused_naming_the_registry() {
+        for (bad, field) in [
+            ("{domainName: r.example, qps: 0}", "qps"),
+            ("{domainName: r.example, qps: -1}", "qps"),
+            ("{domainName: r.example, burst: 0}", "burst"),
+            ("{domainName: r.example, maxConcurrency: 0}", "maxConcurrency"),
+            ("{domainName: r.example, maxConcurrency: 5000}", "maxConcurrency"),
+            ("{domainName: r.example, rate: 5}", "rate"),
+            ("{domainName: https://r.example}", "domainName"),
+        ] {
+            let err = RegistryPolicy::parse(&format!("berth: {{registries: [{bad}]}}")).expect_err(bad);
+            assert!(err.contains(field), "{bad}: {err}");
+        }
+        let twice = "berth: {registries: [{domainName: r.example}, {domainName: R.example}]}";
+        assert!(RegistryPolicy::parse(twice).unwrap_err().contains("twice"));
     }
 
     #[tokio::test]

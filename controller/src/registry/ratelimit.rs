@@ -2,10 +2,9 @@
 //! honours `Retry-After`.
 //!
 //! [`RateLimiter`] and [`Backoff`] are pure: the caller passes the time in, so they are tested without
-//! sleeping. [`RegistryGate`] holds one of each per registry host for the resolver.
+//! sleeping. The gate (`gate.rs`) holds one of each per registry host for the resolver, beside the registry's
+//! concurrency window and priority queue.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How many requests per second a registry gets from this controller, with bursts.
@@ -60,6 +59,21 @@ impl RateLimiter {
                 (1.0 - self.tokens) / self.limit.per_second,
             ))
         }
+    }
+
+    /// Takes a token now or, when one comes within `max_wait`, reserves it and says how long to wait for it
+    /// (the bucket goes below zero, so those who reserve later wait longer: first come, first served). When
+    /// the token would come later than `max_wait`, nothing is reserved and the wait is the error.
+    pub fn reserve(&mut self, now: Instant, max_wait: Duration) -> Result<Duration, Duration> {
+        let wait = match self.try_acquire(now) {
+            Ok(()) => return Ok(Duration::ZERO),
+            Err(wait) => wait,
+        };
+        if wait > max_wait {
+            return Err(wait);
+        }
+        self.tokens -= 1.0;
+        Ok(wait)
     }
 }
 
@@ -163,83 +177,12 @@ pub enum Refusal {
     RateLimit(Duration),
 }
 
-#[derive(Debug)]
-struct HostState {
-    limiter: RateLimiter,
-    backoff: Backoff,
-}
-
-/// A [`RateLimiter`] and a [`Backoff`] per registry host, shared by all resolves.
-///
-/// [`admit`](Self::admit) waits for a token up to `max_wait`, and refuses at once while back-off holds, so
-/// a reconcile never sleeps for minutes: it gets an error with the time left and requeues.
-#[derive(Debug)]
-pub struct RegistryGate {
-    limit: RateLimit,
-    policy: BackoffPolicy,
-    max_wait: Duration,
-    hosts: Mutex<HashMap<String, HostState>>,
-}
-
-impl RegistryGate {
-    /// A gate with these limits.
-    pub fn new(limit: RateLimit, policy: BackoffPolicy, max_wait: Duration) -> Self {
-        Self {
-            limit,
-            policy,
-            max_wait,
-            hosts: Mutex::default(),
-        }
-    }
-
-    fn with_host<T>(&self, host: &str, f: impl FnOnce(&mut HostState, Instant) -> T) -> T {
-        // tokio's clock, so that tests with paused time see time pass.
-        let now = tokio::time::Instant::now().into_std();
-        let mut hosts = self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let state = hosts.entry(host.to_string()).or_insert_with(|| HostState {
-            limiter: RateLimiter::new(self.limit, now),
-            backoff: Backoff::default(),
-        });
-        f(state, now)
-    }
-
-    /// Lets one request to `host` through, waiting for a token if that takes at most `max_wait`.
-    pub async fn admit(&self, host: &str) -> Result<(), Refusal> {
-        loop {
-            let decision = self.with_host(host, |state, now| {
-                if let Some((left, cause)) = state.backoff.blocked(now) {
-                    return Err(Refusal::Backoff(cause, left));
-                }
-                state.limiter.try_acquire(now).map_err(Refusal::RateLimit)
-            });
-            match decision {
-                Ok(()) => return Ok(()),
-                Err(Refusal::RateLimit(wait)) if wait <= self.max_wait => tokio::time::sleep(wait).await,
-                Err(refusal) => return Err(refusal),
-            }
-        }
-    }
-
-    /// Records that `host` answered 429 or 5xx (or was unreachable); returns the back-off delay.
-    pub fn record_failure(&self, host: &str, cause: Throttle, retry_after: Option<Duration>) -> Duration {
-        self.with_host(host, |state, now| {
-            state
-                .backoff
-                .record_failure(&self.policy, now, cause, retry_after)
-        })
-    }
-
-    /// Records that `host` answered normally.
-    pub fn record_success(&self, host: &str) {
-        self.with_host(host, |state, _| state.backoff.record_success());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
+    const MS: Duration = Duration::from_millis(1);
 
     #[test]
     fn token_bucket_bursts_then_paces() {
@@ -266,6 +209,24 @@ mod tests {
             assert_eq!(bucket.try_acquire(later), Ok(()));
         }
         assert!(bucket.try_acquire(later).is_err());
+    }
+
+    #[test]
+    fn reservations_are_served_in_order_within_the_longest_wait() {
+        let t0 = Instant::now();
+        let limit = RateLimit {
+            per_second: 10.0,
+            burst: 1,
+        };
+        let mut bucket = RateLimiter::new(limit, t0);
+        let waits: Vec<_> = (0..4).map(|_| bucket.reserve(t0, 250 * MS)).collect();
+        assert_eq!(
+            waits,
+            [Ok(Duration::ZERO), Ok(100 * MS), Ok(200 * MS), Err(300 * MS)]
+        );
+        // The refused one reserved nothing: the next still waits 300 ms.
+        assert_eq!(bucket.reserve(t0, S), Ok(300 * MS));
+        assert_eq!(bucket.reserve(t0 + S, S), Ok(Duration::ZERO));
     }
 
     #[test]
@@ -337,39 +298,5 @@ mod tests {
         assert_eq!(parse_retry_after("-5", now), None);
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("", now), None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn gate_waits_briefly_for_tokens_and_refuses_during_backoff() {
-        let gate = RegistryGate::new(
-            RateLimit {
-                per_second: 1.0,
-                burst: 1,
-            },
-            BackoffPolicy::default(),
-            2 * S,
-        );
-        let start = tokio::time::Instant::now();
-        gate.admit("r.example").await.unwrap();
-        gate.admit("r.example").await.unwrap(); // waits ~1 s of paused (virtual) time for a token
-        assert!(start.elapsed() >= S, "{:?}", start.elapsed());
-        gate.admit("other.example").await.unwrap(); // registries have their own buckets
-
-        gate.record_failure("r.example", Throttle::RateLimited, Some(30 * S));
-        match gate.admit("r.example").await {
-            Err(Refusal::Backoff(Throttle::RateLimited, left)) => assert!(left <= 30 * S && left > 29 * S),
-            other => panic!("{other:?}"),
-        }
-        gate.record_success("r.example");
-        let slow = RegistryGate::new(
-            RateLimit {
-                per_second: 0.01,
-                burst: 1,
-            },
-            BackoffPolicy::default(),
-            2 * S,
-        );
-        slow.admit("r.example").await.unwrap();
-        assert!(matches!(slow.admit("r.example").await, Err(Refusal::RateLimit(wait)) if wait > 2 * S));
     }
 }

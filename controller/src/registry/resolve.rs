@@ -8,15 +8,18 @@ use oci_client::manifest::OciImageIndex;
 use reqwest::Method;
 use tracing::{Instrument as _, debug, field, info_span, warn};
 
+use super::admission::{Priority, WindowConfig};
 use super::credentials::Credentials;
 use super::error::ResolveError;
+use super::gate::RegistryGate;
 use super::manifest::{self, MAX_MANIFEST_BYTES};
 use super::metadata::MAX_CONFIG_BYTES;
 use super::platform::{self, Platform};
 use super::policy::RegistryPolicy;
-use super::ratelimit::{BackoffPolicy, RateLimit, RegistryGate};
+use super::ratelimit::{BackoffPolicy, RateLimit};
 use super::reference::ImageReference;
 use super::session::{AuthCache, Context, Session, content_type, digest_header};
+use super::slots::LoadObserver;
 use super::tags::{TagListCache, TagListLimits};
 use super::transport::{Transport, TransportError, content_length};
 
@@ -33,6 +36,8 @@ pub struct ResolverConfig {
     pub max_config_bytes: u64,
     /// Requests per second per registry host.
     pub rate_limit: RateLimit,
+    /// Requests at once per registry host: the adaptive window and its bounds (see `admission.rs`).
+    pub concurrency: WindowConfig,
     /// Back-off after 429 and 5xx.
     pub backoff: BackoffPolicy,
     /// How long a resolve may wait for a rate-limit token before giving up with `RateLimited`. Default 2 s.
@@ -57,6 +62,7 @@ impl Default for ResolverConfig {
             max_manifest_bytes: MAX_MANIFEST_BYTES,
             max_config_bytes: MAX_CONFIG_BYTES,
             rate_limit: RateLimit::default(),
+            concurrency: WindowConfig::default(),
             backoff: BackoffPolicy::default(),
             max_rate_wait: Duration::from_secs(2),
             token_ttl: Duration::from_secs(60),
@@ -83,6 +89,8 @@ pub struct ResolveRequest {
     /// Return a pinned digest as it is, without asking the registry: the tag's `reference: true`, or a
     /// caller without network. A tag (not pinned) still needs the registry.
     pub trust_pinned: bool,
+    /// Where its requests stand in the registry's queue: why the import runs.
+    pub priority: Priority,
 }
 
 /// A resolved reference.
@@ -144,7 +152,8 @@ impl Resolver {
     /// cannot be set up.
     pub fn new(config: ResolverConfig) -> Result<Self, TransportError> {
         let transport = Transport::new(config.extra_ca_pem.as_deref(), config.timeout, config.user_agent)?;
-        let gate = RegistryGate::new(config.rate_limit, config.backoff, config.max_rate_wait);
+        let gate = RegistryGate::new(config.rate_limit, config.backoff, config.max_rate_wait)
+            .with_registry_limits(config.concurrency, config.policy.clone());
         Ok(Self {
             config,
             transport,
@@ -184,6 +193,12 @@ impl Resolver {
             token_ttl: self.config.token_ttl,
             max_manifest_bytes: self.config.max_manifest_bytes,
         }
+    }
+
+    /// Reports every change of a registry's load (requests in flight, window, queue) to `observer`.
+    pub fn with_load_observer(self, observer: Arc<dyn LoadObserver>) -> Self {
+        self.gate.slots().observe(observer);
+        self
     }
 
     /// Reports every resolve to `observer`.
@@ -229,6 +244,7 @@ impl Resolver {
             request.credentials.as_ref(),
             request.insecure,
         );
+        session.priority = request.priority;
         let result = self
             .run(&mut session, &reference, request.import_mode)
             .instrument(span.clone())

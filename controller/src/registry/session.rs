@@ -13,10 +13,12 @@ use reqwest::header::{HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use tracing::debug;
 
+use super::admission::{Priority, Signal};
 use super::credentials::Credentials;
 use super::error::ResolveError;
+use super::gate::RegistryGate;
 use super::manifest::{self, ACCEPT};
-use super::ratelimit::{Refusal, RegistryGate, Throttle, parse_retry_after};
+use super::ratelimit::{Refusal, Throttle, parse_retry_after};
 use super::reference::ImageReference;
 use super::transport::{BodyError, Scheme, Transport, error_chain, read_limited};
 
@@ -93,6 +95,8 @@ pub struct Session<'a> {
     pub latency: Duration,
     /// HTTP requests sent (a token negotiation counts as two).
     pub requests: u32,
+    /// Where its requests stand in the registry's queue.
+    pub priority: Priority,
 }
 
 impl<'a> Session<'a> {
@@ -120,6 +124,7 @@ impl<'a> Session<'a> {
             scheme: Scheme::Https,
             latency: Duration::ZERO,
             requests: 0,
+            priority: Priority::default(),
         }
     }
 
@@ -133,6 +138,11 @@ impl<'a> Session<'a> {
 
     fn host(&self) -> &str {
         self.reference.api_host()
+    }
+
+    /// The registry as named in references: the key of its rate limit, back-off, window and settings.
+    fn registry(&self) -> &str {
+        self.reference.registry()
     }
 
     /// HEAD or GET of `/v2/<repository>/manifests/<manifest_ref>`, answering one auth challenge. Errors are
@@ -170,11 +180,13 @@ impl<'a> Session<'a> {
         accept: &str,
     ) -> Result<Response, ResolveError> {
         let host = self.host().to_string();
-        self.ctx
+        let permit = self
+            .ctx
             .gate
-            .admit(&host)
+            .admit(self.registry(), self.priority)
             .await
             .map_err(|refusal| self.refused(refusal))?;
+        let sent = Instant::now();
         let mut failures = Vec::new();
         for scheme in self.ctx.transport.schemes(&host, self.insecure) {
             let url = format!("{}://{host}/v2/{path}", scheme.as_str());
@@ -196,6 +208,15 @@ impl<'a> Session<'a> {
             self.requests += 1;
             match result {
                 Ok(response) => {
+                    let status = response.status();
+                    let overloaded = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    let signal = if overloaded {
+                        Signal::Overloaded
+                    } else {
+                        Signal::Answered
+                    };
+                    // This attempt's latency: a failed HTTPS try of an insecure registry is not the registry's.
+                    permit.finish(signal, started.elapsed());
                     if self.insecure {
                         self.ctx.transport.remember(&host, Some(scheme));
                     }
@@ -207,16 +228,19 @@ impl<'a> Session<'a> {
                 Err(e) => failures.push(format!("{}: {}", scheme.as_str(), describe(&e, self.ctx.timeout))),
             }
         }
+        permit.finish(Signal::Overloaded, sent.elapsed());
         if self.insecure {
             self.ctx.transport.remember(&host, None);
         }
-        self.ctx.gate.record_failure(&host, Throttle::Unavailable, None);
+        self.ctx
+            .gate
+            .record_failure(self.registry(), Throttle::Unavailable, None);
         Err(self.unavailable(failures.join("; "), None))
     }
 
     /// Feeds the answer to the gate's back-off.
     fn record(&self, status: StatusCode, headers: &HeaderMap) {
-        let host = self.host();
+        let host = self.registry();
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.ctx
                 .gate

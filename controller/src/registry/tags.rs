@@ -63,6 +63,8 @@ pub struct TagListRequest {
     pub credentials: Option<Credentials>,
     /// A cached listing started before this instant is not reused (a push after it may be missing).
     pub fresher_than: Option<Instant>,
+    /// Where its requests stand in the registry's queue.
+    pub priority: super::admission::Priority,
 }
 
 /// A repository's tags as listed.
@@ -155,6 +157,7 @@ impl Resolver {
             request.insecure,
         );
         session.target = format!("{}/{}", reference.registry(), reference.repository());
+        session.priority = request.priority;
         let result = list(&mut session, &reference, &limits)
             .instrument(span.clone())
             .await;

@@ -19,10 +19,12 @@ use crate::import::schedule::Pacing;
 use crate::metrics::Metrics;
 use crate::registry::{Resolver, ResolverConfig};
 
-/// How the scenarios pace imports: a 60 s interval, a first retry after 10 s.
+/// How the scenarios pace imports: a 60 s interval, a first retry after 10 s (transient failures) or 30 s
+/// (lasting ones).
 pub const PACING: Pacing = Pacing {
     interval: Duration::from_secs(60),
     retry: Duration::from_secs(10),
+    retry_lasting: Duration::from_secs(30),
 };
 
 /// The reconcile context over `client` (a mocked API server) and caches holding `tags` and `streams`, with a
