@@ -55,6 +55,22 @@ fn event(reason: &str, type_: &str) -> Expect {
         .json("/regarding/name", json!("demo.v1"))
 }
 
+/// Reconciles `tag` for the import a registry push of `digest` asks for (as the webhook requests it).
+async fn reconcile_push(
+    tag: ImageStreamTag,
+    digest: String,
+    ctx: Arc<crate::context::Context>,
+) -> crate::error::Result<Action> {
+    ctx.request_push_import(
+        ObjectRef::from_obj(&tag),
+        Push {
+            digest: Some(digest),
+            ..Push::default()
+        },
+    );
+    reconcile(Arc::new(tag), ctx).await
+}
+
 #[tokio::test]
 async fn a_new_tag_is_imported_status_applied_once_under_the_field_manager_then_one_event() {
     let registry = FakeRegistry::serving(manifest_bytes_with('1')).await;
@@ -97,15 +113,8 @@ async fn importing_the_same_digest_again_writes_nothing_and_says_nothing() {
 
     // The registry reports a push of the digest the tag already has: the registry is asked, the answer is
     // the same, and nothing at all goes to the API server.
-    ctx.request_push_import(
-        ObjectRef::from_obj(&imported),
-        Push {
-            digest: Some(d1),
-            ..Push::default()
-        },
-    );
     let action = server
-        .run(reconcile(Arc::new(imported), ctx))
+        .run(reconcile_push(imported, d1, ctx))
         .await
         .expect("checked");
     assert!(registry.hits() > hits, "the registry was asked again");
@@ -144,15 +153,8 @@ async fn image_metadata_is_written_with_the_import_and_not_read_again_for_the_sa
     let imported = written.lock().unwrap().clone().expect("the status written");
 
     // A push of the same digest (a scheduled import is the same): one HEAD, no metadata request, no write.
-    ctx.request_push_import(
-        ObjectRef::from_obj(&imported),
-        Push {
-            digest: Some(d),
-            ..Push::default()
-        },
-    );
     server
-        .run(reconcile(Arc::new(imported), ctx))
+        .run(reconcile_push(imported, d, ctx))
         .await
         .expect("checked");
     assert_eq!(registry.hits(), 4, "only the HEAD");
@@ -188,15 +190,8 @@ async fn metadata_that_cannot_be_read_does_not_fail_the_import_and_is_not_tried_
     let imported = written.lock().unwrap().clone().expect("the status written");
     let hits = registry.hits();
 
-    ctx.request_push_import(
-        ObjectRef::from_obj(&imported),
-        Push {
-            digest: Some(d),
-            ..Push::default()
-        },
-    );
     server
-        .run(reconcile(Arc::new(imported), ctx))
+        .run(reconcile_push(imported, d, ctx))
         .await
         .expect("checked");
     assert_eq!(

@@ -21,7 +21,7 @@ use std::time::Duration;
 use berth_api::apps::Workload;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::workloads::reconcile::publish;
+use crate::workloads::reconcile::{delete_pod, publish};
 use liveness::{EvictionPacing, Health, Observations};
 
 /// The controller's name in logs and metrics.
@@ -127,18 +127,8 @@ impl NodeLifecycle {
         let namespace = pod.namespace().ok_or(Error::Incomplete("Pod"))?;
         let name = pod.name_any();
         warn!(pod = name, namespace, node, "node lost; replacing its pod");
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            ..DeleteParams::default()
-        };
-        match Api::<Pod>::namespaced(self.ctx.client.clone(), &namespace)
-            .delete(&name, &params)
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(Error::kube("delete Pod")(e)),
-        }
+        let api = Api::<Pod>::namespaced(self.ctx.client.clone(), &namespace);
+        delete_pod(&api, &name, Some(0)).await?;
         let owner = pod.owner_references().iter().find(|o| o.controller == Some(true));
         let workload = owner.and_then(|o| self.workloads.get(&ObjectRef::new(&o.name).within(&namespace)));
         if let Some(workload) = workload {

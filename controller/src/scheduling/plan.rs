@@ -1,7 +1,7 @@
 //! What one scheduling pass decides, without I/O: which pods wait for Berth's scheduler, what every node
 //! already holds (the Pod cache plus the bindings made but not yet seen in it), and where each waiting pod goes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use berth_api::apps::{REVISION_LABEL, SCHEDULER_NAME};
@@ -167,8 +167,9 @@ impl Usage {
         Ok(node)
     }
 
-    /// The requests bound to each node, by name (for logs and tests).
-    pub fn used(&self) -> BTreeMap<&str, Resources> {
+    /// The requests bound to each node, by name.
+    #[cfg(test)]
+    pub fn used(&self) -> std::collections::BTreeMap<&str, Resources> {
         self.used.iter().map(|(n, r)| (n.as_str(), *r)).collect()
     }
 }

@@ -120,7 +120,7 @@ async fn roll(workload: Arc<Workload>, wctx: Arc<WorkloadContext>) -> Result<Act
         let step = rollout::step(workload.spec.replicas, &target.hash, &views, bounds);
         for victim in &step.delete {
             info!(pod = victim, "removing a pod");
-            delete(&pods_api, victim, None).await?;
+            delete_pod(&pods_api, victim, None).await?;
         }
         let taken: Vec<String> = owned.iter().map(|p| p.name_any()).collect();
         for pod_name in free_names(&name, &target.hash, taken.iter().map(String::as_str), step.create) {
@@ -173,7 +173,8 @@ async fn roll(workload: Arc<Workload>, wctx: Arc<WorkloadContext>) -> Result<Act
     }))
 }
 
-async fn delete(api: &Api<Pod>, name: &str, grace: Option<u32>) -> Result<()> {
+/// Deletes Pod `name` with `grace` (`None`: the pod's own); one already gone is no error.
+pub async fn delete_pod(api: &Api<Pod>, name: &str, grace: Option<u32>) -> Result<()> {
     let params = DeleteParams {
         grace_period_seconds: grace,
         ..DeleteParams::default()
