@@ -121,7 +121,7 @@ printf '%s\n' "${KUBELET_NODES[@]}" | sed '/^$/d' >"$KUBELET_NODES_LIST"
 
 log "certificates, tokens and kubeconfigs"
 pki_control_plane
-tokens_write "${AGENT_NODES[@]}"
+tokens_write
 kube_proxy_identity
 kubeconfig_write "$ADMIN_KUBECONFIG" admin admin
 kubeconfig_write "$CONTROLLER_KUBECONFIG" berth-controller berth-controller
@@ -129,11 +129,10 @@ kubeconfig_write "$KCM_KUBECONFIG" kube-controller-manager system:kube-controlle
 kubeconfig_write "$SCHEDULER_KUBECONFIG" kube-scheduler system:kube-scheduler
 for node in "${AGENT_NODES[@]}"; do
 	pki_node "$node"
-	kubeconfig_write "$(node_dir "$node")/kubeconfig" "agent-$node" "berth-agent:$node"
+	node_kubeconfig_write "$node" "$(node_dir "$node")/kubeconfig"
 done
 for node in "${KUBELET_NODES[@]}"; do
 	pki_node "$node"
-	kubelet_identity "$node"
 done
 webhook_token >/dev/null
 
@@ -167,13 +166,12 @@ done
 n="$(apply_crds)"
 ((n == 0)) || log "applied $n CRD file(s) from crds/"
 applied="$(apply_local_rbac)"
-[[ -z "$applied" ]] || log "applied $applied (RBAC for berth:controllers and berth:agents)"
+[[ -z "$applied" ]] || log "applied $applied (RBAC for berth:controllers and system:nodes)"
 wait_for "kube-controller-manager (https://127.0.0.1:$KCM_PORT/healthz)" 60 "$(component_log kube-controller-manager)" kube-controller-manager kcm_healthy
 wait_for "kube-scheduler (https://127.0.0.1:$SCHEDULER_PORT/healthz)" 60 "$(component_log kube-scheduler)" kube-scheduler scheduler_healthy
 
 berth_start_all "${AGENT_NODES[@]}"
 for node in "${KUBELET_NODES[@]}"; do
-	kubelet_rbac "$node"
 	kubelet_start "$node" "$KUBE_BIN"
 	wait_for "kubelet of $node (healthz)" 60 "$(node_dir "$node")/kubelet.log" "kubelet-$node" kubelet_healthy "$node"
 	wait_for "node $node Ready (kubelet)" 90 "$(node_dir "$node")/kubelet.log" "kubelet-$node" kubelet_node_ready "$node"

@@ -34,7 +34,7 @@ fn e2e_the_deploy_manifests_and_examples_are_accepted() {
     assert!(ok, "kubectl apply -k manifests/ --dry-run=server failed:\n{out}");
     for kind in [
         "deployment.apps/berth-controller",
-        "clusterrole.rbac.authorization.k8s.io/berth-agent",
+        "clusterrole.rbac.authorization.k8s.io/berth-node",
         "serviceaccount/berth-controller",
     ] {
         assert!(out.contains(kind), "{kind} missing from:\n{out}");

@@ -28,7 +28,9 @@ etcd_healthy() { curl -fsS --max-time 2 "$ETCD_CLIENT_URL/health" | grep -q '"he
 # (e.g. BERTH_KCM_EXTRA_ARGS="--node-monitor-grace-period=20s").
 extra_args() { read -ra _extra <<<"${!1:-}"; }
 
-# apiserver_start KUBE_BIN_DIR
+# apiserver_start KUBE_BIN_DIR. Authorisation as a production cluster has it: the Node
+# authorizer and the NodeRestriction admission plugin confine each node's identity
+# (system:node:<name>, its client certificate) to its own objects; RBAC for the rest.
 apiserver_start() {
 	local pki="$PKI_DIR" _extra=()
 	extra_args BERTH_APISERVER_EXTRA_ARGS
@@ -40,7 +42,7 @@ apiserver_start() {
 		--tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
 		--client-ca-file="$pki/ca.crt" \
 		--token-auth-file="$TOKEN_FILE" \
-		--authorization-mode=RBAC \
+		--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
 		--service-account-key-file="$pki/sa.pub" \
 		--service-account-signing-key-file="$pki/sa.key" \
 		--service-account-issuer=https://kubernetes.default.svc \

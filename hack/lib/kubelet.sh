@@ -6,25 +6,11 @@
 #
 # It registers with the NoSchedule taint berth.dev/peer=kubelet, so nothing lands on it
 # unless asked (Berth's Workloads never do; the conformance run lifts the taint of the
-# nodes it tests). Authentication and authorisation as the local cluster has them
-# today: a static token of user system:node:<name> (group system:nodes) bound to the
-# ClusterRole system:node; :10250 takes client certificates of the cluster CA.
+# nodes it tests). Its identity is a Berth agent's: a client certificate of user
+# system:node:<name> in group system:nodes (pki_node), under the Node authorizer and
+# NodeRestriction; :10250 takes client certificates of the cluster CA and tokens (webhook).
 
 KUBELET_TAINT_KEY=berth.dev/peer
-
-kubelet_token_name() { echo "kubelet-$1"; }
-
-# kubelet_identity NODE: the token line (call before the API server starts).
-kubelet_identity() {
-	_token_line "$(kubelet_token_name "$1")" "system:node:$1" "system:nodes"
-}
-
-# kubelet_rbac NODE: the binding RBAC mode needs (the Node authorizer is not on yet).
-kubelet_rbac() {
-	kc create clusterrolebinding "berth-kubelet-$1" --clusterrole=system:node --user="system:node:$1" \
-		--dry-run=client -o yaml | kc apply -f - >/dev/null ||
-		die "could not bind system:node for the kubelet of $1"
-}
 
 # kubelet_root_shared NODE: the kubelet's --root-dir as a shared bind mount, made before
 # the host's containerd starts. containerd runs in a mount namespace of its own (slave of
@@ -45,7 +31,7 @@ kubelet_start() {
 	local node="$1" dir
 	dir="$(node_dir "$node")"
 	mkdir -p "$dir/kubelet" "$dir/kubelet-certs"
-	kubeconfig_write "$dir/kubelet.kubeconfig" "$(kubelet_token_name "$node")" "system:node:$node"
+	node_kubeconfig_write "$node" "$dir/kubelet.kubeconfig"
 	start_bg "kubelet-$node" "$dir/kubelet.log" \
 		nsenter --net="/run/netns/$(node_netns "$node")" -- \
 		"$2/kubelet" \

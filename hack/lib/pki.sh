@@ -52,19 +52,23 @@ pki_control_plane() {
 	openssl pkey -in "$PKI_DIR/sa.key" -pubout -out "$PKI_DIR/sa.pub" 2>/dev/null
 }
 
-# pki_node NODE: the agent's serving cert for its log endpoint, SAN = node IP
-# (the apiserver dials the InternalIP and checks it against the CA).
+# pki_node NODE: the node's two certificates, as a kubelet has them. node-NODE serves its
+# :10250 (SAN = node IP: the apiserver dials the InternalIP and checks it against the CA);
+# node-NODE-client is its identity towards the API server, user system:node:NODE in group
+# system:nodes, which the Node authorizer and the NodeRestriction admission plugin confine
+# to that node's own Node, Lease and pods and the Secrets and ConfigMaps those pods use.
 pki_node() {
 	local node="$1"
 	pki_cert "node-$node" "system:node:$node" system:nodes serverAuth "IP:$(node_ip "$node"),DNS:$node"
+	pki_cert "node-$node-client" "system:node:$node" system:nodes clientAuth ""
 }
 
 new_token() { openssl rand -hex 24; }
 
-# tokens_write NODE...: the apiserver's static token file. One identity per
-# component; the token of each is also kept in $BERTH_STATE/tokens/USER-ish name.
+# tokens_write: the apiserver's static token file. One identity per component; the
+# token of each is also kept in $BERTH_STATE/tokens/USER-ish name. Nodes have none: they
+# authenticate with their client certificates (pki_node, kubeconfig_write_cert).
 tokens_write() {
-	local node
 	mkdir -p "$BERTH_STATE/tokens"
 	: >"$TOKEN_FILE"
 	chmod 0600 "$TOKEN_FILE"
@@ -72,9 +76,6 @@ tokens_write() {
 	_token_line kube-controller-manager system:kube-controller-manager ""
 	_token_line kube-scheduler system:kube-scheduler ""
 	_token_line berth-controller berth-controller "berth:controllers"
-	for node in "$@"; do
-		_token_line "agent-$node" "berth-agent:$node" "berth:agents"
-	done
 }
 
 # _token_line FILE_NAME USER GROUPS: token,user,uid,"groups"
@@ -114,6 +115,41 @@ kubeconfig_write() {
 			current-context: berth-local
 		EOF
 	)
+}
+
+# kubeconfig_write_cert FILE USER CERT KEY: a kubeconfig with the CA, the certificate
+# and its key embedded (a node's: the kubelet's kubeconfig has the same shape).
+kubeconfig_write_cert() {
+	local file="$1" user="$2" cert="$3" key="$4"
+	mkdir -p "$(dirname "$file")"
+	(
+		umask 077
+		cat >"$file" <<-EOF
+			apiVersion: v1
+			kind: Config
+			clusters:
+			- name: berth-local
+			  cluster:
+			    server: $APISERVER_URL
+			    certificate-authority-data: $(base64 -w0 <"$PKI_DIR/ca.crt")
+			users:
+			- name: $user
+			  user:
+			    client-certificate-data: $(base64 -w0 <"$cert")
+			    client-key-data: $(base64 -w0 <"$key")
+			contexts:
+			- name: berth-local
+			  context:
+			    cluster: berth-local
+			    user: $user
+			current-context: berth-local
+		EOF
+	)
+}
+
+# node_kubeconfig_write NODE FILE: NODE's kubeconfig, as system:node:NODE.
+node_kubeconfig_write() {
+	kubeconfig_write_cert "$2" "system:node:$1" "$PKI_DIR/node-$1-client.crt" "$PKI_DIR/node-$1-client.key"
 }
 
 # webhook_token: the bearer token the registry sends with its notifications;

@@ -206,16 +206,37 @@ pub fn node_status(cfg: &Config, host: &HostInfo, ready: NodeCondition, runtime_
 }
 
 /// Registers (creates or updates) the Node object: its metadata and spec, applied as
-/// [`apply::FIELD_MANAGER`].
+/// [`apply::FIELD_MANAGER`]. NodeRestriction refuses a node's change of its own taints, so
+/// the taints sent are those just read (see [`with_taints_of`]); when someone changes them
+/// between the read and the apply (kube-controller-manager's node lifecycle), the apply is
+/// refused and tried again on a fresh read, a few times.
 pub async fn register(api: &Api<Node>, node: &Node) -> Result<()> {
     let name = node.metadata.name.clone().unwrap_or_default();
+    let mut attempt = 1;
+    loop {
+        match register_once(api, node, &name).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < REGISTER_ATTEMPTS => {
+                tracing::warn!(node = %name, attempt, error = %e, "registering the node; trying again");
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How often [`register`] tries before the agent gives up (and exits saying why).
+const REGISTER_ATTEMPTS: u32 = 5;
+
+async fn register_once(api: &Api<Node>, node: &Node, name: &str) -> Result<()> {
     let existing = api
-        .get_opt(&name)
+        .get_opt(name)
         .await
         .map_err(|e| Error::kube(format!("reading node {name}"), e))?;
     let node = with_taints_of(node, existing.as_ref());
     let body = apply::node_body(&node)?;
-    api.patch(&name, &apply::object_params(), &Patch::Apply(&body))
+    api.patch(name, &apply::object_params(), &Patch::Apply(&body))
         .await
         .map_err(|e| Error::kube(format!("registering node {name}"), e))?;
     Ok(())
