@@ -71,10 +71,21 @@ async fn e2e_an_agent_reaches_only_its_own_node_lease_pods_and_their_secrets() -
         admin_secrets.create(&PostParams::default(), &secret(s)?).await?;
     }
     let admin_pods = ns.pods();
-    create_pod(&admin_pods, &pod_with_secret("pod-a", &a.name, "secret-a", &image)?).await?;
-    let pod_b = create_pod(&admin_pods, &pod_with_secret("pod-b", &b.name, "secret-b", &image)?).await?;
+    create_pod(
+        &admin_pods,
+        &pod_with_secret("pod-a", &a.name, "secret-a", &image)?,
+    )
+    .await?;
+    let pod_b = create_pod(
+        &admin_pods,
+        &pod_with_secret("pod-b", &b.name, "secret-b", &image)?,
+    )
+    .await?;
     for name in ["pod-a", "pod-b"] {
-        wait_pod(&admin_pods, name, TIMEOUT, |p| (phase(p) == Some("Running")).then_some(())).await?;
+        wait_pod(&admin_pods, name, TIMEOUT, |p| {
+            (phase(p) == Some("Running")).then_some(())
+        })
+        .await?;
     }
 
     let node_a = node_client(&a.kubeconfig).await?;
@@ -83,30 +94,48 @@ async fn e2e_an_agent_reaches_only_its_own_node_lease_pods_and_their_secrets() -
         .get("secret-a")
         .await
         .context("the agent of node a reads the Secret its own pod mounts")?;
-    let msg = forbidden("node a reads the Secret of a pod on node b", secrets.get("secret-b").await)?;
+    let msg = forbidden(
+        "node a reads the Secret of a pod on node b",
+        secrets.get("secret-b").await,
+    )?;
     assert!(msg.contains("no relationship found"), "{msg}");
-    forbidden("node a reads a Secret no pod uses", secrets.get("secret-unused").await)?;
+    forbidden(
+        "node a reads a Secret no pod uses",
+        secrets.get("secret-unused").await,
+    )?;
     forbidden("node a lists Secrets", secrets.list(&ListParams::default()).await)?;
 
     let nodes: Api<Node> = Api::all(node_a.clone());
-    let label = |v: Option<&str>| Patch::Merge(json!({"metadata": {"labels": {"e2e.berth.dev/identity": v}}}));
+    let label =
+        |v: Option<&str>| Patch::Merge(json!({"metadata": {"labels": {"e2e.berth.dev/identity": v}}}));
     nodes
         .patch(&a.name, &PatchParams::default(), &label(Some("probe")))
         .await
         .context("node a labels its own Node")?;
-    nodes.patch(&a.name, &PatchParams::default(), &label(None)).await?;
+    nodes
+        .patch(&a.name, &PatchParams::default(), &label(None))
+        .await?;
     let msg = forbidden(
         "node a labels node b",
-        nodes.patch(&b.name, &PatchParams::default(), &label(Some("probe"))).await,
+        nodes
+            .patch(&b.name, &PatchParams::default(), &label(Some("probe")))
+            .await,
     )?;
-    assert!(msg.contains(&format!("is not allowed to modify node {:?}", b.name)), "{msg}");
+    assert!(
+        msg.contains(&format!("is not allowed to modify node {:?}", b.name)),
+        "{msg}"
+    );
     let own = nodes.get(&a.name).await?;
     let mut taints = own.spec.and_then(|s| s.taints).unwrap_or_default();
     taints.retain(|t| t.key != "berth.dev/agent");
     let msg = forbidden(
         "node a lifts its own taint",
         nodes
-            .patch(&a.name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"taints": taints}})))
+            .patch(
+                &a.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"taints": taints}})),
+            )
             .await,
     )?;
     assert!(msg.contains("not allowed to modify taints"), "{msg}");
@@ -124,7 +153,10 @@ async fn e2e_an_agent_reaches_only_its_own_node_lease_pods_and_their_secrets() -
         "node a deletes a pod bound to node b",
         pods.delete("pod-b", &DeleteParams::default()).await,
     )?;
-    assert!(msg.contains("can only delete pods with spec.nodeName set to itself"), "{msg}");
+    assert!(
+        msg.contains("can only delete pods with spec.nodeName set to itself"),
+        "{msg}"
+    );
     let status = Patch::Merge(json!({"status": {"message": "written by another node"}}));
     forbidden(
         "node a writes the status of a pod bound to node b",
@@ -132,7 +164,10 @@ async fn e2e_an_agent_reaches_only_its_own_node_lease_pods_and_their_secrets() -
     )?;
     let alive = admin_pods.get("pod-b").await?;
     assert_eq!(alive.metadata.uid, pod_b.metadata.uid, "pod-b was not replaced");
-    assert!(alive.metadata.deletion_timestamp.is_none(), "pod-b is not being deleted");
+    assert!(
+        alive.metadata.deletion_timestamp.is_none(),
+        "pod-b is not being deleted"
+    );
 
     let token: TokenRequest = serde_json::from_value(json!({
         "spec": {"audiences": ["berth-e2e"], "expirationSeconds": 600,
@@ -141,7 +176,8 @@ async fn e2e_an_agent_reaches_only_its_own_node_lease_pods_and_their_secrets() -
     let sas: Api<ServiceAccount> = Api::namespaced(node_a.clone(), &ns.name);
     forbidden(
         "node a asks a token bound to a pod of node b",
-        sas.create_token_request("default", &PostParams::default(), &token).await,
+        sas.create_token_request("default", &PostParams::default(), &token)
+            .await,
     )?;
     Ok(())
 }
