@@ -332,19 +332,29 @@ pub struct RestoreClusterController {
     /// The settings it is restored with.
     pub env: Vec<(String, String)>,
     metrics_addr: String,
+    /// The directory of the binary it ran (debug or release), for `BERTH_BIN_DIR`.
+    bin_dir: Option<std::path::PathBuf>,
     restored: bool,
 }
 
 impl RestoreClusterController {
-    /// Restores `leader` as it runs now: same state dir, import interval and log level.
+    /// Restores `leader` as it runs now: same binary, state dir, import interval, registry rate and log level.
     pub fn of(cluster: &LocalCluster, leader: &ClusterController) -> Self {
         Self {
             state: cluster.state.clone(),
-            env: ["BERTH_IMPORT_INTERVAL", "RUST_LOG"]
+            env: [
+                "BERTH_IMPORT_INTERVAL",
+                "RUST_LOG",
+                "BERTH_REGISTRY_QPS",
+                "BERTH_REGISTRY_BURST",
+            ]
                 .iter()
                 .filter_map(|k| leader.env.get(*k).map(|v| ((*k).to_owned(), v.clone())))
                 .collect(),
             metrics_addr: leader.metrics_addr(),
+            bin_dir: std::fs::read_link(format!("/proc/{}/exe", leader.pid))
+                .ok()
+                .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf)),
             restored: false,
         }
     }
@@ -356,6 +366,7 @@ impl RestoreClusterController {
         let out = std::process::Command::new(&up)
             .env("BERTH_STATE", &self.state)
             .env_remove("BERTH_LOCK_HELD")
+            .envs(self.bin_dir.iter().map(|d| ("BERTH_BIN_DIR", d)))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .with_context(|| format!("running {}", up.display()))?;

@@ -28,12 +28,32 @@ etcd_healthy() { curl -fsS --max-time 2 "$ETCD_CLIENT_URL/health" | grep -q '"he
 # (e.g. BERTH_KCM_EXTRA_ARGS="--node-monitor-grace-period=20s").
 extra_args() { read -ra _extra <<<"${!1:-}"; }
 
+# apiserver_audit_policy: what the API server's audit log (logs/audit.log) keeps: the writes
+# of Berth's controller (user berth-controller), at Metadata level (who, what, when, which
+# user agent; never a body). The controller names its replica in its user agent, so the
+# log tells which replica wrote (e2e/tests/fencing.rs reads it).
+apiserver_audit_policy() {
+	mkdir -p "$BERTH_STATE/apiserver"
+	cat >"$BERTH_STATE/apiserver/audit-policy.yaml" <<-EOF
+		apiVersion: audit.k8s.io/v1
+		kind: Policy
+		omitStages: [RequestReceived]
+		rules:
+		- level: Metadata
+		  users: [berth-controller]
+		  verbs: [create, update, patch, delete, deletecollection]
+		- level: None
+	EOF
+	echo "$BERTH_STATE/apiserver/audit-policy.yaml"
+}
+
 # apiserver_start KUBE_BIN_DIR. Authorisation as a production cluster has it: the Node
 # authorizer and the NodeRestriction admission plugin confine each node's identity
 # (system:node:<name>, its client certificate) to its own objects; RBAC for the rest.
 apiserver_start() {
-	local pki="$PKI_DIR" _extra=()
+	local pki="$PKI_DIR" _extra=() audit
 	extra_args BERTH_APISERVER_EXTRA_ARGS
+	audit="$(apiserver_audit_policy)"
 	start_bg kube-apiserver "$(component_log kube-apiserver)" "$1/kube-apiserver" \
 		--bind-address="$BRIDGE_IP" --advertise-address="$BRIDGE_IP" --secure-port="$APISERVER_PORT" \
 		--insecure-port=0 \
@@ -54,6 +74,8 @@ apiserver_start() {
 		--kubelet-preferred-address-types=InternalIP \
 		--kubelet-port="$AGENT_PORT" \
 		--allow-privileged=true \
+		--audit-policy-file="$audit" --audit-log-path="$(component_log audit)" \
+		--audit-log-maxsize=200 --audit-log-maxbackup=1 \
 		--profiling=false \
 		--v=1 "${_extra[@]}"
 }
