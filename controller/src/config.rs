@@ -117,3 +117,33 @@ impl Config {
         })
     }
 }
+
+/// The `User-Agent` of the controller's API requests, naming the replica (`berth-controller/0.1.0
+/// (<identity>)`), so that the API server's audit log tells the replicas apart. Characters a header cannot carry
+/// become `_`.
+pub fn user_agent(identity: &str) -> http::HeaderValue {
+    let identity: String = identity
+        .chars()
+        .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '_' })
+        .collect();
+    let agent = format!("berth-controller/{} ({identity})", env!("CARGO_PKG_VERSION"));
+    http::HeaderValue::try_from(agent).expect("visible ASCII only")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_agent_names_the_version_and_the_replica() {
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            user_agent("berth-controller-7d9f-x2k"),
+            format!("berth-controller/{version} (berth-controller-7d9f-x2k)").as_str()
+        );
+        assert_eq!(
+            user_agent("host\n\u{e9}t\u{e9}-12"),
+            format!("berth-controller/{version} (host__t_-12)").as_str()
+        );
+    }
+}

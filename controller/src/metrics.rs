@@ -87,6 +87,9 @@ pub struct Metrics {
     pub reconciles: Reconciles,
     /// 1 while this replica holds the leader Lease, else 0 (as client-go's `leader_election_master_status`).
     pub leader: Gauge,
+    /// Writes to the API server refused without being sent, because this replica had not renewed its leader
+    /// Lease within the renew deadline (`leader::fence`).
+    pub fenced_writes: Counter,
     phase: Arc<AtomicU8>,
 }
 
@@ -186,6 +189,12 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        let fenced_writes = Counter::default();
+        registry.register(
+            "fenced_writes",
+            "Writes refused unsent because this replica had not renewed its leader Lease within the renew deadline",
+            fenced_writes.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             imports,
@@ -199,6 +208,7 @@ impl Default for Metrics {
             status_writes,
             reconciles,
             leader,
+            fenced_writes,
             phase: Arc::new(AtomicU8::new(Phase::Starting as u8)),
         }
     }
@@ -330,6 +340,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("berth_push_queue_depth"), "{text}");
+        m.fenced_writes.inc();
+        assert!(m.encode().contains("berth_fenced_writes_total 1\n"), "{text}");
     }
 
     #[test]

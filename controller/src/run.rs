@@ -14,6 +14,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use prometheus_client::metrics::counter::Counter;
 use tracing::{info, warn};
 
 use crate::caches;
@@ -23,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::followers::live::LiveIndex;
 use crate::followers::{self, TagKey};
 use crate::import::schedule::Pacing;
+use crate::leader::fence::Fence;
 use crate::metrics::reconciles::Reconciles;
 use crate::metrics::{Metrics, Phase};
 use crate::registry::{RateLimit, RegistryPolicy, Resolver, ResolverConfig, WindowConfig};
@@ -43,15 +45,35 @@ fn read_policy(path: &std::path::Path) -> Result<RegistryPolicy> {
     Ok(policy)
 }
 
-/// Connects to the API server, failing in one line when it does not answer.
-pub async fn connect(config: &Config) -> Result<Client> {
-    let kube_config = kube::Config::infer().await?;
+/// The API clients of this replica (see [`leader`]), both naming it in their user agent
+/// ([`config::user_agent`](crate::config::user_agent)).
+pub struct Clients {
+    /// The controllers' client: reads always, writes only while `fence` is open.
+    pub api: Client,
+    /// The leader election's client, which opens `fence` at each renewal of the Lease.
+    pub lease: Client,
+    /// This replica's write fence.
+    pub fence: Fence,
+}
+
+/// Connects to the API server as the replica `identity`, failing in one line when it does not answer; writes
+/// refused by the fence are counted in `refused`.
+pub async fn connect(config: &Config, identity: &str, refused: Counter) -> Result<Clients> {
+    let mut kube_config = kube::Config::infer().await?;
+    kube_config
+        .headers
+        .push((http::header::USER_AGENT, crate::config::user_agent(identity)));
     let url = kube_config.cluster_url.to_string();
-    let client = Client::try_from(kube_config).map_err(Error::kube("build the client"))?;
-    match tokio::time::timeout(config.connect_timeout, client.apiserver_version()).await {
+    let fence = Fence::default();
+    let clients = Clients {
+        api: leader::api_client(kube_config.clone(), &fence, refused)?,
+        lease: leader::lease_client(kube_config, config, identity, &fence)?,
+        fence,
+    };
+    match tokio::time::timeout(config.connect_timeout, clients.api.apiserver_version()).await {
         Ok(Ok(version)) => {
-            info!(%url, version = %version.git_version, "connected");
-            Ok(client)
+            info!(%url, version = %version.git_version, identity, "connected");
+            Ok(clients)
         }
         Ok(Err(e)) => Err(Error::Unreachable {
             url,
@@ -117,17 +139,22 @@ fn pull_secrets(client: &Client, type_: &str) -> (Store<Secret>, impl std::futur
 
 /// Runs the controller until it fails, loses the lease, or is asked to stop.
 pub async fn run(config: Config) -> Result<()> {
-    let client = connect(&config).await?;
+    let identity = config.identity();
+    let metrics = Metrics::default();
+    let Clients {
+        api: client,
+        lease: lease_client,
+        fence,
+    } = connect(&config, &identity, metrics.fenced_writes.clone()).await?;
     check_crds(&client).await?;
     let token = read_token(&config)?;
-    let metrics = Metrics::default();
     let health = axum::serve(listen(config.metrics_addr).await?, metrics.router());
     let health = tokio::spawn(health.into_future());
     info!(addr = %config.metrics_addr, "serving /metrics, /healthz and /readyz");
 
     let mut stop = std::pin::pin!(stop_signal());
     let mut leadership = tokio::select! {
-        leadership = leader::acquire(client.clone(), &config, &metrics) => leadership?,
+        leadership = leader::acquire(lease_client, &fence, &config, &identity, &metrics) => leadership?,
         signal = &mut stop => { info!(signal, "stopping"); return Ok(()) }
     };
 
@@ -184,7 +211,7 @@ pub async fn run(config: Config) -> Result<()> {
         .with_load_observer(Arc::new(metrics.clone()));
     let reporter = Reporter {
         controller: "berth-controller".into(),
-        instance: Some(config.identity()),
+        instance: Some(identity.clone()),
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
