@@ -183,7 +183,10 @@ fn stop_controller(
     if let Some(q) = qps {
         restore.env.retain(|(k, _)| !k.starts_with("BERTH_REGISTRY_"));
         restore.env.push(("BERTH_REGISTRY_QPS".into(), q.to_string()));
-        restore.env.push(("BERTH_REGISTRY_BURST".into(), ((2.0 * q).ceil() as u64).to_string()));
+        restore.env.push((
+            "BERTH_REGISTRY_BURST".into(),
+            ((2.0 * q).ceil() as u64).to_string(),
+        ));
     }
     let status = std::process::Command::new("kill")
         .args(["-TERM", &controller.pid.to_string()])
@@ -191,17 +194,16 @@ fn stop_controller(
     anyhow::ensure!(status.success(), "kill -TERM {} failed", controller.pid);
     let deadline = Instant::now() + Duration::from_secs(15);
     while controller.alive() {
-        anyhow::ensure!(Instant::now() < deadline, "berth-controller did not stop within 15 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "berth-controller did not stop within 15 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(restore)
 }
 
-async fn create_tags(
-    api: &Api<ImageStreamTag>,
-    registry: &str,
-    settings: &Settings,
-) -> anyhow::Result<()> {
+async fn create_tags(api: &Api<ImageStreamTag>, registry: &str, settings: &Settings) -> anyhow::Result<()> {
     let mut creating = tokio::task::JoinSet::new();
     for chunk in (0..settings.tags)
         .collect::<Vec<_>>()
@@ -239,7 +241,11 @@ async fn run(cluster: LocalCluster, settings: Settings) -> anyhow::Result<()> {
         settings.tags,
         settings.scheduled,
         settings.missing_percent,
-        if settings.cold { "cold controller" } else { "running controller" },
+        if settings.cold {
+            "cold controller"
+        } else {
+            "running controller"
+        },
         settings.idle,
         controller.pid
     );

@@ -348,9 +348,9 @@ impl RestoreClusterController {
                 "BERTH_REGISTRY_QPS",
                 "BERTH_REGISTRY_BURST",
             ]
-                .iter()
-                .filter_map(|k| leader.env.get(*k).map(|v| ((*k).to_owned(), v.clone())))
-                .collect(),
+            .iter()
+            .filter_map(|k| leader.env.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect(),
             metrics_addr: leader.metrics_addr(),
             bin_dir: std::fs::read_link(format!("/proc/{}/exe", leader.pid))
                 .ok()

@@ -5,7 +5,10 @@
 //! this side of the wire: the [`FenceLayer`] on the controllers' API client refuses every write (any method but
 //! GET, HEAD and OPTIONS) locally, without sending it, unless the last renewal that found this replica holding
 //! the Lease was *sent* less than [`RENEW_DEADLINE`] ago. The renewals are learnt from the Lease's own client
-//! ([`super::renewals`]). Times are monotonic ([`tokio::time::Instant`], CLOCK_MONOTONIC on Linux, which counts
+//! ([`super::renewals`]). A write asks the fence when it is called and again at every poll of its answer, so a
+//! request admitted and then held up (waiting for a pooled connection or a TLS handshake when the process was
+//! stopped) is dropped unsent if it is next polled after the deadline (e2e/tests/fencing.rs caught such a
+//! write when the fence was asked only once). Times are monotonic ([`tokio::time::Instant`], CLOCK_MONOTONIC on Linux, which counts
 //! while the process is stopped), so a stopped process finds its renewal old when it resumes. Reads stay
 //! allowed: the watches and caches keep going.
 //!
@@ -19,8 +22,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::TryFutureExt;
-use futures::future::{Either, ErrInto, Ready, ready};
 use http::{Method, Request};
 use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
@@ -169,29 +170,88 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = Either<Ready<Result<S::Response, BoxError>>, ErrInto<S::Future, BoxError>>;
+    type Future = FencedFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if is_write(request.method()) {
-            let FenceLayer {
-                fence,
-                deadline,
-                refused,
-            } = &self.layer;
-            if let Err((fenced, first)) = fence.admit(Instant::now(), *deadline) {
-                refused.inc();
-                if first {
-                    warn!(method = %request.method(), path = request.uri().path(), error = %fenced,
-                        "refusing every write until this replica renews its leader Lease");
-                }
-                return Either::Left(ready(Err(fenced.into())));
-            }
+        let write = is_write(request.method()).then(|| Write {
+            layer: self.layer.clone(),
+            method: request.method().clone(),
+            path: request.uri().path().into(),
+        });
+        // Asked before the request reaches the inner service (which may queue it), and again at each poll.
+        if let Some(Err(e)) = write.as_ref().map(Write::admit) {
+            return FencedFuture {
+                write: None,
+                state: Err(Some(e)),
+            };
         }
-        Either::Right(self.inner.call(request).err_into())
+        FencedFuture {
+            write,
+            state: Ok(Box::pin(self.inner.call(request))),
+        }
+    }
+}
+
+/// A write's request and the fence it must pass.
+struct Write {
+    layer: FenceLayer,
+    method: Method,
+    path: Box<str>,
+}
+
+impl Write {
+    /// Asks the fence now; a refusal is counted and the first of its period logged.
+    fn admit(&self) -> Result<(), BoxError> {
+        let FenceLayer {
+            fence,
+            deadline,
+            refused,
+        } = &self.layer;
+        fence.admit(Instant::now(), *deadline).map_err(|(fenced, first)| {
+            refused.inc();
+            if first {
+                warn!(method = %self.method, path = %self.path, error = %fenced,
+                    "refusing every write until this replica renews its leader Lease");
+            }
+            fenced.into()
+        })
+    }
+}
+
+/// The answer of a [`FencedService`]. A write asks the fence at *every* poll, before its request makes any
+/// progress: a request that passed the fence and then waited (for a connection of the pool, a TLS handshake, a
+/// process stopped between the two) is dropped unsent when it is polled again after the deadline, so the time
+/// between the last check and the bytes leaving is one poll, not the wait.
+pub struct FencedFuture<F> {
+    write: Option<Write>,
+    /// The request under way, or the refusal not yet returned.
+    state: Result<std::pin::Pin<Box<F>>, Option<BoxError>>,
+}
+
+impl<F, T, E> std::future::Future for FencedFuture<F>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(Err(e)) = self.write.as_ref().map(Write::admit) {
+            // The request under way is dropped here, before it makes any more progress.
+            self.write = None;
+            self.state = Err(None);
+            return Poll::Ready(Err(e));
+        }
+        match &mut self.state {
+            Ok(inner) => inner.as_mut().poll(cx).map_err(Into::into),
+            Err(refused) => Poll::Ready(Err(refused
+                .take()
+                .unwrap_or_else(|| "fenced: polled after it was refused".into()))),
+        }
     }
 }
 
@@ -302,6 +362,45 @@ mod tests {
             .uri("/api/v1/namespaces/demo/pods/web-1")
             .body(())
             .expect("a request")
+    }
+
+    /// A fake API server whose answers are sent (recorded) only when first polled, as hyper's client
+    /// dispatches a request only once its future is polled past the pool and the handshake.
+    fn fake_lazy_api_server() -> (
+        impl Service<Request<()>, Response = http::Response<()>, Error = Infallible, Future: Send> + Clone,
+        Sent,
+    ) {
+        let sent = Sent::default();
+        let recorded = sent.clone();
+        let service = service_fn(move |request: Request<()>| {
+            let recorded = recorded.clone();
+            async move {
+                recorded.lock().unwrap().push(request.method().clone());
+                Ok(http::Response::new(()))
+            }
+        });
+        (service, sent)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_admitted_but_held_up_past_the_deadline_is_dropped_unsent() {
+        let (api_server, sent) = fake_lazy_api_server();
+        let layer = FenceLayer {
+            fence: Fence::default(),
+            deadline: DEADLINE,
+            refused: Counter::default(),
+        };
+        layer.fence.renewed(Instant::now());
+        let mut service = layer.layer(api_server);
+        // Admitted while the fence is open, then held up (a stopped process, a slow handshake) past it.
+        let held_up = service.call(request(Method::PATCH));
+        let read = service.call(request(Method::GET));
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let refused = held_up.await.expect_err("fenced when it is finally polled");
+        assert!(refused.to_string().contains("deadline 10 s"), "{refused}");
+        read.await.expect("a read held up the same way still goes");
+        assert_eq!(*sent.lock().unwrap(), [Method::GET], "the PATCH never left");
+        assert_eq!(layer.refused.get(), 1);
     }
 
     #[tokio::test(start_paused = true)]
