@@ -64,6 +64,10 @@ FAKETIME_LIB=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
 # kubelet client cert holds system:kubelet-api-admin: manifests/local/bindings.yaml).
 # BERTH_AGENT_CLOCK_OFFSET (signed seconds, e.g. +60) runs it with its clock that far off
 # the rest of the cluster's (libfaketime), for tests of clock skew.
+# Cluster DNS: the agent answers DNS on its node's address (BERTH_DNS_LISTEN, UDP and TCP
+# :53) and gives that address to its ClusterFirst pods (BERTH_CLUSTER_DNS), so each pod asks
+# its own node's agent (node-agent/src/cluster_dns/). Pods reach the node's address through
+# their CNI bridge's gateway, which is in the host's netns, where that address is local.
 berth_start_agent() {
 	local node="$1" bin dir clock=()
 	bin="$(berth_agent_bin)"
@@ -79,6 +83,8 @@ berth_start_agent() {
 		KUBECONFIG="$dir/kubeconfig" \
 		BERTH_NODE_NAME="$node" \
 		BERTH_NODE_IP="$(node_ip "$node")" \
+		BERTH_DNS_LISTEN="$(node_ip "$node"):53" \
+		BERTH_CLUSTER_DNS="$(node_ip "$node")" \
 		BERTH_CRI_ENDPOINT="unix://$(node_sock "$node")" \
 		BERTH_POD_CIDR="$(node_pod_cidr "$node")" \
 		BERTH_TLS_CERT="$PKI_DIR/node-$node.crt" \

@@ -1,5 +1,6 @@
 //! Wiring: connect to the runtime and the API server (failing with one clear error when either
-//! is unreachable), register the Node, then run the lease, node status, pod watch and servers.
+//! is unreachable), register the Node, then run the lease, node status, pod watch and servers
+//! (with `--dns-listen`, the cluster DNS too: [`crate::cluster_dns`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -61,6 +62,20 @@ pub async fn run(cfg: Config) -> Result<()> {
     let client = connect_api().await?;
     let https = server::bind(cfg.listen_addr).await?;
     let plain = server::bind(cfg.health_addr).await?;
+    let resolv = crate::dns::parse_resolv_conf(&std::fs::read_to_string(&cfg.resolv_conf).unwrap_or_else(|e| {
+        warn!(path = %cfg.resolv_conf.display(), error = %e, "cannot read the node's resolver configuration; dnsPolicy Default pods get none");
+        String::new()
+    }));
+    if let Some(listen) = cfg.dns_listen {
+        let settings = crate::cluster_dns::Settings::new(
+            listen,
+            &cfg.cluster_domain,
+            &resolv,
+            cfg.node_ip,
+            &cfg.cluster_dns,
+        );
+        crate::cluster_dns::start(client.clone(), settings).await?;
+    }
     info!(
         node = %cfg.node_name,
         runtime = %format!("{} {}", version.runtime_name, version.runtime_version),
@@ -97,10 +112,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             host_ip: cfg.node_ip.to_string(),
             memory_bytes: i64::try_from(host.memory_kib.saturating_mul(1024)).unwrap_or(i64::MAX),
             seccomp_root: cfg.seccomp_profile_root.clone(),
-            resolv: crate::dns::parse_resolv_conf(&std::fs::read_to_string(&cfg.resolv_conf).unwrap_or_else(|e| {
-                warn!(path = %cfg.resolv_conf.display(), error = %e, "cannot read the node's resolver configuration; dnsPolicy Default pods get none");
-                String::new()
-            })),
+            resolv,
             cluster_dns: crate::dns::ClusterDns {
                 servers: cfg.cluster_dns.clone(),
                 domain: cfg.cluster_domain.clone(),

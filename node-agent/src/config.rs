@@ -127,10 +127,17 @@ pub struct Config {
     )]
     pub seccomp_profile_root: PathBuf,
 
-    /// The cluster DNS Service's addresses, comma-separated (as the kubelet's `--cluster-dns`);
-    /// without them `dnsPolicy: ClusterFirst` pods get the node's resolver, with an Event.
+    /// The cluster DNS's addresses, comma-separated (as the kubelet's `--cluster-dns`): those
+    /// `dnsPolicy: ClusterFirst` pods get as nameservers, a DNS Service's or this node's own
+    /// (`--dns-listen`); without them such pods get the node's resolver, with an Event.
     #[arg(long, env = "BERTH_CLUSTER_DNS", value_delimiter = ',')]
     pub cluster_dns: Vec<String>,
+
+    /// Address on which the agent serves DNS to pods, UDP and TCP (e.g. `10.213.0.11:53`): the
+    /// names of `--cluster-domain` from Services and Endpoints, every other name forwarded to
+    /// the resolvers of `--resolv-conf`. Unset: no DNS server.
+    #[arg(long, env = "BERTH_DNS_LISTEN")]
+    pub dns_listen: Option<SocketAddr>,
 
     /// The cluster's DNS domain (the kubelet's `--cluster-domain`).
     #[arg(long, env = "BERTH_CLUSTER_DOMAIN", default_value = "cluster.local")]
@@ -200,5 +207,19 @@ mod tests {
         assert_eq!(c.listen_addr.port(), 10250);
         assert_eq!(c.max_pods, 110);
         assert_eq!(c.lease_renew_interval(), Duration::from_secs(10));
+        assert_eq!(c.dns_listen, None);
+        let c = Config::try_parse_from([
+            "berth-agent",
+            "--node-name=berth-1",
+            "--node-ip=10.213.0.11",
+            "--tls-cert=/c.crt",
+            "--tls-key=/c.key",
+            "--insecure-skip-client-auth",
+            "--dns-listen=10.213.0.11:53",
+            "--cluster-dns=10.213.0.11",
+        ])
+        .expect("parses");
+        assert_eq!(c.dns_listen, Some("10.213.0.11:53".parse().expect("address")));
+        assert_eq!(c.cluster_dns, vec!["10.213.0.11"]);
     }
 }

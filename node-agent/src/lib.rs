@@ -9,6 +9,7 @@ pub mod admission;
 pub mod agent;
 pub mod apply;
 pub mod backoff;
+pub mod cluster_dns;
 pub mod config;
 pub mod configure;
 pub mod cri;
