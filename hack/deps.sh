@@ -16,6 +16,7 @@ PACKAGES=(
 	skopeo                      # pushes OCI layouts to the registry, no daemon
 	umoci                       # builds OCI image layouts from a root filesystem
 	busybox-static              # a whole userland in one static file, for images
+	bind9-dnsutils              # dig, for the conformance suite's DNS querier images (hack/lib/e2e-images.sh)
 	etcd-server                 # the API server's store
 	iproute2                    # ip netns / veth / bridge
 	iptables                    # portmap + bridge ipMasq in the CNI conflist

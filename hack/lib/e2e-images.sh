@@ -17,11 +17,13 @@
 #   nginx:1.14-alpine,     stand-ins: busybox httpd on :80 serving "Welcome to nginx!"
 #   nginx:1.15-alpine      from /usr/share/nginx/html
 #   nonroot:1.0            busybox whose image config says USER 1234
+#   jessie-dnsutils:1.0    stand-in: busybox with Debian's dig and glibc's getent (agnhost
+#                          carries the same two, as upstream's has dig)
 # Anything else the suite asks for is absent: those tests fail with ErrImagePull,
 # which the report counts under "images".
 
 # Bump when what these images contain changes.
-E2E_IMAGES_RECIPE=2
+E2E_IMAGES_RECIPE=3
 
 # Where each of the suite's registries lives in the local registry.
 e2e_repo_list() {
@@ -45,7 +47,7 @@ e2e_repo_list() {
 # e2e_image_repos: the repositories push_e2e_images writes, under the registry.
 e2e_image_repos() {
 	printf '%s\n' library/busybox e2e-test-images/agnhost k8s.gcr.io/pause library/httpd library/nginx \
-		kubernetes-e2e-test-images/nonroot
+		kubernetes-e2e-test-images/nonroot kubernetes-e2e-test-images/jessie-dnsutils
 }
 
 # A busybox userland with every applet, and PATH in the config (umoci sets none).
@@ -79,10 +81,26 @@ _copy_binary() {
 	done
 }
 
+# _fill_dns_tools ROOT: what the suite's DNS queriers run: dig (Debian's bind9-dnsutils) and
+# glibc's getent, resolving by /etc/hosts then DNS as a glibc image does.
+_fill_dns_tools() {
+	local root="$1"
+	_copy_binary "$root" "$(command -v dig)" /usr/bin/dig
+	_copy_binary "$root" "$(command -v getent)" /usr/bin/getent
+	mkdir -p "$root/etc"
+	printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
+}
+
+_fill_dnsutils() {
+	_e2e_full_busybox "$1"
+	_fill_dns_tools "$1"
+}
+
 _AGNHOST_BIN=""
 _fill_agnhost() {
 	local root="$1"
 	_e2e_full_busybox "$root"
+	_fill_dns_tools "$root"
 	_copy_binary "$root" "$_AGNHOST_BIN" /agnhost
 	ln -sf agnhost "$root/agnhost-2"
 	_copy_binary "$root" "$(command -v curl)" /usr/bin/curl
@@ -135,4 +153,7 @@ push_e2e_images() {
 
 	layout="$(_e2e_layout e2e-nonroot 1.0 _fill_busybox --config.env "$E2E_PATH_ENV" --config.user 1234 --config.cmd sh)"
 	image_push "$layout" 1.0 "$reg/kubernetes-e2e-test-images/nonroot:1.0"
+
+	layout="$(_e2e_layout e2e-jessie-dnsutils 1.0 _fill_dnsutils --config.env "$E2E_PATH_ENV" --config.cmd sh)"
+	image_push "$layout" 1.0 "$reg/kubernetes-e2e-test-images/jessie-dnsutils:1.0"
 }
