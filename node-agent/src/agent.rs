@@ -1,6 +1,7 @@
 //! Wiring: connect to the runtime and the API server (failing with one clear error when either
 //! is unreachable), register the Node, then run the lease, node status, pod watch and servers
-//! (with `--dns-listen`, the cluster DNS too: [`crate::cluster_dns`]).
+//! (with `--dns-listen`, the cluster DNS too: [`crate::cluster_dns`]) and the image garbage
+//! collection ([`crate::image_gc`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -53,6 +54,7 @@ async fn connect_api() -> Result<Client> {
 
 /// Runs the agent until SIGTERM or Ctrl-C. Containers keep running when it stops.
 pub async fn run(cfg: Config) -> Result<()> {
+    let gc_policy = cfg.image_gc_policy()?;
     let cri = CriClient::connect(&cfg.cri_endpoint).await?;
     let version = cri.version().await?;
     let tls = server::tls_config(&cfg.tls_cert, &cfg.tls_key, cfg.client_ca.as_deref())?;
@@ -133,6 +135,20 @@ pub async fn run(cfg: Config) -> Result<()> {
         log_root: cfg.pod_log_dir.clone(),
         metrics: metrics.clone(),
     });
+
+    if gc_policy.enabled() {
+        let gc = crate::image_gc::Gc::new(
+            &shared,
+            index.clone(),
+            crate::image_gc::node_reference(&cfg.node_name, node_uid.clone()),
+            gc_policy,
+            cfg.pod_infra_container_image.clone(),
+            Arc::new(crate::image_gc::statvfs),
+        );
+        tokio::spawn(gc.run(cfg.image_gc_period).instrument(info_span!("image_gc")));
+    } else {
+        info!("image garbage collection disabled (--image-gc-high-threshold=100)");
+    }
 
     let leases: Api<Lease> = Api::namespaced(client.clone(), lease::NAMESPACE);
     tokio::spawn(

@@ -147,6 +147,32 @@ pub struct Config {
     #[arg(long, env = "BERTH_RESOLV_CONF", default_value = "/etc/resolv.conf")]
     pub resolv_conf: PathBuf,
 
+    /// Image garbage collection starts when the image filesystem's usage reaches this percent
+    /// (as the kubelet's `--image-gc-high-threshold`); 100 disables it.
+    #[arg(long, env = "BERTH_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85,
+        value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_high_threshold: u8,
+
+    /// Image garbage collection frees space until usage is down to this percent (as the
+    /// kubelet's `--image-gc-low-threshold`); not above the high threshold.
+    #[arg(long, env = "BERTH_IMAGE_GC_LOW_THRESHOLD", default_value_t = 80,
+        value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
+
+    /// Unused images first seen less than this long ago are never garbage collected (as the
+    /// kubelet's `--minimum-image-ttl-duration`), e.g. `2m`, `90s`.
+    #[arg(long, env = "BERTH_IMAGE_GC_MINIMUM_AGE", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub image_gc_minimum_age: Duration,
+
+    /// How often image garbage collection checks the disk, e.g. `5m`.
+    #[arg(long, env = "BERTH_IMAGE_GC_PERIOD", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub image_gc_period: Duration,
+
+    /// The pod sandbox ("pause") image, never garbage collected. Unset: the one the runtime
+    /// reports (containerd's `sandbox_image`); if it reports none, no image is collected.
+    #[arg(long, env = "BERTH_POD_INFRA_CONTAINER_IMAGE")]
+    pub pod_infra_container_image: Option<String>,
+
     /// Log output format.
     #[arg(long, env = "BERTH_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -170,6 +196,17 @@ impl Config {
             allow_host_path: self.allow_host_path,
             allowed_unsafe_sysctls: self.allowed_unsafe_sysctls.clone(),
         }
+    }
+
+    /// The image garbage collection's thresholds, checked: an error names the flags when the
+    /// low threshold is above the high one.
+    pub fn image_gc_policy(&self) -> crate::Result<crate::image_gc::Policy> {
+        crate::image_gc::Policy::new(
+            self.image_gc_high_threshold,
+            self.image_gc_low_threshold,
+            self.image_gc_minimum_age,
+        )
+        .map_err(crate::Error::Config)
     }
 
     /// How often the Lease is renewed.
@@ -208,6 +245,9 @@ mod tests {
         assert_eq!(c.max_pods, 110);
         assert_eq!(c.lease_renew_interval(), Duration::from_secs(10));
         assert_eq!(c.dns_listen, None);
+        let gc = c.image_gc_policy().expect("default thresholds are valid");
+        assert_eq!((gc.high, gc.low, gc.min_age), (85, 80, Duration::from_secs(120)));
+        assert_eq!(c.image_gc_period, Duration::from_secs(300));
         let c = Config::try_parse_from([
             "berth-agent",
             "--node-name=berth-1",
@@ -221,5 +261,35 @@ mod tests {
         .expect("parses");
         assert_eq!(c.dns_listen, Some("10.213.0.11:53".parse().expect("address")));
         assert_eq!(c.cluster_dns, vec!["10.213.0.11"]);
+    }
+
+    #[test]
+    fn image_gc_thresholds_are_checked() {
+        let base = [
+            "berth-agent",
+            "--node-name=n",
+            "--node-ip=10.0.0.1",
+            "--tls-cert=/c",
+            "--tls-key=/k",
+            "--insecure-skip-client-auth",
+        ];
+        let parse = |extra: &[&str]| Config::try_parse_from(base.iter().chain(extra));
+        let c = parse(&["--image-gc-high-threshold=70", "--image-gc-low-threshold=75"]).expect("parses");
+        let e = c.image_gc_policy().expect_err("low above high").to_string();
+        assert!(
+            e.contains(
+                "--image-gc-low-threshold (75) must not be higher than --image-gc-high-threshold (70)"
+            ),
+            "{e}"
+        );
+        let e = parse(&["--image-gc-high-threshold=101"])
+            .expect_err("out of range")
+            .to_string();
+        assert!(e.contains("--image-gc-high-threshold"), "{e}");
+        assert!(parse(&["--image-gc-low-threshold=-1"]).is_err());
+        let c = parse(&["--image-gc-high-threshold=100", "--image-gc-minimum-age=90s"]).expect("parses");
+        let p = c.image_gc_policy().expect("valid");
+        assert!(!p.enabled());
+        assert_eq!(p.min_age, Duration::from_secs(90));
     }
 }

@@ -68,6 +68,10 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// A round of image garbage collection failed ([`crate::image_gc`]).
+    #[error("{0}")]
+    ImageGc(String),
+
     /// The serving certificate or key could not be loaded.
     #[error("TLS: {0}")]
     Tls(String),

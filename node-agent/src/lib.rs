@@ -19,6 +19,7 @@ pub mod env;
 pub mod error;
 pub mod hook_runner;
 pub mod hooks;
+pub mod image_gc;
 pub mod images;
 pub mod lease;
 pub mod lifecycle;

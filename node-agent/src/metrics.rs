@@ -33,6 +33,8 @@ pub struct Metrics {
     pods: Gauge,
     lease_renewals: Family<PullLabels, Counter>,
     probes: Family<ProbeLabels, Counter>,
+    images_removed: Counter,
+    image_bytes_freed: Counter,
 }
 
 impl Default for Metrics {
@@ -73,6 +75,18 @@ impl Metrics {
             "Container probe attempts by probe (startup, liveness, readiness) and result",
             probes.clone(),
         );
+        let images_removed = Counter::default();
+        let image_bytes_freed = Counter::default();
+        registry.register(
+            "image_gc_removed_images",
+            "Images removed by the image garbage collection",
+            images_removed.clone(),
+        );
+        registry.register(
+            "image_gc_freed_bytes",
+            "Bytes freed by the image garbage collection (the sizes the runtime reported)",
+            image_bytes_freed.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             pulls,
@@ -81,7 +95,15 @@ impl Metrics {
             pods,
             lease_renewals,
             probes,
+            images_removed,
+            image_bytes_freed,
         }
+    }
+
+    /// Records an image removed by the garbage collection, and its size.
+    pub fn image_removed(&self, bytes: u64) {
+        self.images_removed.inc();
+        self.image_bytes_freed.inc_by(bytes);
     }
 
     /// Records a probe attempt (`probe` is `startup`, `liveness` or `readiness`; `result`
@@ -133,6 +155,7 @@ mod tests {
         m.observe_pull(Duration::from_millis(20), true);
         m.container_started();
         m.probed("readiness", "failure");
+        m.image_removed(2048);
         let text = m.encode();
         assert!(
             text.contains("berth_agent_probes_total{probe=\"readiness\",result=\"failure\"} 1"),
@@ -143,5 +166,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("berth_agent_containers_started_total 1"), "{text}");
+        assert!(
+            text.contains("berth_agent_image_gc_removed_images_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("berth_agent_image_gc_freed_bytes_total 2048"),
+            "{text}"
+        );
     }
 }

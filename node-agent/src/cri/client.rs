@@ -151,6 +151,44 @@ impl CriClient {
         Ok(resp.map_err(|s| Error::cri("ImageStatus", s))?.into_inner().image)
     }
 
+    /// Every image the runtime holds.
+    pub async fn list_images(&self) -> Result<Vec<api::Image>> {
+        let req = api::ListImagesRequest { filter: None };
+        let resp = self.images.clone().list_images(request(req, CALL_TIMEOUT)).await;
+        Ok(resp.map_err(|s| Error::cri("ListImages", s))?.into_inner().images)
+    }
+
+    /// Removes an image (by id, tag or digest); a missing image is not an error.
+    pub async fn remove_image(&self, image: &str) -> Result<()> {
+        let req = api::RemoveImageRequest {
+            image: Some(image_spec(image)),
+        };
+        let resp = self.images.clone().remove_image(request(req, CALL_TIMEOUT)).await;
+        found(resp.map(|_| ()).map_err(|s| Error::cri("RemoveImage", s))).map(|_| ())
+    }
+
+    /// The filesystems holding images: their mountpoints and the bytes the images use there.
+    pub async fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>> {
+        let req = api::ImageFsInfoRequest {};
+        let resp = self
+            .images
+            .clone()
+            .image_fs_info(request(req, CALL_TIMEOUT))
+            .await;
+        Ok(resp
+            .map_err(|s| Error::cri("ImageFsInfo", s))?
+            .into_inner()
+            .image_filesystems)
+    }
+
+    /// The runtime's verbose status information (containerd: `config`, a JSON document of its
+    /// CRI settings, among them the sandbox image).
+    pub async fn status_info(&self) -> Result<HashMap<String, String>> {
+        let req = api::StatusRequest { verbose: true };
+        let resp = self.runtime.clone().status(request(req, CALL_TIMEOUT)).await;
+        Ok(resp.map_err(|s| Error::cri("Status", s))?.into_inner().info)
+    }
+
     /// Creates and starts a pod sandbox; returns its id.
     pub async fn run_pod_sandbox(&self, config: PodSandboxConfig) -> Result<String> {
         let req = api::RunPodSandboxRequest {

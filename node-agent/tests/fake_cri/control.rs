@@ -122,4 +122,32 @@ impl FakeCri {
             .filter(|s| matches(&s.config.labels, &sel))
             .count()
     }
+
+    /// The runtime holds `image` (a reference), of `size` bytes, as if pulled.
+    pub fn add_image(&self, image: &str, size: u64) {
+        let mut s = self.lock();
+        s.images.insert(image.to_string());
+        s.image_sizes.insert(image.to_string(), size);
+    }
+
+    /// The fake's image id of reference `image`.
+    pub fn image_id(image: &str) -> String {
+        super::digest(image)
+    }
+
+    /// The images it holds (references).
+    pub fn images(&self) -> Vec<String> {
+        self.lock().images.iter().cloned().collect()
+    }
+
+    /// The bytes its images take (what `ImageFsInfo` reports as used).
+    pub fn image_bytes(&self) -> u64 {
+        let s = self.lock();
+        s.images.iter().map(|i| super::images::size(&s, i)).sum()
+    }
+
+    /// Its verbose `Status` reports `image` as the sandbox image, as containerd.
+    pub fn set_sandbox_image(&self, image: &str) {
+        self.lock().sandbox_image = Some(image.to_string());
+    }
 }

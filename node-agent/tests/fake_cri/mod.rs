@@ -21,6 +21,8 @@ use tonic::{Request, Response, Status};
 
 mod control;
 mod images;
+#[allow(unused_imports, reason = "only the image GC suite reads it")]
+pub use images::IMAGE_FS;
 use images::digest;
 
 type R<T> = Result<Response<T>, Status>;
@@ -94,6 +96,10 @@ pub struct FakeState {
     pub next_ip: Option<String>,
     /// Sandboxes whose IP `PodSandboxStatus` no longer reports (still running).
     pub network_lost: BTreeSet<String>,
+    /// Image sizes by reference (1 MB when not set).
+    pub image_sizes: BTreeMap<String, u64>,
+    /// The sandbox image its verbose `Status` reports (containerd's `sandboxImage`).
+    pub sandbox_image: Option<String>,
 }
 
 /// The running server: how to stop it.
@@ -161,7 +167,17 @@ impl runtime_service_server::RuntimeService for FakeCri {
         }))
     }
 
-    async fn status(&self, _: Request<StatusRequest>) -> R<StatusResponse> {
+    async fn status(&self, r: Request<StatusRequest>) -> R<StatusResponse> {
+        let verbose = r.into_inner().verbose;
+        let sandbox_image = self.lock().sandbox_image.clone();
+        let info = match sandbox_image {
+            // containerd's verbose status: its CRI settings as JSON under `config`.
+            Some(image) if verbose => HashMap::from([(
+                "config".to_string(),
+                serde_json::json!({"sandboxImage": image}).to_string(),
+            )]),
+            _ => HashMap::new(),
+        };
         let cond = |t: &str| RuntimeCondition {
             r#type: t.into(),
             status: true,
@@ -171,7 +187,7 @@ impl runtime_service_server::RuntimeService for FakeCri {
             status: Some(RuntimeStatus {
                 conditions: vec![cond("RuntimeReady"), cond("NetworkReady")],
             }),
-            ..Default::default()
+            info,
         }))
     }
 
@@ -368,11 +384,17 @@ impl runtime_service_server::RuntimeService for FakeCri {
                 pod_sandbox_id: c.sandbox_id.clone(),
                 metadata: c.config.metadata.clone(),
                 image: c.config.image.clone(),
+                image_ref: digest(
+                    &c.config
+                        .image
+                        .as_ref()
+                        .map(|i| i.image.clone())
+                        .unwrap_or_default(),
+                ),
                 state: c.state,
                 created_at: c.created_at,
                 labels: c.config.labels.clone(),
                 annotations: c.config.annotations.clone(),
-                ..Default::default()
             })
             .collect();
         Ok(Response::new(ListContainersResponse { containers }))
