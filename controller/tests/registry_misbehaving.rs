@@ -344,7 +344,7 @@ async fn fake_token_registry(
 }
 
 #[tokio::test]
-async fn bearer_token_challenges_are_answered_through_oci_client() {
+async fn bearer_token_challenges_on_the_registry_s_own_host_get_the_pull_secret() {
     let (server, token_requests) = fake_token_registry("robot", "token-secret").await;
     let resolver = resolver();
     let request = ResolveRequest {

@@ -152,7 +152,8 @@ pub enum ResolveError {
         problem: String,
     },
 
-    /// The cluster's registry policy does not allow importing from this registry; nothing was sent to it.
+    /// The cluster's registry policy does not allow importing from this registry, or contacting the token
+    /// service (`realm`) it names; nothing was sent to the host the policy refused.
     #[error("importing from {registry} is not allowed: {detail}")]
     RegistryNotAllowed {
         /// The registry, `host[:port]`.

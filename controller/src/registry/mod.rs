@@ -49,12 +49,14 @@
 //!   try HTTPS without verification, then plain HTTP.
 //!
 //! # What comes from `oci-client` and what is written here
-//! `oci-client` provides the reference grammar and Docker Hub defaults, the image index types, and the
-//! Bearer token negotiation. The manifest requests themselves are sent here with `reqwest`, because the
-//! client's own calls read bodies whole, do not return a HEAD's media type, and drop the headers of error
-//! answers (`Retry-After`); see `transport.rs`.
+//! `oci-client` provides the reference grammar and Docker Hub defaults, and the image index types. The
+//! requests themselves are sent here with `reqwest`, because the client's own calls read bodies whole, do
+//! not return a HEAD's media type, and drop the headers of error answers (`Retry-After`); see
+//! `transport.rs`. The Bearer token exchange is written here too, so that a token service (`realm`) the
+//! registry policy does not allow never gets the pull secret, nor any request (`token_realm.rs`).
 
 mod admission;
+mod challenge;
 mod credentials;
 mod error;
 mod gate;
@@ -68,6 +70,7 @@ mod resolve;
 mod session;
 mod slots;
 mod tags;
+mod token_realm;
 mod transport;
 
 pub use admission::{Priority, Signal, Window, WindowConfig};

@@ -168,32 +168,55 @@ impl RegistryPolicy {
             registry: registry.to_owned(),
             detail,
         };
+        match self.verdict(registry, insecure) {
+            Verdict::Allowed => Ok(()),
+            Verdict::Blocked(blocked) => Err(not_allowed(format!(
+                "it is blocked by the registry policy (registrySources.blockedRegistries: {blocked})"
+            ))),
+            Verdict::NotListed => Err(not_allowed(
+                "it is not in the registry policy's allowedRegistriesForImport: ask a cluster administrator to add it"
+                    .to_owned(),
+            )),
+            Verdict::InsecureNotAllowed(entry) => Err(not_allowed(format!(
+                "importPolicy.insecure asks for plain HTTP or unverified TLS, and the registry policy's \
+                 allowedRegistriesForImport entry {entry} does not allow it (insecure: true)"
+            ))),
+        }
+    }
+
+    /// Which rule decides about contacting `host` (`host[:port]`), over plain HTTP or unverified TLS when
+    /// `insecure`: the blocked list first, then the allowed list when there is one.
+    pub fn verdict(&self, host: &str, insecure: bool) -> Verdict {
         if let Some(blocked) = self
             .registry_sources
             .blocked_registries
             .iter()
-            .find(|d| matches(d, registry))
+            .find(|d| matches(d, host))
         {
-            return Err(not_allowed(format!(
-                "it is blocked by the registry policy (registrySources.blockedRegistries: {blocked})"
-            )));
+            return Verdict::Blocked(blocked.clone());
         }
         let Some(allowed) = &self.allowed_registries_for_import else {
-            return Ok(());
+            return Verdict::Allowed;
         };
-        match allowed.iter().find(|l| matches(&l.domain_name, registry)) {
-            None => Err(not_allowed(
-                "it is not in the registry policy's allowedRegistriesForImport: ask a cluster administrator to add it"
-                    .to_owned(),
-            )),
-            Some(l) if insecure && !l.insecure => Err(not_allowed(format!(
-                "importPolicy.insecure asks for plain HTTP or unverified TLS, and the registry policy's \
-                 allowedRegistriesForImport entry {} does not allow it (insecure: true)",
-                l.domain_name
-            ))),
-            Some(_) => Ok(()),
+        match allowed.iter().find(|l| matches(&l.domain_name, host)) {
+            None => Verdict::NotListed,
+            Some(l) if insecure && !l.insecure => Verdict::InsecureNotAllowed(l.domain_name.clone()),
+            Some(_) => Verdict::Allowed,
         }
     }
+}
+
+/// What the policy says about contacting a host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It may be contacted.
+    Allowed,
+    /// It is on `registrySources.blockedRegistries` (the matching entry).
+    Blocked(String),
+    /// There is an `allowedRegistriesForImport` and it does not name the host.
+    NotListed,
+    /// Plain HTTP or unverified TLS was asked for, and the matching entry does not say `insecure: true`.
+    InsecureNotAllowed(String),
 }
 
 /// A domain is `host[:port]` or `*.domain`, without scheme or path.

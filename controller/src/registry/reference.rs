@@ -135,28 +135,6 @@ impl ImageReference {
     pub fn pull_spec(&self, digest: &str) -> String {
         format!("{}/{}@{digest}", self.registry, self.repository)
     }
-
-    /// The same reference as the protocol client's type, for its token negotiation.
-    pub(crate) fn to_oci(&self) -> oci_client::Reference {
-        match (&self.tag, &self.digest) {
-            (Some(tag), Some(digest)) => oci_client::Reference::with_tag_and_digest(
-                self.registry.clone(),
-                self.repository.clone(),
-                tag.clone(),
-                digest.clone(),
-            ),
-            (_, Some(digest)) => oci_client::Reference::with_digest(
-                self.registry.clone(),
-                self.repository.clone(),
-                digest.clone(),
-            ),
-            (tag, None) => oci_client::Reference::with_tag(
-                self.registry.clone(),
-                self.repository.clone(),
-                tag.clone().unwrap_or_else(|| "latest".into()),
-            ),
-        }
-    }
 }
 
 /// `registry/repository:tag`, `registry/repository@digest` or both, as people read it in messages.

@@ -189,6 +189,7 @@ impl Resolver {
             transport: &self.transport,
             gate: &self.gate,
             auth_cache: &self.auth_cache,
+            policy: &self.config.policy,
             timeout: self.config.timeout,
             token_ttl: self.config.token_ttl,
             max_manifest_bytes: self.config.max_manifest_bytes,

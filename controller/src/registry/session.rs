@@ -1,23 +1,24 @@
 //! One resolve's conversation with a registry: the per-registry gate, scheme fallback for insecure
-//! registries, answering 401 challenges (Basic by hand, Bearer through `oci-client`), and turning HTTP
-//! answers into classified errors.
+//! registries, answering 401 challenges (Basic, and Bearer through a token service the registry policy
+//! allows: `session/token.rs`), and turning HTTP answers into classified errors.
+
+mod token;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use oci_client::RegistryOperation;
-use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
 use reqwest::header::{HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use tracing::debug;
 
 use super::admission::{Priority, Signal};
+use super::challenge::parse_challenge;
 use super::credentials::Credentials;
 use super::error::ResolveError;
 use super::gate::RegistryGate;
 use super::manifest::{self, ACCEPT};
+use super::policy::RegistryPolicy;
 use super::ratelimit::{Refusal, Throttle, parse_retry_after};
 use super::reference::ImageReference;
 use super::transport::{BodyError, Scheme, Transport, error_chain, read_limited};
@@ -69,6 +70,8 @@ pub struct Context<'a> {
     pub transport: &'a Transport,
     pub gate: &'a RegistryGate,
     pub auth_cache: &'a AuthCache,
+    /// Which token services (realms) may be asked for tokens and given credentials.
+    pub policy: &'a RegistryPolicy,
     pub timeout: Duration,
     pub token_ttl: Duration,
     pub max_manifest_bytes: u64,
@@ -89,11 +92,13 @@ pub struct Session<'a> {
     insecure: bool,
     auth: Auth,
     scheme: Scheme,
+    /// Why the pull secret was not sent to the token service, when it was not: said in `Unauthorized`.
+    withheld: Option<String>,
     /// `registry/repository:tag`, for messages.
     pub target: String,
     /// Time spent waiting for the registry (not for Berth's own rate limit).
     pub latency: Duration,
-    /// HTTP requests sent (a token negotiation counts as two).
+    /// HTTP requests sent (a token request counts as one).
     pub requests: u32,
     /// Where its requests stand in the registry's queue.
     pub priority: Priority,
@@ -122,6 +127,7 @@ impl<'a> Session<'a> {
             insecure,
             auth,
             scheme: Scheme::Https,
+            withheld: None,
             latency: Duration::ZERO,
             requests: 0,
             priority: Priority::default(),
@@ -266,7 +272,14 @@ impl<'a> Session<'a> {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let auth = match scheme.as_str() {
-            "bearer" => Auth::Bearer(self.fetch_token().await?),
+            "bearer" => {
+                let challenge = parse_challenge(challenge).map_err(|problem| {
+                    self.unauthorized(&format!(
+                        "the registry's Bearer challenge is malformed: {problem}"
+                    ))
+                })?;
+                Auth::Bearer(self.fetch_token(&challenge).await?)
+            }
             "basic" if self.credentials.is_some() && self.auth != Auth::Basic => Auth::Basic,
             _ => return Ok(false),
         };
@@ -276,43 +289,6 @@ impl<'a> Session<'a> {
             .put(Self::cache_key(self.reference, self.credentials), auth.clone());
         self.auth = auth;
         Ok(true)
-    }
-
-    /// Gets a Bearer token through `oci-client`, which reads the challenge of `/v2/`, and asks the token
-    /// service for `repository:<repo>:pull` with the credentials (Basic) or anonymously.
-    async fn fetch_token(&mut self) -> Result<String, ResolveError> {
-        let auth = match self.credentials {
-            Some(c) => RegistryAuth::Basic(c.username().to_string(), c.password().to_string()),
-            None => RegistryAuth::Anonymous,
-        };
-        let oci = self.ctx.transport.oci(self.scheme);
-        let started = Instant::now();
-        let reference = self.reference.to_oci();
-        let result = tokio::time::timeout(
-            self.ctx.timeout * 2,
-            oci.auth(&reference, &auth, RegistryOperation::Pull),
-        )
-        .await;
-        self.latency += started.elapsed();
-        self.requests += 2;
-        match result {
-            Ok(Ok(Some(token))) => Ok(token),
-            Ok(Ok(None)) => {
-                Err(self.unauthorized("the registry asked for a token but /v2/ names no token service"))
-            }
-            Ok(Err(OciDistributionError::AuthenticationFailure(_))) => {
-                Err(self.unauthorized("the token service refused the request"))
-            }
-            Ok(Err(OciDistributionError::RequestError(e))) => Err(self.unavailable(
-                format!("token request failed: {}", describe(&e, self.ctx.timeout)),
-                None,
-            )),
-            // Other failures are reduced to their kind: their text may quote the token service's answer.
-            Ok(Err(e)) => {
-                Err(self.unauthorized(&format!("token negotiation failed ({})", oci_error_kind(&e))))
-            }
-            Err(_) => Err(self.unavailable("the token request timed out".into(), None)),
-        }
     }
 
     /// GET of a manifest, read up to the size limit and verified: the bytes must hash to the
@@ -417,11 +393,15 @@ impl<'a> Session<'a> {
     }
 
     pub fn unauthorized(&self, detail: &str) -> ResolveError {
+        let detail = match &self.withheld {
+            Some(why) => format!("{detail}; the pull secret was not sent: {why}"),
+            None => detail.into(),
+        };
         ResolveError::Unauthorized {
             target: self.target.clone(),
             registry: self.reference.registry().into(),
             with_credentials: self.credentials.is_some(),
-            detail: detail.into(),
+            detail,
         }
     }
 
@@ -458,14 +438,5 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     } else {
         // The URL holds no secret: credentials travel in headers only.
         error_chain(e)
-    }
-}
-
-fn oci_error_kind(e: &OciDistributionError) -> &'static str {
-    match e {
-        OciDistributionError::RegistryTokenDecodeError(_) => "the token service's answer is not a token",
-        OciDistributionError::HeaderValueError(_) => "the challenge header is not text",
-        OciDistributionError::UrlParseError(_) => "the token service URL is not valid",
-        _ => "unexpected error from the protocol client",
     }
 }

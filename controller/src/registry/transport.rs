@@ -5,7 +5,9 @@
 //! Manifest requests are sent with `reqwest` directly rather than through `oci_client::Client`, because
 //! the latter reads whole bodies (no size limit), returns no `Content-Type` from a HEAD (needed to know
 //! whether a tag is an index before any GET), and drops the headers of error answers (`Retry-After`).
-//! `oci_client::Client` is used for what it does well: answering a registry's Bearer token challenge.
+//! Token requests go to a registry's token service with clients of their own that follow no redirects:
+//! the registry policy decided about the token service's host, not about where it might redirect
+//! (`session/token.rs`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,9 +43,10 @@ pub struct TransportError(String);
 pub struct Transport {
     verified: reqwest::Client,
     unverified: reqwest::Client,
-    oci_verified: oci_client::Client,
-    oci_unverified: oci_client::Client,
-    oci_http: oci_client::Client,
+    /// Token requests: verified TLS, no redirects.
+    token_verified: reqwest::Client,
+    /// Token requests to an insecure registry's own host: unverified TLS, no redirects.
+    token_unverified: reqwest::Client,
     /// The scheme an insecure registry last answered on.
     insecure_schemes: Mutex<HashMap<String, Scheme>>,
 }
@@ -93,33 +96,13 @@ impl Transport {
                 .redirect(reqwest::redirect::Policy::limited(5))
         };
         let build = |b: reqwest::ClientBuilder| b.build().map_err(|e| TransportError(error_chain(&e)));
-        let verified = build(base().tls_certs_merge(cas))?;
-        let unverified = build(base().tls_danger_accept_invalid_certs(true))?;
 
-        let oci = |protocol, accept_invalid_certificates, with_cas: bool| {
-            let config = oci_client::client::ClientConfig {
-                protocol,
-                accept_invalid_certificates,
-                extra_root_certificates: if with_cas {
-                    pem_blocks(extra_ca_pem)
-                } else {
-                    Vec::new()
-                },
-                // The index is resolved by Berth; the client never pulls images.
-                platform_resolver: None,
-                read_timeout: Some(timeout),
-                connect_timeout: Some(timeout),
-                user_agent,
-                ..Default::default()
-            };
-            oci_client::Client::try_from(config).map_err(|e| TransportError(error_chain(&e)))
-        };
+        let no_redirects = |b: reqwest::ClientBuilder| b.redirect(reqwest::redirect::Policy::none());
         Ok(Self {
-            verified,
-            unverified,
-            oci_verified: oci(oci_client::client::ClientProtocol::Https, false, true)?,
-            oci_unverified: oci(oci_client::client::ClientProtocol::Https, true, false)?,
-            oci_http: oci(oci_client::client::ClientProtocol::Http, false, false)?,
+            token_verified: build(no_redirects(base().tls_certs_merge(cas.clone())))?,
+            token_unverified: build(no_redirects(base().tls_danger_accept_invalid_certs(true)))?,
+            verified: build(base().tls_certs_merge(cas))?,
+            unverified: build(base().tls_danger_accept_invalid_certs(true))?,
             insecure_schemes: Mutex::default(),
         })
     }
@@ -157,29 +140,14 @@ impl Transport {
         }
     }
 
-    /// The protocol client (token negotiation) for a scheme.
-    pub fn oci(&self, scheme: Scheme) -> &oci_client::Client {
-        match scheme {
-            Scheme::Https => &self.oci_verified,
-            Scheme::HttpsUnverified => &self.oci_unverified,
-            Scheme::Http => &self.oci_http,
+    /// The HTTP client for token requests: TLS verified or not.
+    pub fn token_http(&self, verified: bool) -> &reqwest::Client {
+        if verified {
+            &self.token_verified
+        } else {
+            &self.token_unverified
         }
     }
-}
-
-/// Splits a PEM bundle into the single certificates `oci-client` takes.
-fn pem_blocks(pem: Option<&[u8]>) -> Vec<oci_client::client::Certificate> {
-    const END: &str = "-----END CERTIFICATE-----";
-    let Some(text) = pem.and_then(|p| std::str::from_utf8(p).ok()) else {
-        return Vec::new();
-    };
-    text.split_inclusive(END)
-        .filter(|block| block.contains(END))
-        .map(|block| oci_client::client::Certificate {
-            encoding: oci_client::client::CertificateEncoding::Pem,
-            data: block.trim().as_bytes().to_vec(),
-        })
-        .collect()
 }
 
 /// The body was larger than the limit; `announced` is the `Content-Length` when there was one.

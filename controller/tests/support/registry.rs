@@ -68,7 +68,7 @@ fn run(program: &PathBuf, args: &[&str]) -> String {
 }
 
 /// A test CA and a certificate for 127.0.0.1 signed by it, in `dir`: (certificate, key, CA PEM).
-fn make_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, Vec<u8>) {
+pub fn make_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, Vec<u8>) {
     let openssl = require_tool("openssl", "openssl");
     let path = |name: &str| dir.join(name).to_str().expect("utf-8 path").to_string();
     let ec = [
